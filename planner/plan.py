@@ -1,0 +1,225 @@
+"""The plan file: everything a worker needs to build its part, with no placement logic.
+
+These models are the published JSON Schema (``planner schema``). A plan is written
+pretty-printed with fields in declaration order, so the same spec always gives the
+same bytes and a plan diff in review reads top to bottom.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from planner.errors import PlanFileError
+from planner.spec import (
+    Combiner,
+    DType,
+    Initializer,
+    InputSpec,
+    Spec,
+    Strategy,
+    TableSpec,
+    describe_validation_error,
+)
+
+FORMAT_VERSION = 1
+
+Range = tuple[int, int]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Parameters(_Frozen):
+    """The placement parameters as resolved: what the planner actually used."""
+
+    requested_strategy: Strategy
+    column_slice_threshold: Optional[int] = Field(
+        description="Elements per column slice at most; 0 slices every table as far as "
+        "the world size and width allow; null = no column slicing."
+    )
+    column_slice_threshold_source: Literal["spec", "automatic", "none"]
+    row_slice_threshold: Optional[int] = Field(description="In effect (null = off).")
+    data_parallel_threshold: Optional[int] = Field(description="In effect (null = off).")
+    dp_input: bool
+
+
+class Groups(_Frozen):
+    """Names by execution group, each in spec order."""
+
+    data_parallel: list[str]
+    table_parallel: list[str]
+    row_sliced: list[str]
+
+
+class Shard(_Frozen):
+    """One piece of a table on one rank (half-open row and column ranges)."""
+
+    table: str
+    rank: int
+    rows: Range
+    cols: Range
+
+
+class FusedMember(_Frozen):
+    """A table piece stored inside a fused local weight, at ``row_offset``."""
+
+    table: str
+    row_offset: int
+    rows: int
+    cols: Range = Field(description="Columns of the table this piece holds.")
+
+
+class LocalWeight(_Frozen):
+    """One weight variable on a rank: table pieces of equal width and config stacked by rows."""
+
+    rows: int
+    width: int
+    combiner: Combiner
+    dtype: DType
+    initializer: Initializer
+    members: list[FusedMember]
+
+
+class LocalInput(_Frozen):
+    """An input looked up on this rank: which local weight, at which row offset."""
+
+    input: str
+    weight: int = Field(description="Index into this rank's table_parallel_weights.")
+    row_offset: int
+
+
+class RowSlice(_Frozen):
+    """This rank's rows of a row-sliced table; ``offset`` is subtracted from ids."""
+
+    table: str
+    rows: Range
+
+
+class RankPlan(_Frozen):
+    """What one rank holds and looks up."""
+
+    rank: int
+    table_parallel_weights: list[LocalWeight]
+    table_parallel_inputs: list[LocalInput] = Field(
+        description="Inputs this rank serves, in all-to-all order."
+    )
+    row_slices: list[RowSlice] = Field(description="One per row-sliced table, in group order.")
+    elements: int = Field(description="Weight elements held, data-parallel replicas included.")
+    bytes: int = Field(description="Weight bytes held, data-parallel replicas included.")
+
+
+class OutputAssembly(_Frozen):
+    """How a table-parallel input's output is rebuilt after the output all-to-all."""
+
+    input: str
+    pieces: list[int] = Field(
+        description="Indices into the worker-order received outputs, concatenated in this "
+        "order along the width."
+    )
+
+
+class Exchange(_Frozen):
+    """The table-parallel all-to-all, flattened in worker order (rank 0's inputs first)."""
+
+    output_widths: list[int]
+    outputs: list[OutputAssembly] = Field(description="One per table-parallel input, in group order.")
+
+
+class Stats(_Frozen):
+    """Summary numbers for review; derived from ``ranks``."""
+
+    total_elements: int
+    total_bytes: int
+    max_rank_bytes: int
+    mean_rank_bytes: float
+    imbalance: float = Field(description="Largest rank's bytes over the mean (1.0 = even).")
+
+
+class Plan(_Frozen):
+    """A complete, versioned placement of a spec's tables over ``world_size`` ranks."""
+
+    format_version: Literal[1] = FORMAT_VERSION
+    fingerprint: str = Field(description="sha256 of the normalized spec this plan was made from.")
+    world_size: int
+    strategy: Strategy = Field(description="Strategy used (one rank always uses basic).")
+    parameters: Parameters
+    tables: list[TableSpec]
+    inputs: list[InputSpec]
+    groups: Groups
+    input_groups: Groups
+    shards: list[Shard]
+    ranks: list[RankPlan]
+    exchange: Exchange
+    stats: Stats
+
+    def table(self, name: str) -> TableSpec:
+        return next(t for t in self.tables if t.name == name)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+    def spec(self) -> Spec:
+        """The normalized spec this plan was made from."""
+        params = self.parameters
+        return Spec(
+            world_size=self.world_size,
+            strategy=params.requested_strategy,
+            column_slice_threshold=(
+                params.column_slice_threshold
+                if params.column_slice_threshold_source == "spec"
+                else None
+            ),
+            row_slice_threshold=params.row_slice_threshold,
+            data_parallel_threshold=params.data_parallel_threshold,
+            dp_input=params.dp_input,
+            tables=self.tables,
+            inputs=self.inputs,
+        )
+
+
+def plan_json_schema() -> dict:
+    return Plan.model_json_schema()
+
+
+def save_plan(plan: Plan, path: str | Path) -> None:
+    """Write atomically: a temp file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(plan.to_json())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and schema-check a plan file; raises PlanFileError with a one-line reason."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as exc:
+        raise PlanFileError(f"{path}: cannot read the plan ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise PlanFileError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+    return plan_from_dict(raw, source=str(path))
+
+
+def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
+    if isinstance(raw, dict) and raw.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise PlanFileError(
+            f"{source}: format_version {raw['format_version']!r} is not supported "
+            f"(this planner reads {FORMAT_VERSION}); re-plan with this version"
+        )
+    try:
+        return Plan.model_validate(raw)
+    except ValidationError as exc:
+        raise PlanFileError(f"{source}: {describe_validation_error(exc)}") from exc

@@ -1,0 +1,226 @@
+"""Make a plan from a spec: group, slice, assign, merge and fuse, then describe the result."""
+
+from __future__ import annotations
+
+from planner.grouping import TableGroups, effective_thresholds, group_tables
+from planner.layout import RankLayout, merge_slices, rank_layout
+from planner.plan import (
+    Exchange,
+    FusedMember,
+    Groups,
+    LocalInput,
+    LocalWeight,
+    OutputAssembly,
+    Parameters,
+    Plan,
+    RankPlan,
+    RowSlice,
+    Shard,
+    Stats,
+)
+from planner.slicing import (
+    automatic_column_threshold,
+    column_slice_count,
+    ranges_from_sizes,
+    split_evenly,
+)
+from planner.spec import InputSpec, Spec, TableSpec
+from planner.strategies import STRATEGIES
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def make_plan(spec: Spec) -> Plan:
+    """Place ``spec``'s tables over its ranks exactly as upstream would, minus its bugs."""
+    spec = spec.normalized()
+    tables, inputs, world = spec.tables, spec.resolved_inputs(), spec.world_size
+    thresholds = effective_thresholds(spec)
+    groups = group_tables(spec, thresholds)
+    table_of_input = _table_of_input(tables, inputs)
+    input_groups = _input_groups(groups, table_of_input)
+
+    column_threshold, threshold_source = _column_threshold(spec, groups)
+    strategy = "basic" if world == 1 else spec.strategy
+    layouts = _table_parallel_layouts(
+        tables, groups.table_parallel, input_groups.table_parallel, table_of_input,
+        column_threshold, STRATEGIES[strategy], world,
+    )
+    row_ranges = {
+        t: ranges_from_sizes(split_evenly(tables[t].rows, world)) for t in groups.row_sliced
+    }
+    ranks = [
+        _rank_plan(rank, layout, groups, row_ranges, tables, inputs)
+        for rank, layout in enumerate(layouts)
+    ]
+    names = [t.name for t in tables]
+    input_names = [i.name for i in inputs]
+    return Plan(
+        fingerprint=spec.fingerprint(),
+        world_size=world,
+        strategy=strategy,
+        parameters=Parameters(
+            requested_strategy=spec.strategy,
+            column_slice_threshold=column_threshold,
+            column_slice_threshold_source=threshold_source,
+            row_slice_threshold=thresholds.row_slice,
+            data_parallel_threshold=thresholds.data_parallel,
+            dp_input=spec.dp_input,
+        ),
+        tables=tables,
+        inputs=inputs,
+        groups=_named(groups, names),
+        input_groups=_named(input_groups, input_names),
+        shards=_shards(layouts, row_ranges, tables),
+        ranks=ranks,
+        exchange=_exchange(layouts, input_groups.table_parallel, input_names),
+        stats=_stats(ranks, tables),
+    )
+
+
+def _table_of_input(tables: list[TableSpec], inputs: list[InputSpec]) -> list[int]:
+    index = {t.name: i for i, t in enumerate(tables)}
+    return [index[i.table] for i in inputs]
+
+
+def _input_groups(groups: TableGroups, table_of_input: list[int]) -> TableGroups:
+    """Input indices by the group of the table they read, in input order."""
+    group_of = {}
+    for name, members in vars(groups).items():
+        group_of.update(dict.fromkeys(members, name))
+    result = TableGroups([], [], [])
+    for input_index, table in enumerate(table_of_input):
+        getattr(result, group_of[table]).append(input_index)
+    return result
+
+
+def _column_threshold(spec: Spec, groups: TableGroups) -> tuple[int | None, str]:
+    if spec.column_slice_threshold is not None:
+        return spec.column_slice_threshold, "spec"
+    sizes = [spec.tables[t].elements for t in groups.table_parallel]
+    threshold = automatic_column_threshold(sizes, spec.world_size) if sizes else None
+    return threshold, "none" if threshold is None else "automatic"
+
+
+def _table_parallel_layouts(
+    tables, table_ids, input_ids, table_of_input, threshold, assign, world
+) -> list[RankLayout]:
+    slice_widths = {
+        t: split_evenly(
+            tables[t].width,
+            column_slice_count(tables[t].elements, tables[t].width, threshold, world),
+        )
+        for t in table_ids
+    }
+    owners = [t for t in table_ids for _ in slice_widths[t]]
+    sizes = [tables[t].rows * width for t in table_ids for width in slice_widths[t]]
+    assignment = assign(sizes, owners, world) if owners else [[] for _ in range(world)]
+    inputs_by_table: dict[int, list[int]] = {}
+    for input_index in input_ids:
+        inputs_by_table.setdefault(table_of_input[input_index], []).append(input_index)
+    return [
+        rank_layout(pieces, tables, inputs_by_table)
+        for pieces in merge_slices(assignment, slice_widths)
+    ]
+
+
+def _rank_plan(
+    rank: int,
+    layout: RankLayout,
+    groups: TableGroups,
+    row_ranges: dict[int, list[tuple[int, int]]],
+    tables: list[TableSpec],
+    inputs: list[InputSpec],
+) -> RankPlan:
+    weights = [
+        LocalWeight(
+            rows=weight.rows,
+            width=weight.width,
+            combiner=tables[weight.members[0].table].combiner,
+            dtype=tables[weight.members[0].table].dtype,
+            initializer=tables[weight.members[0].table].initializer,
+            members=[
+                FusedMember(
+                    table=tables[piece.table].name,
+                    row_offset=offset,
+                    rows=tables[piece.table].rows,
+                    cols=piece.cols,
+                )
+                for piece, offset in zip(weight.members, weight.offsets)
+            ],
+        )
+        for weight in layout.weights
+    ]
+    held = [(tables[p.table], tables[p.table].rows * p.width) for p in layout.pieces]
+    held += [(tables[t], _length(row_ranges[t][rank]) * tables[t].width) for t in row_ranges]
+    held += [(tables[t], tables[t].elements) for t in groups.data_parallel]
+    return RankPlan(
+        rank=rank,
+        table_parallel_weights=weights,
+        table_parallel_inputs=[
+            LocalInput(input=inputs[i].name, weight=w, row_offset=offset)
+            for i, w, offset in layout.inputs
+        ],
+        row_slices=[RowSlice(table=tables[t].name, rows=row_ranges[t][rank]) for t in row_ranges],
+        elements=sum(elements for _, elements in held),
+        bytes=sum(elements * DTYPE_BYTES[table.dtype] for table, elements in held),
+    )
+
+
+def _length(span: tuple[int, int]) -> int:
+    return span[1] - span[0]
+
+
+def _shards(
+    layouts: list[RankLayout],
+    row_ranges: dict[int, list[tuple[int, int]]],
+    tables: list[TableSpec],
+) -> list[Shard]:
+    """Every non-empty piece, ordered by table (spec order), then rank."""
+    found = [
+        (piece.table, rank, (0, tables[piece.table].rows), piece.cols)
+        for rank, layout in enumerate(layouts)
+        for piece in layout.pieces
+    ]
+    found += [
+        (table, rank, rows, (0, tables[table].width))
+        for table, ranges in row_ranges.items()
+        for rank, rows in enumerate(ranges)
+        if _length(rows) > 0
+    ]
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [
+        Shard(table=tables[t].name, rank=rank, rows=rows, cols=cols)
+        for t, rank, rows, cols in found
+    ]
+
+
+def _exchange(
+    layouts: list[RankLayout], tp_inputs: list[int], input_names: list[str]
+) -> Exchange:
+    """Output widths in worker order, and which received outputs rebuild each input."""
+    flat = [(i, layout.weights[w].width) for layout in layouts for i, w, _ in layout.inputs]
+    positions: dict[int, list[int]] = {}
+    for position, (input_index, _) in enumerate(flat):
+        positions.setdefault(input_index, []).append(position)
+    return Exchange(
+        output_widths=[width for _, width in flat],
+        outputs=[
+            OutputAssembly(input=input_names[i], pieces=positions[i]) for i in tp_inputs
+        ],
+    )
+
+
+def _named(groups: TableGroups, names: list[str]) -> Groups:
+    return Groups(**{group: [names[i] for i in ids] for group, ids in vars(groups).items()})
+
+
+def _stats(ranks: list[RankPlan], tables: list[TableSpec]) -> Stats:
+    per_rank = [rank.bytes for rank in ranks]
+    mean = sum(per_rank) / len(per_rank)
+    return Stats(
+        total_elements=sum(t.elements for t in tables),
+        total_bytes=sum(t.elements * DTYPE_BYTES[t.dtype] for t in tables),
+        max_rank_bytes=max(per_rank),
+        mean_rank_bytes=mean,
+        imbalance=max(per_rank) / mean if mean else 1.0,
+    )

@@ -1,0 +1,187 @@
+"""The table spec: what a user writes in ``tables.yaml``.
+
+The pydantic models here are the schema: they validate the file, fill defaults and
+give the normalized form whose fingerprint a plan records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from planner.errors import SpecError
+
+Strategy = Literal["basic", "memory_balanced", "memory_optimized"]
+Combiner = Optional[Literal["sum", "mean"]]
+DType = Literal["float32", "float16", "bfloat16"]
+Initializer = Union[str, dict[str, Any]]
+
+STRATEGIES: tuple[str, ...] = ("basic", "memory_balanced", "memory_optimized")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableSpec(_Frozen):
+    """One embedding table: ``rows`` ids, each looked up as a ``width``-wide vector."""
+
+    name: str = Field(min_length=1)
+    rows: int = Field(gt=0, description="Number of rows (the vocabulary size).")
+    width: int = Field(gt=0, description="Embedding width (columns).")
+    combiner: Combiner = Field(
+        None, description="null: one id per sample; sum or mean: reduce multi-hot ids."
+    )
+    dtype: DType = Field("float32", description="Storage type of the weights.")
+    initializer: Initializer = Field(
+        "uniform",
+        description="Keras initializer identifier or {class_name, config}; tables are only "
+        "fused with tables of the same initializer.",
+    )
+
+    @property
+    def elements(self) -> int:
+        return self.rows * self.width
+
+
+class InputSpec(_Frozen):
+    """One input feature: a column of ids read from ``table``."""
+
+    name: str = Field(min_length=1)
+    table: str = Field(min_length=1)
+    hotness: int = Field(1, gt=0, description="Ids per sample (1 = one-hot).")
+
+
+class Spec(_Frozen):
+    """A whole model: the tables, their inputs, and how to place them."""
+
+    world_size: int = Field(ge=1, description="Number of ranks (GPUs).")
+    strategy: Strategy = "basic"
+    column_slice_threshold: Optional[int] = Field(
+        None,
+        ge=0,
+        description="Largest elements per column slice; null = automatic when there are "
+        "fewer table-parallel tables than ranks.",
+    )
+    row_slice_threshold: Optional[int] = Field(
+        None, ge=0, description="Tables with at least this many elements are row-sliced; "
+        "null or 0 = off."
+    )
+    data_parallel_threshold: Optional[int] = Field(
+        None, ge=0, description="Tables with at most this many elements are data-parallel; "
+        "null or 0 = off."
+    )
+    dp_input: bool = Field(True, description="false = inputs arrive model-parallel.")
+    tables: list[TableSpec] = Field(min_length=1)
+    inputs: Optional[list[InputSpec]] = Field(
+        None, description="Default: one input per table, named after it."
+    )
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Spec:
+        _reject_duplicates("tables", [t.name for t in self.tables])
+        if self.inputs is None:
+            return self
+        _reject_duplicates("inputs", [i.name for i in self.inputs])
+        tables = {t.name: t for t in self.tables}
+        for index, inp in enumerate(self.inputs):
+            table = tables.get(inp.table)
+            if table is None:
+                raise ValueError(
+                    f"inputs[{index}].table: no table named {inp.table!r}; "
+                    f"declare it under tables or fix the name"
+                )
+            if inp.hotness > 1 and table.combiner is None:
+                raise ValueError(
+                    f"inputs[{index}].hotness: {inp.hotness} ids per sample need a combiner; "
+                    f"set combiner: sum or mean on table {table.name!r}"
+                )
+        return self
+
+    def resolved_inputs(self) -> list[InputSpec]:
+        """The inputs, with the default of one one-hot input per table filled in."""
+        if self.inputs is not None:
+            return list(self.inputs)
+        return [InputSpec(name=t.name, table=t.name) for t in self.tables]
+
+    def normalized(self) -> Spec:
+        """The same spec with every default written out, so equal specs compare equal."""
+        return self.model_copy(update={"inputs": self.resolved_inputs()})
+
+    def fingerprint(self) -> str:
+        """sha256 of the normalized spec's canonical JSON."""
+        canonical = json.dumps(
+            self.normalized().model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+        )
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _reject_duplicates(field: str, names: list[str]) -> None:
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise ValueError(f"{field}: name {repeated[0]!r} is used more than once; names must be unique")
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
+    """Read and validate a YAML spec; ``overrides`` (e.g. from the CLI) replace file values.
+
+    Raises SpecError with a one-line message naming the file, the field and the fix.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise SpecError(f"{path}: not valid YAML{where}: {problem}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping with world_size, strategy and tables at the top")
+    raw.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    return spec_from_dict(raw, source=str(path))
+
+
+def spec_from_dict(raw: dict[str, Any], source: str = "<spec>") -> Spec:
+    """Validate an already-parsed spec, reporting errors against ``source``."""
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {describe_validation_error(exc)}") from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line for the first problem pydantic found: field path, what is wrong, value seen."""
+    errors = exc.errors()
+    first = errors[0]
+    field = _format_location(first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "value_error" and not field:
+        text = message
+    elif first["type"] == "missing":
+        text = f"{field}: required field is missing; add it"
+    elif first["type"] == "extra_forbidden":
+        text = f"{field}: unknown key; remove it or check its spelling"
+    else:
+        text = f"{field}: {message} (got {first['input']!r})"
+    more = len(errors) - 1
+    return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
