@@ -24,10 +24,8 @@ from planner.slicing import (
     ranges_from_sizes,
     split_evenly,
 )
-from planner.spec import InputSpec, Spec, TableSpec
+from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec
 from planner.strategies import STRATEGIES
-
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def make_plan(spec: Spec) -> Plan:
@@ -73,7 +71,7 @@ def make_plan(spec: Spec) -> Plan:
         shards=_shards(layouts, row_ranges, tables),
         ranks=ranks,
         exchange=_exchange(layouts, input_groups.table_parallel, input_names),
-        stats=_stats(ranks, tables),
+        stats=summarize(ranks, tables),
     )
 
 
@@ -150,9 +148,11 @@ def _rank_plan(
         )
         for weight in layout.weights
     ]
-    held = [(tables[p.table], tables[p.table].rows * p.width) for p in layout.pieces]
-    held += [(tables[t], _length(row_ranges[t][rank]) * tables[t].width) for t in row_ranges]
-    held += [(tables[t], tables[t].elements) for t in groups.data_parallel]
+    row_slices = [RowSlice(table=tables[t].name, rows=row_ranges[t][rank]) for t in row_ranges]
+    by_name = {t.name: t for t in tables}
+    elements, size = footprint(
+        weights, row_slices, [tables[t] for t in groups.data_parallel], by_name
+    )
     return RankPlan(
         rank=rank,
         table_parallel_weights=weights,
@@ -160,9 +160,32 @@ def _rank_plan(
             LocalInput(input=inputs[i].name, weight=w, row_offset=offset)
             for i, w, offset in layout.inputs
         ],
-        row_slices=[RowSlice(table=tables[t].name, rows=row_ranges[t][rank]) for t in row_ranges],
-        elements=sum(elements for _, elements in held),
-        bytes=sum(elements * DTYPE_BYTES[table.dtype] for table, elements in held),
+        row_slices=row_slices,
+        elements=elements,
+        bytes=size,
+    )
+
+
+def footprint(
+    weights: list[LocalWeight],
+    row_slices: list[RowSlice],
+    data_parallel: list[TableSpec],
+    tables: dict[str, TableSpec],
+) -> tuple[int, int]:
+    """(elements, bytes) of weights a rank holds, data-parallel replicas included."""
+    held = [(w.rows * w.width, DTYPE_BYTES[w.dtype]) for w in weights]
+    held += [(_length(s.rows) * tables[s.table].width, tables[s.table].itemsize) for s in row_slices]
+    held += [(t.elements, t.itemsize) for t in data_parallel]
+    return sum(n for n, _ in held), sum(n * size for n, size in held)
+
+
+def rank_footprint(plan: Plan, rank: RankPlan) -> tuple[int, int]:
+    tables = {t.name: t for t in plan.tables}
+    return footprint(
+        rank.table_parallel_weights,
+        rank.row_slices,
+        [tables[name] for name in plan.groups.data_parallel],
+        tables,
     )
 
 
@@ -214,12 +237,13 @@ def _named(groups: TableGroups, names: list[str]) -> Groups:
     return Groups(**{group: [names[i] for i in ids] for group, ids in vars(groups).items()})
 
 
-def _stats(ranks: list[RankPlan], tables: list[TableSpec]) -> Stats:
+def summarize(ranks: list[RankPlan], tables: list[TableSpec]) -> Stats:
+    """Totals and balance over ranks."""
     per_rank = [rank.bytes for rank in ranks]
     mean = sum(per_rank) / len(per_rank)
     return Stats(
         total_elements=sum(t.elements for t in tables),
-        total_bytes=sum(t.elements * DTYPE_BYTES[t.dtype] for t in tables),
+        total_bytes=sum(t.elements * t.itemsize for t in tables),
         max_rank_bytes=max(per_rank),
         mean_rank_bytes=mean,
         imbalance=max(per_rank) / mean if mean else 1.0,

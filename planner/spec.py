@@ -23,6 +23,7 @@ DType = Literal["float32", "float16", "bfloat16"]
 Initializer = Union[str, dict[str, Any]]
 
 STRATEGIES: tuple[str, ...] = ("basic", "memory_balanced", "memory_optimized")
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 class _Frozen(BaseModel):
@@ -48,6 +49,11 @@ class TableSpec(_Frozen):
     @property
     def elements(self) -> int:
         return self.rows * self.width
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per weight element."""
+        return DTYPE_BYTES[self.dtype]
 
 
 class InputSpec(_Frozen):

@@ -1,0 +1,148 @@
+"""``planner``: plan, show, validate; each command parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from planner.errors import PlannerError
+from planner.plan import Plan, load_plan, plan_json_schema, save_plan
+from planner.planning import make_plan
+from planner.preview import DEFAULT_SHARD_LIMIT, FORMATS, render
+from planner.spec import STRATEGIES, Spec, load_spec
+from planner.validation import plan_problems, spec_problems
+
+
+class InputError(click.ClickException):
+    """Bad input: one line on stderr, exit code 2, nothing written."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return self.message
+
+
+def _fail_cleanly(work: Callable[[], Any]) -> Any:
+    try:
+        return work()
+    except PlannerError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def spec_options(command: Callable) -> Callable:
+    """Options that override the spec file's placement parameters."""
+    options = [
+        click.option("--world-size", type=int, help="Number of ranks (GPUs)."),
+        click.option("--strategy", type=click.Choice(STRATEGIES), help="Placement strategy."),
+        click.option(
+            "--column-slice-threshold",
+            type=int,
+            help="Elements per column slice at most (0 = slice as far as possible).",
+        ),
+        click.option(
+            "--row-slice-threshold", type=int, help="Row-slice tables this large (0 = off)."
+        ),
+        click.option(
+            "--data-parallel-threshold",
+            type=int,
+            help="Replicate tables this small on every rank (0 = off).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _load_spec(spec_path: str, overrides: dict[str, Any]) -> Spec:
+    return _fail_cleanly(lambda: load_spec(spec_path, overrides))
+
+
+def _format_option(command: Callable) -> Callable:
+    return click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+        help="Preview format.",
+    )(command)
+
+
+def _shards_option(command: Callable) -> Callable:
+    return click.option(
+        "--shards/--no-shards", "list_shards", default=None,
+        help=f"List every shard (default: only when there are at most {DEFAULT_SHARD_LIMIT}).",
+    )(command)
+
+
+def _shard_limit(list_shards: bool | None) -> int | None:
+    if list_shards is None:
+        return DEFAULT_SHARD_LIMIT
+    return None if list_shards else -1
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Plan where recommender embedding tables live on N GPUs, once, as a file to commit."""
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False),
+    help="Where to write the plan (default: SPEC's name with .plan.json, in this folder).",
+)
+@spec_options
+@_format_option
+@_shards_option
+def plan(spec_path: str, output: str | None, fmt: str, list_shards: bool | None,
+         **overrides: Any) -> None:
+    """Plan SPEC (a tables YAML file): print the layout and write the plan JSON."""
+    spec = _load_spec(spec_path, overrides)
+    result = _fail_cleanly(lambda: make_plan(spec))
+    target = Path(output) if output else Path(Path(spec_path).stem + ".plan.json")
+    if not target.parent.is_dir():
+        raise InputError(f"{target}: folder {target.parent} does not exist; create it first")
+    click.echo(render(result, fmt, _shard_limit(list_shards)))
+    save_plan(result, target)
+    click.echo(f"wrote {target}", err=fmt == "json")
+
+
+@main.command()
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@_format_option
+@_shards_option
+def show(plan_path: str, fmt: str, list_shards: bool | None) -> None:
+    """Print the layout of a saved plan."""
+    saved: Plan = _fail_cleanly(lambda: load_plan(plan_path))
+    click.echo(render(saved, fmt, _shard_limit(list_shards)))
+
+
+@main.command()
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False),
+              help="Also check the plan was made from this spec (with the same overrides).")
+@spec_options
+def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
+    """Check a plan: schema, every element placed exactly once, parts agree, spec matches."""
+    saved: Plan = _fail_cleanly(lambda: load_plan(plan_path))
+    problems = plan_problems(saved)
+    if spec_path is not None:
+        problems += spec_problems(saved, _load_spec(spec_path, overrides))
+    elif any(value is not None for value in overrides.values()):
+        raise InputError("the --world-size/--strategy/threshold options need --spec")
+    if problems:
+        for problem in problems:
+            click.echo(f"{plan_path}: {problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"{plan_path}: ok ({saved.world_size} ranks, {len(saved.shards)} shards)")
+
+
+@main.command()
+def schema() -> None:
+    """Print the plan file's JSON Schema."""
+    click.echo(json.dumps(plan_json_schema(), indent=2))
+
+
+if __name__ == "__main__":
+    main()
