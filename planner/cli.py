@@ -63,14 +63,20 @@ def _load_spec(spec_path: str, overrides: dict[str, Any]) -> Spec:
 
 def _format_option(command: Callable) -> Callable:
     return click.option(
-        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
         help="Preview format.",
     )(command)
 
 
 def _shards_option(command: Callable) -> Callable:
     return click.option(
-        "--shards/--no-shards", "list_shards", default=None,
+        "--shards/--no-shards",
+        "list_shards",
+        default=None,
         help=f"List every shard (default: only when there are at most {DEFAULT_SHARD_LIMIT}).",
     )(command)
 
@@ -89,14 +95,17 @@ def main() -> None:
 @main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False),
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
     help="Where to write the plan (default: SPEC's name with .plan.json, in this folder).",
 )
 @spec_options
 @_format_option
 @_shards_option
-def plan(spec_path: str, output: str | None, fmt: str, list_shards: bool | None,
-         **overrides: Any) -> None:
+def plan(
+    spec_path: str, output: str | None, fmt: str, list_shards: bool | None, **overrides: Any
+) -> None:
     """Plan SPEC (a tables YAML file): print the layout and write the plan JSON."""
     spec = _load_spec(spec_path, overrides)
     result = _fail_cleanly(lambda: make_plan(spec))
@@ -120,8 +129,12 @@ def show(plan_path: str, fmt: str, list_shards: bool | None) -> None:
 
 @main.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
-@click.option("--spec", "spec_path", type=click.Path(dir_okay=False),
-              help="Also check the plan was made from this spec (with the same overrides).")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False),
+    help="Also check the plan was made from this spec (with the same overrides).",
+)
 @spec_options
 def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
     """Check a plan: schema, every element placed exactly once, parts agree, spec matches."""

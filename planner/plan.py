@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,13 +40,13 @@ class Parameters(_Frozen):
     """The placement parameters as resolved: what the planner actually used."""
 
     requested_strategy: Strategy
-    column_slice_threshold: Optional[int] = Field(
+    column_slice_threshold: int | None = Field(
         description="Elements per column slice at most; 0 slices every table as far as "
         "the world size and width allow; null = no column slicing."
     )
     column_slice_threshold_source: Literal["spec", "automatic", "none"]
-    row_slice_threshold: Optional[int] = Field(description="In effect (null = off).")
-    data_parallel_threshold: Optional[int] = Field(description="In effect (null = off).")
+    row_slice_threshold: int | None = Field(description="In effect (null = off).")
+    data_parallel_threshold: int | None = Field(description="In effect (null = off).")
     dp_input: bool
 
 
@@ -129,7 +129,9 @@ class Exchange(_Frozen):
     """The table-parallel all-to-all, flattened in worker order (rank 0's inputs first)."""
 
     output_widths: list[int]
-    outputs: list[OutputAssembly] = Field(description="One per table-parallel input, in group order.")
+    outputs: list[OutputAssembly] = Field(
+        description="One per table-parallel input, in group order."
+    )
 
 
 class Stats(_Frozen):

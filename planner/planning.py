@@ -40,8 +40,13 @@ def make_plan(spec: Spec) -> Plan:
     column_threshold, threshold_source = _column_threshold(spec, groups)
     strategy = "basic" if world == 1 else spec.strategy
     layouts = _table_parallel_layouts(
-        tables, groups.table_parallel, input_groups.table_parallel, table_of_input,
-        column_threshold, STRATEGIES[strategy], world,
+        tables,
+        groups.table_parallel,
+        input_groups.table_parallel,
+        table_of_input,
+        column_threshold,
+        STRATEGIES[strategy],
+        world,
     )
     row_ranges = {
         t: ranges_from_sizes(split_evenly(tables[t].rows, world)) for t in groups.row_sliced
@@ -143,7 +148,7 @@ def _rank_plan(
                     rows=tables[piece.table].rows,
                     cols=piece.cols,
                 )
-                for piece, offset in zip(weight.members, weight.offsets)
+                for piece, offset in zip(weight.members, weight.offsets, strict=True)
             ],
         )
         for weight in layout.weights
@@ -174,7 +179,9 @@ def footprint(
 ) -> tuple[int, int]:
     """(elements, bytes) of weights a rank holds, data-parallel replicas included."""
     held = [(w.rows * w.width, DTYPE_BYTES[w.dtype]) for w in weights]
-    held += [(_length(s.rows) * tables[s.table].width, tables[s.table].itemsize) for s in row_slices]
+    held += [
+        (_length(s.rows) * tables[s.table].width, tables[s.table].itemsize) for s in row_slices
+    ]
     held += [(t.elements, t.itemsize) for t in data_parallel]
     return sum(n for n, _ in held), sum(n * size for n, size in held)
 
@@ -217,9 +224,7 @@ def _shards(
     ]
 
 
-def _exchange(
-    layouts: list[RankLayout], tp_inputs: list[int], input_names: list[str]
-) -> Exchange:
+def _exchange(layouts: list[RankLayout], tp_inputs: list[int], input_names: list[str]) -> Exchange:
     """Output widths in worker order, and which received outputs rebuild each input."""
     flat = [(i, layout.weights[w].width) for layout in layouts for i, w, _ in layout.inputs]
     positions: dict[int, list[int]] = {}
@@ -227,9 +232,7 @@ def _exchange(
         positions.setdefault(input_index, []).append(position)
     return Exchange(
         output_widths=[width for _, width in flat],
-        outputs=[
-            OutputAssembly(input=input_names[i], pieces=positions[i]) for i in tp_inputs
-        ],
+        outputs=[OutputAssembly(input=input_names[i], pieces=positions[i]) for i in tp_inputs],
     )
 
 

@@ -53,7 +53,8 @@ def _header_lines(plan: Plan) -> list[str]:
     slicing = (
         "no column slicing"
         if p.column_slice_threshold is None
-        else f"column slice threshold {p.column_slice_threshold:,} ({p.column_slice_threshold_source})"
+        else f"column slice threshold {p.column_slice_threshold:,} "
+        f"({p.column_slice_threshold_source})"
     )
     return [
         f"world size {plan.world_size}, strategy {plan.strategy}, "
@@ -61,8 +62,7 @@ def _header_lines(plan: Plan) -> list[str]:
         f"{human_bytes(plan.stats.total_bytes)} of weights",
         f"groups: {len(plan.groups.data_parallel)} data-parallel, "
         f"{len(plan.groups.table_parallel)} table-parallel, "
-        f"{len(plan.groups.row_sliced)} row-sliced; column slice threshold "
-        f"{'none' if threshold is None else threshold} ({p.column_slice_threshold_source})",
+        f"{len(plan.groups.row_sliced)} row-sliced; {slicing}",
     ]
 
 
@@ -110,13 +110,15 @@ def _shard_table(plan: Plan) -> tuple[list[str], list[list[str]]]:
 
 
 def _align(head: list[str], body: list[list[str]]) -> list[str]:
-    widths = [max(len(cell) for cell in column) for column in zip(head, *body)]
+    widths = [max(len(cell) for cell in column) for column in zip(head, *body, strict=True)]
     numeric = [all(_is_numeric(row[i]) for row in body) for i in range(len(head))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(
-            cell.rjust(w) if num else cell.ljust(w) for cell, w, num in zip(cells, widths, numeric)
-        ).rstrip()
+        padded = (
+            cell.rjust(w) if num else cell.ljust(w)
+            for cell, w, num in zip(cells, widths, numeric, strict=True)
+        )
+        return "  ".join(padded).rstrip()
 
     return [line(head), line(["-" * w for w in widths]), *[line(row) for row in body]]
 
@@ -150,8 +152,8 @@ def render(plan: Plan, fmt: str = "table", shard_limit: int | None = DEFAULT_SHA
         return json.dumps(_as_json(plan), indent=2)
     show_shards = shard_limit is None or len(plan.shards) <= shard_limit
     tabulate = _markdown if fmt == "markdown" else _align
-    lines = _header_lines(plan) + [""]
-    lines += tabulate(*_rank_table(plan)) + ["", _footer(plan)]
+    lines = [*_header_lines(plan), ""]
+    lines += [*tabulate(*_rank_table(plan)), "", _footer(plan)]
     lines += _data_parallel_line(plan)
     if show_shards:
         lines += ["", *tabulate(*_shard_table(plan))]

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from planner.errors import SpecError
 
 Strategy = Literal["basic", "memory_balanced", "memory_optimized"]
-Combiner = Optional[Literal["sum", "mean"]]
+Combiner = Literal["sum", "mean"] | None
 DType = Literal["float32", "float16", "bfloat16"]
-Initializer = Union[str, dict[str, Any]]
+Initializer = str | dict[str, Any]
 
 STRATEGIES: tuple[str, ...] = ("basic", "memory_balanced", "memory_optimized")
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -69,23 +69,25 @@ class Spec(_Frozen):
 
     world_size: int = Field(ge=1, description="Number of ranks (GPUs).")
     strategy: Strategy = "basic"
-    column_slice_threshold: Optional[int] = Field(
+    column_slice_threshold: int | None = Field(
         None,
         ge=0,
         description="Largest elements per column slice; null = automatic when there are "
         "fewer table-parallel tables than ranks.",
     )
-    row_slice_threshold: Optional[int] = Field(
-        None, ge=0, description="Tables with at least this many elements are row-sliced; "
-        "null or 0 = off."
+    row_slice_threshold: int | None = Field(
+        None,
+        ge=0,
+        description="Tables with at least this many elements are row-sliced; null or 0 = off.",
     )
-    data_parallel_threshold: Optional[int] = Field(
-        None, ge=0, description="Tables with at most this many elements are data-parallel; "
-        "null or 0 = off."
+    data_parallel_threshold: int | None = Field(
+        None,
+        ge=0,
+        description="Tables with at most this many elements are data-parallel; null or 0 = off.",
     )
     dp_input: bool = Field(True, description="false = inputs arrive model-parallel.")
     tables: list[TableSpec] = Field(min_length=1)
-    inputs: Optional[list[InputSpec]] = Field(
+    inputs: list[InputSpec] | None = Field(
         None, description="Default: one input per table, named after it."
     )
 
@@ -131,7 +133,9 @@ class Spec(_Frozen):
 def _reject_duplicates(field: str, names: list[str]) -> None:
     repeated = [name for name, count in Counter(names).items() if count > 1]
     if repeated:
-        raise ValueError(f"{field}: name {repeated[0]!r} is used more than once; names must be unique")
+        raise ValueError(
+            f"{field}: name {repeated[0]!r} is used more than once; names must be unique"
+        )
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
@@ -152,7 +156,9 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise SpecError(f"{path}: not valid YAML{where}: {problem}") from exc
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: expected a mapping with world_size, strategy and tables at the top")
+        raise SpecError(
+            f"{path}: expected a mapping with world_size, strategy and tables at the top"
+        )
     raw.update({key: value for key, value in (overrides or {}).items() if value is not None})
     return spec_from_dict(raw, source=str(path))
 

@@ -30,7 +30,7 @@ def memory_balanced(
     with a small one so that slice counts stay even. Equal sizes order by table, higher
     index first.
     """
-    order = [owner for _, owner in sorted(zip(sizes, owners), reverse=True)]
+    order = [owner for _, owner in sorted(zip(sizes, owners, strict=True), reverse=True)]
     span = 2 * world_size
     return [order[rank::span] + order[span - 1 - rank :: span] for rank in range(world_size)]
 
@@ -44,7 +44,7 @@ def memory_optimized(
     and the final rank order is the ascending order of those keys. Slices leave the sorted
     list from its end: largest size first, equal sizes higher table index first.
     """
-    pending = sorted(zip(sizes, owners))
+    pending = sorted(zip(sizes, owners, strict=True))
     ranks: list[tuple[int, list[int]]] = [(0, []) for _ in range(world_size)]
     while pending:
         size, owner = pending.pop()

@@ -16,8 +16,14 @@ from planner.spec import Spec
 def plan_problems(plan: Plan) -> list[str]:
     """Every inconsistency found, one line each; empty for a sound plan."""
     problems: list[str] = []
-    for check in (_check_ranks, _check_groups, _check_coverage, _check_rank_contents,
-                  _check_exchange, _check_totals):
+    for check in (
+        _check_ranks,
+        _check_groups,
+        _check_coverage,
+        _check_rank_contents,
+        _check_exchange,
+        _check_totals,
+    ):
         problems += check(plan)
     return problems
 
@@ -56,7 +62,9 @@ def _check_groups(plan: Plan) -> list[str]:
         for name in names:
             table = next((i.table for i in plan.inputs if i.name == name), None)
             if table is None or group_of.get(table) != group:
-                problems.append(f"input_groups.{group}: input {name!r} reads a table not in {group}")
+                problems.append(
+                    f"input_groups.{group}: input {name!r} reads a table not in {group}"
+                )
     counted = sum(len(names) for _, names in plan.input_groups)
     if counted != len(plan.inputs):
         problems.append("input_groups: every input must be in exactly one group")
@@ -103,9 +111,7 @@ def _check_rank_contents(plan: Plan) -> list[str]:
     problems = []
     tables = {t.name: t for t in plan.tables}
     shard_at = {(s.table, s.rank): s for s in plan.shards}
-    tp_inputs = {
-        i.name: i.table for i in plan.inputs if i.name in plan.input_groups.table_parallel
-    }
+    tp_inputs = {i.name: i.table for i in plan.inputs if i.name in plan.input_groups.table_parallel}
     for rank in plan.ranks:
         where = f"ranks[{rank.rank}]"
         held = {}

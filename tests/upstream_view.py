@@ -21,9 +21,7 @@ def upstream_view(plan: Plan) -> dict:
     ]
     table_groups = [[table_index[name] for name in group] for group in groups]
     in_groups = [[input_index[name] for name in group] for group in input_groups]
-    map_groups = [
-        [groups[g].index(plan.inputs[i].table) for i in in_groups[g]] for g in range(3)
-    ]
+    map_groups = [[groups[g].index(plan.inputs[i].table) for i in in_groups[g]] for g in range(3)]
     flat = [i for group in in_groups for i in group]
     view = {
         "strategy_used": plan.strategy,
@@ -73,5 +71,5 @@ def upstream_fused_tables(expected: dict) -> list[list[list[int]]]:
     """Upstream's fused groups as table ids (its local_group_list holds local positions)."""
     return [
         [[ids[p] for p in group] for group in groups]
-        for ids, groups in zip(expected["table_ids"], expected["local_group_list"])
+        for ids, groups in zip(expected["table_ids"], expected["local_group_list"], strict=True)
     ]
