@@ -197,10 +197,17 @@ def save_plan(plan: Plan, path: str | Path) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(plan.to_json())
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it private; plans are shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_plan(path: str | Path) -> Plan:
