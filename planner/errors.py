@@ -12,6 +12,3 @@ class SpecError(PlannerError):
 class PlanFileError(PlannerError):
     """A plan file cannot be read, does not match the schema, or is inconsistent."""
 
-
-class PlacementError(PlannerError):
-    """The spec is valid but cannot be placed as asked (e.g. a rank would be left empty)."""

@@ -191,8 +191,15 @@ def plan_json_schema() -> dict:
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:
-    """Write atomically: a temp file in the same folder, then rename over ``path``."""
+    """Write atomically: a temp file in the same folder, then rename over ``path``.
+
+    Readers (CI, a training job starting) never see half a plan.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: nothing to rename over
+        with path.open("w") as handle:
+            handle.write(plan.to_json())
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "w") as handle:
