@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from planner.grouping import TableGroups, effective_thresholds, group_tables
+from dataclasses import dataclass
+
+from planner.grouping import EffectiveThresholds, TableGroups, effective_thresholds, group_tables
 from planner.layout import RankLayout, merge_slices, rank_layout
 from planner.plan import (
     Exchange,
@@ -28,15 +30,36 @@ from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec
 from planner.strategies import STRATEGIES
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where everything goes, before it is written out as a plan.
+
+    A placement function (upstream's pipeline, or another strategy) decides this; the
+    plan's per-rank weights, shards, exchange and totals all follow from it.
+    """
+
+    strategy: str
+    groups: TableGroups
+    thresholds: EffectiveThresholds
+    column_threshold: int | None
+    threshold_source: str
+    layouts: list[RankLayout]
+    row_ranges: dict[int, list[tuple[int, int]]]
+
+
 def make_plan(spec: Spec) -> Plan:
-    """Place ``spec``'s tables over its ranks exactly as upstream would, minus its bugs."""
+    """Place ``spec``'s tables over its ranks and describe the result as a plan."""
     spec = spec.normalized()
-    tables, inputs, world = spec.tables, spec.resolved_inputs(), spec.world_size
+    return describe(spec, upstream_placement(spec))
+
+
+def upstream_placement(spec: Spec) -> Placement:
+    """Upstream's rules: group, column-slice, assign, merge and fuse, row-slice."""
+    tables, world = spec.tables, spec.world_size
     thresholds = effective_thresholds(spec)
     groups = group_tables(spec, thresholds)
-    table_of_input = _table_of_input(tables, inputs)
+    table_of_input = _table_of_input(tables, spec.resolved_inputs())
     input_groups = _input_groups(groups, table_of_input)
-
     column_threshold, threshold_source = _column_threshold(spec, groups)
     strategy = "basic" if world == 1 else spec.strategy
     layouts = _table_parallel_layouts(
@@ -51,6 +74,22 @@ def make_plan(spec: Spec) -> Plan:
     row_ranges = {
         t: ranges_from_sizes(split_evenly(tables[t].rows, world)) for t in groups.row_sliced
     }
+    return Placement(
+        strategy=strategy,
+        groups=groups,
+        thresholds=thresholds,
+        column_threshold=column_threshold,
+        threshold_source=threshold_source,
+        layouts=layouts,
+        row_ranges=row_ranges,
+    )
+
+
+def describe(spec: Spec, placement: Placement) -> Plan:
+    """Write a placement out as a plan: everything a worker needs, nothing to recompute."""
+    tables, inputs = spec.tables, spec.resolved_inputs()
+    groups, layouts, row_ranges = placement.groups, placement.layouts, placement.row_ranges
+    input_groups = _input_groups(groups, _table_of_input(tables, inputs))
     ranks = [
         _rank_plan(rank, layout, groups, row_ranges, tables, inputs)
         for rank, layout in enumerate(layouts)
@@ -59,14 +98,14 @@ def make_plan(spec: Spec) -> Plan:
     input_names = [i.name for i in inputs]
     return Plan(
         fingerprint=spec.fingerprint(),
-        world_size=world,
-        strategy=strategy,
+        world_size=spec.world_size,
+        strategy=placement.strategy,
         parameters=Parameters(
             requested_strategy=spec.strategy,
-            column_slice_threshold=column_threshold,
-            column_slice_threshold_source=threshold_source,
-            row_slice_threshold=thresholds.row_slice,
-            data_parallel_threshold=thresholds.data_parallel,
+            column_slice_threshold=placement.column_threshold,
+            column_slice_threshold_source=placement.threshold_source,
+            row_slice_threshold=placement.thresholds.row_slice,
+            data_parallel_threshold=placement.thresholds.data_parallel,
             dp_input=spec.dp_input,
         ),
         tables=tables,
