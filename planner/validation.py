@@ -14,10 +14,15 @@ from planner.spec import Spec
 
 
 def plan_problems(plan: Plan) -> list[str]:
-    """Every inconsistency found, one line each; empty for a sound plan."""
-    problems: list[str] = []
+    """Every inconsistency found, one line each; empty for a sound plan.
+
+    Dangling references (an unknown table, an index out of range) are reported alone:
+    the deeper checks follow those references and would have nothing to compare.
+    """
+    problems = reference_problems(plan)
+    if problems:
+        return problems
     for check in (
-        _check_ranks,
         _check_groups,
         _check_coverage,
         _check_rank_contents,
@@ -40,15 +45,63 @@ def spec_problems(plan: Plan, spec: Spec) -> list[str]:
     return []
 
 
-def _check_ranks(plan: Plan) -> list[str]:
+def reference_problems(plan: Plan) -> list[str]:
+    """Ranks numbered 0..N-1, and every name and index pointing at something that exists.
+
+    A plan that passes this can be previewed and built from without a crash.
+    """
     numbers = [r.rank for r in plan.ranks]
     if numbers != list(range(plan.world_size)):
         return [f"ranks: expected ranks 0..{plan.world_size - 1} in order, found {numbers}"]
-    return [
-        f"shards: shard of {s.table!r} names rank {s.rank}, outside 0..{plan.world_size - 1}"
-        for s in plan.shards
-        if not 0 <= s.rank < plan.world_size
+    tables = {t.name for t in plan.tables}
+    inputs = {i.name for i in plan.inputs}
+    problems = [
+        f"inputs: input {i.name!r} reads table {i.table!r}, which is not in tables"
+        for i in plan.inputs
+        if i.table not in tables
     ]
+    for _, names in plan.groups:
+        problems += [f"groups: {name!r} is not in tables" for name in names if name not in tables]
+    for _, names in plan.input_groups:
+        problems += [
+            f"input_groups: {name!r} is not in inputs" for name in names if name not in inputs
+        ]
+    for shard in plan.shards:
+        if shard.table not in tables:
+            problems.append(f"shards: table {shard.table!r} is not in tables")
+        if not 0 <= shard.rank < plan.world_size:
+            problems.append(
+                f"shards: shard of {shard.table!r} names rank {shard.rank}, "
+                f"outside 0..{plan.world_size - 1}"
+            )
+    for rank in plan.ranks:
+        where = f"ranks[{rank.rank}]"
+        for weight in rank.table_parallel_weights:
+            problems += [
+                f"{where}: weight member {m.table!r} is not in tables"
+                for m in weight.members
+                if m.table not in tables
+            ]
+        for local in rank.table_parallel_inputs:
+            if local.input not in inputs:
+                problems.append(f"{where}: input {local.input!r} is not in inputs")
+            if not 0 <= local.weight < len(rank.table_parallel_weights):
+                problems.append(
+                    f"{where}: input {local.input!r} reads weight {local.weight}, "
+                    f"which the rank does not have"
+                )
+        problems += [
+            f"{where}: row slice of {s.table!r}, which is not in tables"
+            for s in rank.row_slices
+            if s.table not in tables
+        ]
+    outputs = len(plan.exchange.output_widths)
+    for output in plan.exchange.outputs:
+        if output.input not in inputs:
+            problems.append(f"exchange.outputs: {output.input!r} is not in inputs")
+        if any(not 0 <= k < outputs for k in output.pieces):
+            problems.append(f"exchange.outputs: a piece of {output.input!r} is out of range")
+    return problems
 
 
 def _check_groups(plan: Plan) -> list[str]:
@@ -120,7 +173,9 @@ def _check_rank_contents(plan: Plan) -> list[str]:
             for member in weight.members:
                 table = tables[member.table]
                 shard = shard_at.get((member.table, rank.rank))
-                if shard is None or shard.cols != member.cols:
+                if shard is None:
+                    problems.append(f"{where}: holds {member.table!r} but no shard says so")
+                elif shard.cols != member.cols:
                     problems.append(f"{where}: {member.table!r} columns disagree with its shard")
                 if (member.row_offset, member.rows) != (offset, table.rows):
                     problems.append(f"{where}: {member.table!r} row offset or rows are wrong")
@@ -160,7 +215,7 @@ def _check_exchange(plan: Plan) -> list[str]:
         problems.append("exchange.outputs: must list the table-parallel inputs in group order")
     for output in plan.exchange.outputs:
         positions = [k for k, (name, _) in enumerate(flat) if name == output.input]
-        width = sum(flat[k][1] for k in output.pieces if k < len(flat))
+        width = sum(flat[k][1] for k in output.pieces)
         if output.pieces != positions or width != plan.table(inputs[output.input]).width:
             problems.append(f"exchange.outputs: pieces of {output.input!r} do not rebuild it")
     return problems
