@@ -77,7 +77,12 @@ def fusion_key(table: TableSpec, width: int) -> tuple:
     Upstream compares width and combiner only, and so fuses tables whose initializers
     or dtypes differ; both are part of the key here.
     """
-    return (width, table.combiner, table.dtype, json.dumps(table.initializer, sort_keys=True))
+    return weight_key(width, table.combiner, table.dtype, table.initializer)
+
+
+def weight_key(width: int, combiner: str | None, dtype: str, initializer: object) -> tuple:
+    """What makes two weights interchangeable; initializers compare by canonical JSON."""
+    return (width, combiner, dtype, json.dumps(initializer, sort_keys=True))
 
 
 def fuse(pieces: list[Piece], tables: list[TableSpec]) -> list[FusedWeight]:

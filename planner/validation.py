@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from planner.layout import fusion_key, weight_key
 from planner.plan import Plan
 from planner.planning import make_plan, rank_footprint, summarize
 from planner.spec import Spec
@@ -164,6 +165,7 @@ def _check_rank_contents(plan: Plan) -> list[str]:
     problems = []
     tables = {t.name: t for t in plan.tables}
     shard_at = {(s.table, s.rank): s for s in plan.shards}
+    table_parallel = set(plan.groups.table_parallel)
     tp_inputs = {i.name: i.table for i in plan.inputs if i.name in plan.input_groups.table_parallel}
     for rank in plan.ranks:
         where = f"ranks[{rank.rank}]"
@@ -181,7 +183,9 @@ def _check_rank_contents(plan: Plan) -> list[str]:
                     problems.append(f"{where}: {member.table!r} row offset or rows are wrong")
                 if member.cols[1] - member.cols[0] != weight.width:
                     problems.append(f"{where}: {member.table!r} width differs from its weight")
-                if (table.combiner, table.dtype) != (weight.combiner, weight.dtype):
+                if fusion_key(table, weight.width) != weight_key(
+                    weight.width, weight.combiner, weight.dtype, weight.initializer
+                ):
                     problems.append(f"{where}: {member.table!r} fused with a different config")
                 held[member.table] = (w_index, member.row_offset)
                 offset += member.rows
@@ -191,6 +195,11 @@ def _check_rank_contents(plan: Plan) -> list[str]:
         wanted = sorted((name, *held[t]) for name, t in tp_inputs.items() if t in held)
         if sorted(served) != wanted:
             problems.append(f"{where}: table_parallel_inputs do not match the tables it holds")
+        problems += [
+            f"{where}: a shard of {s.table!r} is here but no local weight holds it"
+            for s in plan.shards
+            if s.rank == rank.rank and s.table in table_parallel and s.table not in held
+        ]
         if [s.table for s in rank.row_slices] != plan.groups.row_sliced:
             problems.append(f"{where}: row_slices must list the row-sliced tables in group order")
         for s in rank.row_slices:

@@ -293,11 +293,6 @@ def _with_rank(plan: Plan, rank_plan) -> Plan:
     return plan.model_copy(update={"ranks": ranks, "stats": summarize(ranks, plan.tables)})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: plan_problems never checks a local weight's initializer against its "
-    "members' tables, so a plan fusing tables of different initializers passes",
-)
 def test_fusing_tables_with_different_initializers_is_reported():
     plan = _plan(
         {
@@ -311,11 +306,6 @@ def test_fusing_tables_with_different_initializers_is_reported():
     assert plan_problems(plan.model_copy(update={"tables": tables})) != []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: plan_problems checks weight members against shards but not shards "
-    "against weight members: a shard of a table no input reads can be held by no rank",
-)
 def test_shard_held_by_no_local_weight_is_reported():
     # a and b (10x4, threshold 20) are cut into 2 slices each; rank 0 holds a(0,2) b(0,2)
     # fused, rank 1 a(2,4) b(2,4) fused. Only a is read by an input.
