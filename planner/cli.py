@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 
 from planner.errors import PlannerError
+from planner.memory import OPTIMIZERS, capacity_lines
 from planner.plan import Plan, load_plan, plan_json_schema, save_plan
 from planner.planning import make_plan
 from planner.preview import DEFAULT_SHARD_LIMIT, FORMATS, render
-from planner.spec import STRATEGIES, Spec, load_spec
+from planner.spec import STRATEGIES, DType, Spec, load_spec
 from planner.validation import plan_problems, spec_problems
 
 
@@ -33,28 +34,93 @@ def _fail_cleanly(work: Callable[[], Any]) -> Any:
         raise InputError(str(exc)) from exc
 
 
-def spec_options(command: Callable) -> Callable:
-    """Options that override the spec file's placement parameters."""
-    options = [
-        click.option("--world-size", type=int, help="Number of ranks (GPUs)."),
-        click.option("--strategy", type=click.Choice(STRATEGIES), help="Placement strategy."),
-        click.option(
-            "--column-slice-threshold",
-            type=int,
-            help="Elements per column slice at most (0 = slice as far as possible).",
-        ),
-        click.option(
-            "--row-slice-threshold", type=int, help="Row-slice tables this large (0 = off)."
-        ),
-        click.option(
-            "--data-parallel-threshold",
-            type=int,
-            help="Replicate tables this small on every rank (0 = off).",
-        ),
-    ]
+class CapacityExceeded(click.ClickException):
+    """The plan does not fit the device memory: one line per rank over, exit code 3."""
+
+    exit_code = 3
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, err=True)
+
+
+def _apply(options: list[Callable[[Callable], Callable]], command: Callable) -> Callable:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _id_bytes(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+COST_OPTIONS = [
+    click.option(
+        "--optimizer",
+        type=click.Choice(OPTIMIZERS),
+        help="Training optimizer; its state counts in each rank's bytes (default sgd).",
+    ),
+    click.option(
+        "--device-memory",
+        help="Memory per GPU, e.g. 80GiB or 80GB; a plan that does not fit exits with code 3.",
+    ),
+    click.option(
+        "--memory-reserve",
+        type=float,
+        help="Fraction of --device-memory kept for activations and workspace (default 0).",
+    ),
+    click.option(
+        "--global-batch-size",
+        type=int,
+        help="Samples per step over all ranks; adds the communication estimate.",
+    ),
+    click.option(
+        "--id-bytes",
+        type=click.Choice(["4", "8"]),
+        callback=_id_bytes,
+        help="Bytes per id sent: 8 (int64, default) or 4 (int32).",
+    ),
+    click.option(
+        "--compute-dtype",
+        type=click.Choice(get_args(DType)),
+        help="Type of the embeddings exchanged (default float32).",
+    ),
+    click.option(
+        "--alltoall-bandwidth",
+        type=float,
+        help="GB/s per rank in an all-to-all (default 25).",
+    ),
+    click.option(
+        "--allreduce-bandwidth",
+        type=float,
+        help="GB/s per rank in allreduce, allgather, reduce-scatter (default 25).",
+    ),
+]
+
+
+THRESHOLD_OPTIONS = [
+    click.option(
+        "--column-slice-threshold",
+        type=int,
+        help="Elements per column slice at most (0 = slice as far as possible).",
+    ),
+    click.option("--row-slice-threshold", type=int, help="Row-slice tables this large (0 = off)."),
+    click.option(
+        "--data-parallel-threshold",
+        type=int,
+        help="Replicate tables this small on every rank (0 = off).",
+    ),
+]
+
+
+def spec_options(command: Callable) -> Callable:
+    """Options that override the spec file: placement, then memory and communication."""
+    options = [
+        click.option("--world-size", type=int, help="Number of ranks (GPUs)."),
+        click.option("--strategy", type=click.Choice(STRATEGIES), help="Placement strategy."),
+        *THRESHOLD_OPTIONS,
+        *COST_OPTIONS,
+    ]
+    return _apply(options, command)
 
 
 def _load_spec(spec_path: str, overrides: dict[str, Any]) -> Spec:
@@ -112,6 +178,9 @@ def plan(
     target = Path(output) if output else Path(Path(spec_path).stem + ".plan.json")
     if not target.parent.is_dir():
         raise InputError(f"{target}: folder {target.parent} does not exist; create it first")
+    overflow = capacity_lines(result)
+    if overflow:
+        raise CapacityExceeded("\n".join(overflow))
     click.echo(render(result, fmt, _shard_limit(list_shards)))
     save_plan(result, target)
     click.echo(f"wrote {target}", err=fmt == "json")

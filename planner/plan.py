@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.errors import PlanFileError
+from planner.memory import Optimizer
 from planner.spec import (
     Combiner,
     DType,
@@ -48,6 +49,19 @@ class Parameters(_Frozen):
     row_slice_threshold: int | None = Field(description="In effect (null = off).")
     data_parallel_threshold: int | None = Field(description="In effect (null = off).")
     dp_input: bool
+    optimizer: Optimizer = "sgd"
+    optimizer_slots: int = Field(0, description="Optimizer state values per weight element.")
+    device_memory: int | None = Field(None, description="Bytes per GPU (null = not checked).")
+    memory_reserve: float = Field(0.0, description="Fraction of device_memory kept free.")
+    global_batch_size: int | None = Field(
+        None, description="Samples per step over all ranks (null = no communication estimate)."
+    )
+    id_bytes: int = Field(8, description="Bytes per id sent.")
+    compute_dtype: DType = Field("float32", description="Type of the embeddings exchanged.")
+    alltoall_bandwidth: float = Field(25.0, description="GB/s per rank in an all-to-all.")
+    allreduce_bandwidth: float = Field(
+        25.0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
+    )
 
 
 class Groups(_Frozen):
@@ -102,6 +116,29 @@ class RowSlice(_Frozen):
     rows: Range
 
 
+class Traffic(_Frozen):
+    """Bytes one rank sends to and receives from other ranks in one collective phase."""
+
+    sent: int
+    received: int
+    seconds: float = Field(description="max(sent, received) over the phase's bandwidth.")
+
+
+class RankComm(_Frozen):
+    """One rank's estimated traffic per training step, by phase (see docs/cost_model.md)."""
+
+    id_alltoall: Traffic = Field(description="Ids of table-parallel inputs to their tables.")
+    embedding_alltoall: Traffic = Field(description="Looked-up embeddings back (forward).")
+    embedding_grad_alltoall: Traffic = Field(description="Their gradients (backward).")
+    row_id_allgather: Traffic = Field(description="Ids of row-sliced inputs, from every rank.")
+    row_reduce_scatter: Traffic = Field(description="Partial row-sliced outputs, summed.")
+    row_grad_allgather: Traffic = Field(description="Row-sliced output gradients (backward).")
+    dp_allreduce: Traffic = Field(description="Data-parallel table gradients, averaged.")
+    sent_bytes: int
+    received_bytes: int
+    seconds: float = Field(description="This rank's phases, one after another.")
+
+
 class RankPlan(_Frozen):
     """What one rank holds and looks up."""
 
@@ -112,7 +149,14 @@ class RankPlan(_Frozen):
     )
     row_slices: list[RowSlice] = Field(description="One per row-sliced table, in group order.")
     elements: int = Field(description="Weight elements held, data-parallel replicas included.")
-    bytes: int = Field(description="Weight bytes held, data-parallel replicas included.")
+    bytes: int = Field(
+        description="Bytes held: weights and their optimizer state, data-parallel replicas "
+        "included."
+    )
+    optimizer_bytes: int = Field(0, description="Of bytes, the optimizer state.")
+    comm: RankComm | None = Field(
+        None, description="Estimated traffic per step (null without a global batch size)."
+    )
 
 
 class OutputAssembly(_Frozen):
@@ -134,6 +178,19 @@ class Exchange(_Frozen):
     )
 
 
+class CommStats(_Frozen):
+    """Traffic per step over all ranks; derived from ``ranks[].comm``."""
+
+    total_bytes: int = Field(description="Bytes sent by all ranks (equal to bytes received).")
+    mean_rank_bytes: float = Field(description="total_bytes over the world size.")
+    max_rank_sent_bytes: int
+    max_rank_received_bytes: int
+    phase_seconds: dict[str, float] = Field(
+        description="Per phase, the slowest rank's time (phases as in ranks[].comm)."
+    )
+    step_seconds: float = Field(description="The phases' times summed: no overlap assumed.")
+
+
 class Stats(_Frozen):
     """Summary numbers for review; derived from ``ranks``."""
 
@@ -142,6 +199,9 @@ class Stats(_Frozen):
     max_rank_bytes: int
     mean_rank_bytes: float
     imbalance: float = Field(description="Largest rank's bytes over the mean (1.0 = even).")
+    comm: CommStats | None = Field(
+        None, description="Traffic summary per step (null without a global batch size)."
+    )
 
 
 class Plan(_Frozen):
@@ -181,6 +241,14 @@ class Plan(_Frozen):
             row_slice_threshold=params.row_slice_threshold,
             data_parallel_threshold=params.data_parallel_threshold,
             dp_input=params.dp_input,
+            optimizer=params.optimizer,
+            device_memory=params.device_memory,
+            memory_reserve=params.memory_reserve,
+            global_batch_size=params.global_batch_size,
+            id_bytes=params.id_bytes,
+            compute_dtype=params.compute_dtype,
+            alltoall_bandwidth=params.alltoall_bandwidth,
+            allreduce_bandwidth=params.allreduce_bandwidth,
             tables=self.tables,
             inputs=self.inputs,
         )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from planner.comm import CommConfig, estimate_comm, summarize_comm
 from planner.grouping import EffectiveThresholds, TableGroups, effective_thresholds, group_tables
 from planner.layout import RankLayout, merge_slices, rank_layout
+from planner.memory import optimizer_slots
 from planner.plan import (
     Exchange,
     FusedMember,
@@ -26,7 +28,7 @@ from planner.slicing import (
     ranges_from_sizes,
     split_evenly,
 )
-from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec
+from planner.spec import COST_FIELDS, DTYPE_BYTES, InputSpec, Spec, TableSpec
 from planner.strategies import STRATEGIES
 
 
@@ -91,12 +93,12 @@ def describe(spec: Spec, placement: Placement) -> Plan:
     groups, layouts, row_ranges = placement.groups, placement.layouts, placement.row_ranges
     input_groups = _input_groups(groups, _table_of_input(tables, inputs))
     ranks = [
-        _rank_plan(rank, layout, groups, row_ranges, tables, inputs)
+        _rank_plan(rank, layout, groups, row_ranges, tables, inputs, spec.optimizer)
         for rank, layout in enumerate(layouts)
     ]
     names = [t.name for t in tables]
     input_names = [i.name for i in inputs]
-    return Plan(
+    plan = Plan(
         fingerprint=spec.fingerprint(),
         world_size=spec.world_size,
         strategy=placement.strategy,
@@ -107,6 +109,7 @@ def describe(spec: Spec, placement: Placement) -> Plan:
             row_slice_threshold=placement.thresholds.row_slice,
             data_parallel_threshold=placement.thresholds.data_parallel,
             dp_input=spec.dp_input,
+            **_cost_parameters(spec),
         ),
         tables=tables,
         inputs=inputs,
@@ -117,6 +120,27 @@ def describe(spec: Spec, placement: Placement) -> Plan:
         exchange=_exchange(layouts, input_groups.table_parallel, input_names),
         stats=summarize(ranks, tables),
     )
+    return with_comm_estimate(plan)
+
+
+def _cost_parameters(spec: Spec) -> dict:
+    return {
+        "optimizer": spec.optimizer,
+        "optimizer_slots": optimizer_slots(spec.optimizer),
+        **{key: getattr(spec, key) for key in COST_FIELDS if key != "optimizer"},
+    }
+
+
+def with_comm_estimate(plan: Plan) -> Plan:
+    """The plan with each rank's traffic estimated, when it names a global batch size."""
+    config = CommConfig.from_parameters(plan.parameters)
+    if config is None:
+        return plan
+    ranks = [
+        rank.model_copy(update={"comm": comm})
+        for rank, comm in zip(plan.ranks, estimate_comm(plan, config), strict=True)
+    ]
+    return plan.model_copy(update={"ranks": ranks, "stats": summarize(ranks, plan.tables)})
 
 
 def _table_of_input(tables: list[TableSpec], inputs: list[InputSpec]) -> list[int]:
@@ -172,6 +196,7 @@ def _rank_plan(
     row_ranges: dict[int, list[tuple[int, int]]],
     tables: list[TableSpec],
     inputs: list[InputSpec],
+    optimizer: str = "sgd",
 ) -> RankPlan:
     weights = [
         LocalWeight(
@@ -197,6 +222,7 @@ def _rank_plan(
     elements, size = footprint(
         weights, row_slices, [tables[t] for t in groups.data_parallel], by_name
     )
+    state = size * optimizer_slots(optimizer)
     return RankPlan(
         rank=rank,
         table_parallel_weights=weights,
@@ -206,7 +232,8 @@ def _rank_plan(
         ],
         row_slices=row_slices,
         elements=elements,
-        bytes=size,
+        bytes=size + state,
+        optimizer_bytes=state,
     )
 
 
@@ -216,7 +243,11 @@ def footprint(
     data_parallel: list[TableSpec],
     tables: dict[str, TableSpec],
 ) -> tuple[int, int]:
-    """(elements, bytes) of weights a rank holds, data-parallel replicas included."""
+    """(elements, bytes) of weights a rank holds, data-parallel replicas included.
+
+    The bytes are the weights' alone; optimizer state adds ``optimizer_slots`` times as
+    much (see rank_footprint).
+    """
     held = [(w.rows * w.width, DTYPE_BYTES[w.dtype]) for w in weights]
     held += [
         (_length(s.rows) * tables[s.table].width, tables[s.table].itemsize) for s in row_slices
@@ -226,13 +257,15 @@ def footprint(
 
 
 def rank_footprint(plan: Plan, rank: RankPlan) -> tuple[int, int]:
+    """(elements, bytes) a rank holds; bytes include the optimizer state."""
     tables = {t.name: t for t in plan.tables}
-    return footprint(
+    elements, size = footprint(
         rank.table_parallel_weights,
         rank.row_slices,
         [tables[name] for name in plan.groups.data_parallel],
         tables,
     )
+    return elements, size * (1 + plan.parameters.optimizer_slots)
 
 
 def _length(span: tuple[int, int]) -> int:
@@ -280,13 +313,15 @@ def _named(groups: TableGroups, names: list[str]) -> Groups:
 
 
 def summarize(ranks: list[RankPlan], tables: list[TableSpec]) -> Stats:
-    """Totals and balance over ranks."""
+    """Totals and balance over ranks; the traffic summary when ranks carry estimates."""
     per_rank = [rank.bytes for rank in ranks]
     mean = sum(per_rank) / len(per_rank)
+    comms = [rank.comm for rank in ranks if rank.comm is not None]
     return Stats(
         total_elements=sum(t.elements for t in tables),
         total_bytes=sum(t.elements * t.itemsize for t in tables),
         max_rank_bytes=max(per_rank),
         mean_rank_bytes=mean,
         imbalance=max(per_rank) / mean if mean else 1.0,
+        comm=summarize_comm(comms) if len(comms) == len(ranks) else None,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from planner.memory import human_bytes, over_capacity, usable_memory
 from planner.plan import Plan
 
 DEFAULT_SHARD_LIMIT = 200
@@ -19,15 +20,6 @@ class RankRow:
     elements: int
     bytes: int
     share: float  # of the largest rank's bytes
-
-
-def human_bytes(count: float) -> str:
-    """Binary units, two decimals: 1.50 GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(count) < 1024 or unit == "TiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.2f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
 
 
 def rank_rows(plan: Plan) -> list[RankRow]:
@@ -63,7 +55,73 @@ def _header_lines(plan: Plan) -> list[str]:
         f"groups: {len(plan.groups.data_parallel)} data-parallel, "
         f"{len(plan.groups.table_parallel)} table-parallel, "
         f"{len(plan.groups.row_sliced)} row-sliced; {slicing}",
+        *_memory_lines(plan),
     ]
+
+
+def _memory_lines(plan: Plan) -> list[str]:
+    """The optimizer and the device limit, when the plan names them."""
+    p = plan.parameters
+    lines = []
+    if p.optimizer_slots:
+        values = "value" if p.optimizer_slots == 1 else "values"
+        lines.append(
+            f"optimizer {p.optimizer}: {p.optimizer_slots} state {values} per weight, "
+            "included in bytes"
+        )
+    if p.device_memory is not None:
+        limit = usable_memory(p.device_memory, p.memory_reserve)
+        over = over_capacity(plan)
+        verdict = (
+            f"DOES NOT FIT: {len(over)} of {plan.world_size} ranks over"
+            if over
+            else f"fits, largest rank at {plan.stats.max_rank_bytes / limit:.1%}"
+            if limit
+            else "fits"
+        )
+        lines.append(
+            f"device memory {human_bytes(p.device_memory)} less {p.memory_reserve * 100:g}% "
+            f"reserve = {human_bytes(limit)} per rank: {verdict}"
+        )
+    return lines
+
+
+PHASE_LABELS: dict[str, str] = {
+    "id_alltoall": "ids",
+    "embedding_alltoall": "embeddings",
+    "embedding_grad_alltoall": "embedding gradients",
+    "row_id_allgather": "row-slice ids",
+    "row_reduce_scatter": "row-slice outputs",
+    "row_grad_allgather": "row-slice gradients",
+    "dp_allreduce": "data-parallel gradients",
+}
+
+
+def _comm_lines(plan: Plan) -> list[str]:
+    """The traffic summary, when the plan carries an estimate."""
+    comm, p = plan.stats.comm, plan.parameters
+    if comm is None or p.global_batch_size is None:
+        return []
+    local = p.global_batch_size // plan.world_size
+    phases = ", ".join(
+        f"{PHASE_LABELS.get(name, name)} {_ms(seconds)}"
+        for name, seconds in comm.phase_seconds.items()
+        if seconds
+    )
+    return [
+        f"communication per step at global batch {p.global_batch_size:,} ({local:,} per rank, "
+        f"{p.id_bytes}-byte ids, {p.compute_dtype} embeddings): largest rank sends "
+        f"{human_bytes(comm.max_rank_sent_bytes)}, receives "
+        f"{human_bytes(comm.max_rank_received_bytes)}; {human_bytes(comm.total_bytes)} in all",
+        f"estimated communication time {_ms(comm.step_seconds)} per step"
+        + (f" ({phases})" if phases else "")
+        + f" at {p.alltoall_bandwidth:g} GB/s all-to-all, {p.allreduce_bandwidth:g} GB/s ring; "
+        "no latency, overlap or compute modelled",
+    ]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f} ms"
 
 
 def _footer(plan: Plan) -> str:
@@ -87,6 +145,22 @@ def _rank_table(plan: Plan) -> tuple[list[str], list[list[str]]]:
         ]
         for row in rank_rows(plan)
     ]
+    p = plan.parameters
+    extra: list[tuple[str, list[str]]] = []
+    if p.optimizer_slots:
+        extra.append(("optimizer", [human_bytes(r.optimizer_bytes) for r in plan.ranks]))
+    if p.device_memory is not None:
+        limit = usable_memory(p.device_memory, p.memory_reserve)
+        extra.append(("free", [human_bytes(limit - r.bytes) for r in plan.ranks]))
+    if all(r.comm is not None for r in plan.ranks):
+        comms = [r.comm for r in plan.ranks if r.comm is not None]
+        extra.append(("sent", [human_bytes(c.sent_bytes) for c in comms]))
+        extra.append(("received", [human_bytes(c.received_bytes) for c in comms]))
+        extra.append(("comm time", [_ms(c.seconds) for c in comms]))
+    for name, cells in extra:
+        head.append(name)
+        for row, cell in zip(body, cells, strict=True):
+            row.append(cell)
     return head, body
 
 
@@ -153,7 +227,7 @@ def render(plan: Plan, fmt: str = "table", shard_limit: int | None = DEFAULT_SHA
     show_shards = shard_limit is None or len(plan.shards) <= shard_limit
     tabulate = _markdown if fmt == "markdown" else _align
     lines = [*_header_lines(plan), ""]
-    lines += [*tabulate(*_rank_table(plan)), "", _footer(plan)]
+    lines += [*tabulate(*_rank_table(plan)), "", _footer(plan), *_comm_lines(plan)]
     lines += _data_parallel_line(plan)
     if show_shards:
         lines += ["", *tabulate(*_shard_table(plan))]
@@ -166,8 +240,30 @@ def _as_json(plan: Plan) -> dict:
     return {
         "world_size": plan.world_size,
         "strategy": plan.strategy,
-        "ranks": [vars(row) for row in rank_rows(plan)],
+        "ranks": [
+            {
+                **vars(row),
+                "optimizer_bytes": rank.optimizer_bytes,
+                **({"comm": rank.comm.model_dump()} if rank.comm is not None else {}),
+            }
+            for row, rank in zip(rank_rows(plan), plan.ranks, strict=True)
+        ],
         "stats": plan.stats.model_dump(),
+        **_capacity_json(plan),
         "data_parallel": list(plan.groups.data_parallel),
         "shards": [s.model_dump(mode="json") for s in plan.shards],
+    }
+
+
+def _capacity_json(plan: Plan) -> dict:
+    p = plan.parameters
+    if p.device_memory is None:
+        return {}
+    return {
+        "capacity": {
+            "device_memory": p.device_memory,
+            "memory_reserve": p.memory_reserve,
+            "usable_bytes": usable_memory(p.device_memory, p.memory_reserve),
+            "ranks_over": [o.rank for o in over_capacity(plan)],
+        }
     }

@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from planner.errors import SpecError
+from planner.memory import Optimizer, parse_size
 
 Strategy = Literal["basic", "memory_balanced", "memory_optimized"]
 Combiner = Literal["sum", "mean"] | None
@@ -89,10 +97,56 @@ class Spec(_Frozen):
         description="Tables with at most this many elements are data-parallel; null or 0 = off.",
     )
     dp_input: bool = Field(True, description="false = inputs arrive model-parallel.")
+    optimizer: Optimizer = Field(
+        "sgd", description="Training optimizer; its state per weight counts in each rank's bytes."
+    )
+    device_memory: int | None = Field(
+        None,
+        gt=0,
+        description="Memory per GPU in bytes, or a size such as 80GiB or 80GB; a plan with a "
+        "rank over it (less the reserve) is refused.",
+    )
+    memory_reserve: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Fraction of device_memory kept for everything but weights and optimizer "
+        "state (activations, gradients, workspace).",
+    )
+    global_batch_size: int | None = Field(
+        None,
+        gt=0,
+        description="Samples per step over all ranks; enables the communication estimate.",
+    )
+    id_bytes: Literal[4, 8] = Field(8, description="Bytes per id sent: 8 (int64) or 4 (int32).")
+    compute_dtype: DType = Field("float32", description="Type of the embeddings exchanged.")
+    alltoall_bandwidth: float = Field(
+        25.0, gt=0, description="GB/s a rank sends (and receives) in an all-to-all."
+    )
+    allreduce_bandwidth: float = Field(
+        25.0,
+        gt=0,
+        description="GB/s a rank sends (and receives) in a ring allreduce, allgather or "
+        "reduce-scatter.",
+    )
     tables: list[TableSpec] = Field(min_length=1)
     inputs: list[InputSpec] | None = Field(
         None, description="Default: one input per table, named after it."
     )
+
+    @field_validator("device_memory", mode="before")
+    @classmethod
+    def _parse_device_memory(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_batch(self) -> Spec:
+        if self.global_batch_size is not None and self.global_batch_size % self.world_size:
+            raise ValueError(
+                f"global_batch_size: {self.global_batch_size} samples do not split evenly "
+                f"over {self.world_size} ranks; use a multiple of world_size"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_references(self) -> Spec:
@@ -127,10 +181,26 @@ class Spec(_Frozen):
 
     def fingerprint(self) -> str:
         """sha256 of the normalized spec's canonical JSON."""
-        canonical = json.dumps(
-            self.normalized().model_dump(mode="json"), sort_keys=True, separators=(",", ":")
-        )
+        data = self.normalized().model_dump(mode="json")
+        for key in COST_FIELDS:  # at their defaults they leave older fingerprints unchanged
+            if data[key] == Spec.model_fields[key].default:
+                del data[key]
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# Fields that describe training and the cluster rather than placement; they were added
+# after the first plans, so they enter the fingerprint only when not at their default.
+COST_FIELDS: tuple[str, ...] = (
+    "optimizer",
+    "device_memory",
+    "memory_reserve",
+    "global_batch_size",
+    "id_bytes",
+    "compute_dtype",
+    "alltoall_bandwidth",
+    "allreduce_bandwidth",
+)
 
 
 def _reject_duplicates(field: str, names: list[str]) -> None:

@@ -1,0 +1,167 @@
+"""Communication per training step, estimated from a plan: bytes per rank and phase.
+
+The model (docs/cost_model.md has it in full): every rank holds a local batch
+``b = global_batch_size / world_size`` of every input.
+
+- Table-parallel inputs: one all-to-all sends each input's ``b x hotness`` ids to every
+  rank holding a piece of its table (none with ``dp_input: false``, where ids arrive
+  model-parallel); each holder sends ``b x piece width`` embeddings back to every rank
+  (forward), and the gradients travel the same way back (backward).
+- Row-sliced inputs: ids are allgathered from every rank, the partial
+  ``[global_batch, width]`` outputs summed with a ring reduce-scatter, and in the
+  backward pass the ``[b, width]`` output gradients allgathered.
+- Data-parallel tables: dense gradients averaged with a ring allreduce.
+
+Bytes a rank would send to itself do not count. A phase takes, on a rank,
+``max(sent, received) / bandwidth``; the step is the sum over phases of the slowest
+rank's time. Latency, overlap with compute and the lookups themselves are not modelled.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from planner.plan import CommStats, Parameters, Plan, RankComm, Traffic
+from planner.spec import DTYPE_BYTES
+
+PHASES: tuple[str, ...] = (
+    "id_alltoall",
+    "embedding_alltoall",
+    "embedding_grad_alltoall",
+    "row_id_allgather",
+    "row_reduce_scatter",
+    "row_grad_allgather",
+    "dp_allreduce",
+)
+ALLTOALL_PHASES = frozenset(PHASES[:3])
+GIGABYTE = 10**9
+
+
+@dataclass(frozen=True)
+class CommConfig:
+    """What the estimate needs besides the plan. Bandwidths in GB/s (10**9 bytes/s)."""
+
+    global_batch_size: int
+    id_bytes: int = 8
+    compute_dtype: str = "float32"
+    alltoall_bandwidth: float = 25.0
+    allreduce_bandwidth: float = 25.0
+
+    @classmethod
+    def from_parameters(cls, params: Parameters) -> CommConfig | None:
+        """The plan's own settings; None when it names no global batch size."""
+        if params.global_batch_size is None:
+            return None
+        return cls(
+            global_batch_size=params.global_batch_size,
+            id_bytes=params.id_bytes,
+            compute_dtype=params.compute_dtype,
+            alltoall_bandwidth=params.alltoall_bandwidth,
+            allreduce_bandwidth=params.allreduce_bandwidth,
+        )
+
+    def bytes_per_second(self, phase: str) -> float:
+        gbps = self.alltoall_bandwidth if phase in ALLTOALL_PHASES else self.allreduce_bandwidth
+        return gbps * GIGABYTE
+
+
+@dataclass
+class _Phase:
+    sent: list[int]
+    received: list[int]
+
+
+def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
+    """Per phase, the bytes each rank sends to and receives from other ranks."""
+    world = plan.world_size
+    if config.global_batch_size % world:
+        raise ValueError(
+            f"global batch size {config.global_batch_size} does not split over {world} ranks"
+        )
+    b = config.global_batch_size // world
+    out = DTYPE_BYTES[config.compute_dtype]
+    phases = {name: _Phase([0] * world, [0] * world) for name in PHASES}
+    tables = {t.name: t for t in plan.tables}
+    table_of = {i.name: i.table for i in plan.inputs}
+    hotness = {i.name: i.hotness for i in plan.inputs}
+
+    holders: dict[str, list[tuple[int, int]]] = defaultdict(list)  # table: (rank, width)
+    for s in plan.shards:
+        if s.table in plan.groups.table_parallel:
+            holders[s.table].append((s.rank, s.cols[1] - s.cols[0]))
+
+    ids, fwd = phases["id_alltoall"], phases["embedding_alltoall"]
+    ids_to_all = 0  # ids every rank sends to every holder, corrected below for its own
+    outputs_from_all = 0  # embeddings every rank receives, corrected below for its own
+    for name in plan.input_groups.table_parallel:
+        table = tables[table_of[name]]
+        id_block = b * hotness[name] * config.id_bytes if plan.parameters.dp_input else 0
+        ids_to_all += id_block * len(holders[table.name])
+        outputs_from_all += b * table.width * out
+        for rank, width in holders[table.name]:
+            ids.sent[rank] -= id_block
+            ids.received[rank] += (world - 1) * id_block
+            fwd.sent[rank] += (world - 1) * b * width * out
+            fwd.received[rank] -= b * width * out
+    for rank in range(world):
+        ids.sent[rank] += ids_to_all
+        fwd.received[rank] += outputs_from_all
+    phases["embedding_grad_alltoall"] = _Phase(list(fwd.received), list(fwd.sent))
+
+    for name in plan.input_groups.row_sliced:
+        width = tables[table_of[name]].width
+        _everyone(phases["row_id_allgather"], (world - 1) * b * hotness[name] * config.id_bytes)
+        _everyone(phases["row_reduce_scatter"], (world - 1) * b * width * out)
+        _everyone(phases["row_grad_allgather"], (world - 1) * b * width * out)
+
+    read = {table_of[name] for name in plan.input_groups.data_parallel}
+    for name in plan.groups.data_parallel:
+        if name in read:
+            size = tables[name].elements * tables[name].itemsize
+            _everyone(phases["dp_allreduce"], -(-2 * (world - 1) * size // world))
+    return phases
+
+
+def _everyone(phase: _Phase, count: int) -> None:
+    for rank in range(len(phase.sent)):
+        phase.sent[rank] += count
+        phase.received[rank] += count
+
+
+def estimate_comm(plan: Plan, config: CommConfig) -> list[RankComm]:
+    """Each rank's traffic per step, by phase, with its time at the configured bandwidths."""
+    phases = phase_bytes(plan, config)
+    result = []
+    for rank in range(plan.world_size):
+        traffic = {
+            name: Traffic(
+                sent=phase.sent[rank],
+                received=phase.received[rank],
+                seconds=max(phase.sent[rank], phase.received[rank]) / config.bytes_per_second(name),
+            )
+            for name, phase in phases.items()
+        }
+        result.append(
+            RankComm(
+                **traffic,
+                sent_bytes=sum(t.sent for t in traffic.values()),
+                received_bytes=sum(t.received for t in traffic.values()),
+                seconds=sum(t.seconds for t in traffic.values()),
+            )
+        )
+    return result
+
+
+def summarize_comm(comms: list[RankComm]) -> CommStats:
+    """Totals over ranks; a phase lasts as long as its slowest rank, phases one after another."""
+    phase_seconds = {name: max(getattr(comm, name).seconds for comm in comms) for name in PHASES}
+    total = sum(comm.sent_bytes for comm in comms)
+    return CommStats(
+        total_bytes=total,
+        mean_rank_bytes=total / len(comms),
+        max_rank_sent_bytes=max(comm.sent_bytes for comm in comms),
+        max_rank_received_bytes=max(comm.received_bytes for comm in comms),
+        phase_seconds=phase_seconds,
+        step_seconds=sum(phase_seconds.values()),
+    )

@@ -1,0 +1,400 @@
+"""Memory in bytes: optimizer state, memory sizes, and whether a plan fits a GPU.
+
+A rank holds, for every weight element it stores, the element itself plus one value
+per optimizer slot (Adam's two moments, Adagrad's accumulator, ...), each of the
+weight's dtype, as TensorFlow's optimizers create their slots like the variable.
+Data-parallel tables are held, with their optimizer state, by every rank.
+
+This module knows nothing of click; the CLI turns its results into messages.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Literal, get_args
+
+if TYPE_CHECKING:
+    from planner.plan import Plan
+
+Optimizer = Literal[
+    "sgd",
+    "momentum",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "lazy_adam",
+    "nadam",
+    "adamax",
+    "lamb",
+    "ftrl",
+    "adadelta",
+]
+
+# State values kept per weight element. rmsprop counts its mean square only (momentum or
+# centered=True would add one slot each); momentum covers Nesterov momentum too.
+OPTIMIZER_SLOTS: dict[str, int] = {
+    "sgd": 0,
+    "momentum": 1,
+    "adagrad": 1,
+    "rmsprop": 1,
+    "adam": 2,
+    "adamw": 2,
+    "lazy_adam": 2,
+    "nadam": 2,
+    "adamax": 2,
+    "lamb": 2,
+    "ftrl": 2,
+    "adadelta": 2,
+}
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+assert set(OPTIMIZERS) == set(OPTIMIZER_SLOTS)
+
+_UNITS: dict[str, int] = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
+
+
+def optimizer_slots(optimizer: str) -> int:
+    return OPTIMIZER_SLOTS[optimizer]
+
+
+def with_optimizer_state(weight_bytes: int, optimizer: str) -> int:
+    """Bytes of ``weight_bytes`` of weights plus their optimizer state."""
+    return weight_bytes * (1 + OPTIMIZER_SLOTS[optimizer])
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from a size: an integer, or a number with a unit (80GiB, 80GB, 512MiB, 1.5TiB).
+
+    GB is 10**9 bytes, GiB is 2**30; units are case-insensitive. Fractions of a byte are
+    dropped. Raises ValueError with the accepted forms.
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 80GiB, 80GB, 512MiB or a byte count")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("must be a positive number of bytes")
+        return value
+    match = _SIZE.match(str(value))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in {"", *_UNITS}:
+        raise ValueError(
+            "cannot read this as a size; write a byte count or a number with one of the "
+            "units B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), "
+            "e.g. 80GiB"
+        )
+    try:
+        count = Decimal(match.group(1)) * _UNITS[unit or "b"]
+    except InvalidOperation as exc:  # pragma: no cover - the pattern only lets numbers in
+        raise ValueError("cannot read the number") from exc
+    if int(count) <= 0:
+        raise ValueError("must be at least one byte")
+    return int(count)
+
+
+def human_bytes(count: float) -> str:
+    """Binary units, two decimals: 1.50 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.2f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def usable_memory(device_memory: int, reserve: float) -> int:
+    """Bytes a rank may fill with weights and optimizer state: the device less the reserve."""
+    return math.floor(device_memory * (1 - reserve))
+
+
+@dataclass(frozen=True)
+class RankOverflow:
+    """A rank whose weights and optimizer state do not fit the usable memory."""
+
+    rank: int
+    needs: int
+    limit: int
+    diagnosis: str  # why, in one clause
+    advice: str  # what to change, worked out from this plan alone
+    option: tuple[str, int] | None = None  # the advice as one CLI option, when it is one
+
+    @property
+    def over(self) -> int:
+        return self.needs - self.limit
+
+
+def over_capacity(plan: Plan) -> list[RankOverflow]:
+    """The ranks over the plan's usable memory, in rank order; empty when it fits.
+
+    A plan made without ``device_memory`` always fits.
+    """
+    params = plan.parameters
+    if params.device_memory is None:
+        return []
+    limit = usable_memory(params.device_memory, params.memory_reserve)
+    return [
+        _overflow(plan, rank.rank, rank.bytes, limit) for rank in plan.ranks if rank.bytes > limit
+    ]
+
+
+def capacity_lines(plan: Plan, verify: bool = True) -> list[str]:
+    """One line per rank over the limit: by how much, why, and what to change.
+
+    With ``verify``, single changes (another strategy, the thresholds the diagnosis
+    suggests, a larger world size) are re-planned and those that make every rank fit
+    are named; otherwise, or when none does, the advice is worked out from this plan.
+    """
+    params = plan.parameters
+    overflows = over_capacity(plan)
+    if not overflows or params.device_memory is None:
+        return []
+    fixes = fixes_that_fit(plan, overflows) if verify else []
+    verified = (
+        None
+        if not fixes
+        else f"it fits with {fixes[0]}"
+        if len(fixes) == 1
+        else "it fits with any one of: " + "; ".join(fixes)
+    )
+    limit_text = (
+        f"the {human_bytes(overflows[0].limit)} limit ({human_bytes(params.device_memory)} "
+        f"less {params.memory_reserve * 100:g}% reserve)"
+    )
+    return [
+        f"rank {o.rank} needs {human_bytes(o.needs)}, {human_bytes(o.over)} over {limit_text}; "
+        f"{o.diagnosis}; {verified or o.advice}"
+        for o in overflows
+    ]
+
+
+def fixes_that_fit(plan: Plan, overflows: list[RankOverflow]) -> list[str]:
+    """CLI options, each of which alone makes the plan fit; checked by planning again."""
+    from planner import planning  # planning imports this module
+    from planner import spec as spec_module
+
+    spec = plan.spec().model_copy(update={"global_batch_size": None})  # memory only
+    candidates: dict[str, dict] = {}
+    for o in overflows:
+        if o.option is not None:
+            option, value = o.option
+            candidates.setdefault(f"--{option.replace('_', '-')} {value}", {option: value})
+    if plan.world_size > 1:
+        for strategy in spec_module.STRATEGIES:
+            if strategy not in (spec.strategy, plan.strategy):
+                candidates[f"--strategy {strategy}"] = {"strategy": strategy}
+
+    def fits(update: dict) -> bool:
+        candidate = spec_module.Spec.model_validate({**spec.model_dump(), **update})
+        return not over_capacity(planning.make_plan(candidate))
+
+    found = [option for option, update in candidates.items() if fits(update)]
+    for size in _world_sizes_to_try(max(plan.world_size + 1, _world_lower_bound(plan))):
+        if fits({"world_size": size}):
+            found.append(f"--world-size {size}")
+            break
+    return found
+
+
+def _world_sizes_to_try(lowest: int) -> list[int]:
+    """A few sizes from the lower bound up, then powers of two up to eight times it."""
+    sizes = set(range(lowest, lowest + 4))
+    power = 1
+    while power <= 8 * lowest:
+        if power > lowest + 3:
+            sizes.add(power)
+        power *= 2
+    return sorted(sizes)
+
+
+# --- why a rank overflows, and what would help ---------------------------------------
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What one rank holds, in bytes including optimizer state."""
+
+    replicas: int
+    row_slices: int
+    pieces: list[tuple[str, int]]  # (table, bytes) of table-parallel pieces
+
+
+def _factor(plan: Plan) -> int:
+    return 1 + plan.parameters.optimizer_slots
+
+
+def _held(plan: Plan, rank: int) -> _Held:
+    factor = _factor(plan)
+    tables = {t.name: t for t in plan.tables}
+    replicas = sum(tables[n].elements * tables[n].itemsize for n in plan.groups.data_parallel)
+    row_sliced = set(plan.groups.row_sliced)
+    rows = 0
+    pieces = []
+    for s in plan.shards:
+        if s.rank != rank:
+            continue
+        size = (s.rows[1] - s.rows[0]) * (s.cols[1] - s.cols[0]) * tables[s.table].itemsize
+        if s.table in row_sliced:
+            rows += size * factor
+        else:
+            pieces.append((s.table, size * factor))
+    return _Held(replicas * factor, rows, pieces)
+
+
+def _spread(plan: Plan) -> int:
+    """Bytes of every table that is not data-parallel, optimizer state included."""
+    return sum(
+        t.elements * t.itemsize * _factor(plan)
+        for t in plan.tables
+        if t.name not in plan.groups.data_parallel
+    )
+
+
+def _world_lower_bound(plan: Plan) -> int:
+    """Fewest ranks that could hold the tables perfectly balanced, data-parallel ones kept."""
+    params = plan.parameters
+    if params.device_memory is None:
+        return plan.world_size
+    limit = usable_memory(params.device_memory, params.memory_reserve)
+    replicas = _held(plan, 0).replicas
+    if replicas >= limit:
+        return plan.world_size
+    return max(1, math.ceil(_spread(plan) / (limit - replicas)))
+
+
+def _overflow(plan: Plan, rank: int, needs: int, limit: int) -> RankOverflow:
+    """The most specific reason this rank overflows, and the change that addresses it."""
+    held = _held(plan, rank)
+    if held.replicas and held.replicas >= limit:
+        return _too_many_replicas(plan, rank, needs, limit, held.replicas)
+    even = held.replicas + _spread(plan) / plan.world_size
+    if even > limit:
+        return _too_few_ranks(plan, rank, needs, limit, held.replicas, even)
+    room = limit - held.replicas - held.row_slices
+    if held.pieces:
+        table, size = max(held.pieces, key=lambda item: item[1])
+        if size > room:
+            return _piece_too_large(plan, rank, needs, limit, table, size, room)
+    return _unbalanced(plan, rank, needs, limit, even)
+
+
+def _too_many_replicas(
+    plan: Plan, rank: int, needs: int, limit: int, replicas: int
+) -> RankOverflow:
+    """Data-parallel copies alone overflow: keep fewer (the smaller) tables data-parallel."""
+    factor = _factor(plan)
+    dp = sorted(
+        (t.elements, t.elements * t.itemsize * factor)
+        for t in plan.tables
+        if t.name in plan.groups.data_parallel
+    )
+    kept, first_out = 0, dp[0][0]
+    for elements, size in dp:
+        if kept + size >= limit:
+            first_out = elements
+            break
+        kept += size
+    threshold = max(first_out - 1, 0)
+    return RankOverflow(
+        rank,
+        needs,
+        limit,
+        f"the data-parallel tables alone take {human_bytes(replicas)} on every rank",
+        f"set data_parallel_threshold to {threshold:,} or less so fewer tables are copied to "
+        "every rank",
+        ("data_parallel_threshold", threshold),
+    )
+
+
+def _too_few_ranks(
+    plan: Plan, rank: int, needs: int, limit: int, replicas: int, even: float
+) -> RankOverflow:
+    """Even a perfect balance overflows: more ranks (or fewer data-parallel copies)."""
+    spread = _spread(plan)
+    needed = math.ceil(spread / (limit - replicas))
+    advice = f"raise --world-size to at least {needed}"
+    if replicas and (spread + replicas) / plan.world_size <= limit:
+        advice += (
+            f", or lower data_parallel_threshold (the data-parallel copies take "
+            f"{human_bytes(replicas)} on every rank)"
+        )
+    return RankOverflow(
+        rank,
+        needs,
+        limit,
+        f"even perfectly balanced the tables need {human_bytes(even)} per rank",
+        advice,
+    )
+
+
+def _piece_too_large(
+    plan: Plan, rank: int, needs: int, limit: int, name: str, size: int, room: int
+) -> RankOverflow:
+    """One table's piece cannot fit next to what every rank holds anyway: cut it finer."""
+    table = plan.table(name)
+    world = plan.world_size
+    factor = _factor(plan)
+    diagnosis = f"table {name!r} alone takes {human_bytes(size)} here"
+    cap = min(world, table.width)
+    wanted = 2
+    while True:
+        count = min(wanted, cap)
+        widest = -(-table.width // count)
+        if table.rows * widest * table.itemsize * factor <= room:
+            threshold = -(-table.elements // wanted)
+            return RankOverflow(
+                rank,
+                needs,
+                limit,
+                diagnosis,
+                f"column-slice it: set column_slice_threshold to {threshold:,} or less (cuts "
+                f"it into {count} column slices)",
+                ("column_slice_threshold", threshold),
+            )
+        if wanted >= cap:
+            break
+        wanted *= 2
+    diagnosis += f" and does not fit even cut into {cap} column slices"
+    per_rank = -(-table.rows // world) * table.width * table.itemsize * factor
+    if plan.parameters.dp_input and world > 1 and per_rank <= room:
+        return RankOverflow(
+            rank,
+            needs,
+            limit,
+            diagnosis,
+            f"row-slice it: set row_slice_threshold to {table.elements:,} or less",
+            ("row_slice_threshold", table.elements),
+        )
+    why = "" if plan.parameters.dp_input else " (row slicing needs dp_input: true)"
+    return RankOverflow(rank, needs, limit, diagnosis + why, "raise --world-size")
+
+
+def _unbalanced(plan: Plan, rank: int, needs: int, limit: int, even: float) -> RankOverflow:
+    """Spread evenly the tables would fit: place them differently, or use more ranks."""
+    options = []
+    if plan.strategy != "memory_optimized":
+        options.append("try strategy memory_optimized")
+    threshold = plan.parameters.column_slice_threshold
+    options.append(
+        "lower column_slice_threshold"
+        + (f" (now {threshold:,})" if threshold is not None else " (now off)")
+    )
+    options.append("raise --world-size")
+    return RankOverflow(
+        rank,
+        needs,
+        limit,
+        f"balanced evenly the tables would fit ({human_bytes(even)} per rank)",
+        ", ".join(options[:-1]) + f" or {options[-1]}",
+    )

@@ -1,0 +1,453 @@
+"""Memory in bytes: optimizer state, dtypes, data-parallel copies, sizes and capacity.
+
+Expected numbers are worked out by hand from the small spec below, not taken from the
+planner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.cli import main
+from planner.errors import PlanFileError, SpecError
+from planner.memory import OPTIMIZER_SLOTS, over_capacity, parse_size, usable_memory
+from planner.plan import load_plan, plan_from_dict
+from planner.planning import make_plan
+from planner.spec import COST_FIELDS, DTYPE_BYTES, spec_from_dict
+from planner.validation import plan_problems, spec_problems
+
+# Four tables, two ranks, round-robin ("basic"):
+#   a 100 x 8 float32 =  800 elements, 3200 B
+#   b  50 x 8 float32 =  400 elements, 1600 B
+#   c  10 x 4 float16 =   40 elements,   80 B
+#   d  20 x 8 float32 =  160 elements,  640 B
+# rank 0 gets a and c: 3280 B of weights; rank 1 gets b and d: 2240 B. Total 5520 B.
+SMALL = {
+    "world_size": 2,
+    "strategy": "basic",
+    "tables": [
+        {"name": "a", "rows": 100, "width": 8},
+        {"name": "b", "rows": 50, "width": 8},
+        {"name": "c", "rows": 10, "width": 4, "dtype": "float16"},
+        {"name": "d", "rows": 20, "width": 8},
+    ],
+}
+SMALL_YAML = """\
+world_size: 2
+strategy: basic
+tables:
+  - {name: a, rows: 100, width: 8}
+  - {name: b, rows: 50, width: 8}
+  - {name: c, rows: 10, width: 4, dtype: float16}
+  - {name: d, rows: 20, width: 8}
+"""
+
+
+def plan_of(**changes):
+    return make_plan(spec_from_dict({**SMALL, **changes}))
+
+
+# --- sizes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("80GiB", 80 * 2**30),
+        ("80GB", 80 * 10**9),
+        ("512MiB", 512 * 2**20),
+        ("1.5TiB", 3 * 2**39),
+        ("2 gib", 2 * 2**30),
+        ("64KB", 64_000),
+        ("4096", 4096),
+        ("100B", 100),
+        (4096, 4096),
+    ],
+)
+def test_sizes_parse_in_decimal_and_binary_units(text, expected) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["80 gigs", "GiB", "-5GiB", "0", "", "80Gbit", "1e9", "0.1B"])
+def test_unreadable_sizes_say_what_is_accepted(text) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)
+
+
+def test_device_memory_reads_a_size_and_reports_a_bad_one() -> None:
+    assert spec_from_dict({**SMALL, "device_memory": "80GiB"}).device_memory == 80 * 2**30
+    with pytest.raises(SpecError) as caught:
+        spec_from_dict({**SMALL, "device_memory": "80 gigs"}, source="m.yaml")
+    message = str(caught.value)
+    assert message.startswith("m.yaml: device_memory: cannot read this as a size")
+    assert "80GiB" in message and "'80 gigs'" in message
+
+
+def test_usable_memory_takes_the_reserve_off() -> None:
+    assert usable_memory(4000, 0.25) == 3000
+    assert usable_memory(80 * 2**30, 0.0) == 80 * 2**30
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"optimizer": "adamm"}, "optimizer: Input should be 'sgd'"),
+        ({"memory_reserve": 1}, "memory_reserve: Input should be less than 1"),
+        ({"memory_reserve": -0.1}, "memory_reserve: Input should be greater than or equal"),
+        ({"id_bytes": 2}, "id_bytes"),
+        ({"global_batch_size": 3}, "global_batch_size: 3 samples do not split evenly over 2"),
+        ({"alltoall_bandwidth": 0}, "alltoall_bandwidth: Input should be greater than 0"),
+    ],
+)
+def test_bad_cost_fields_are_one_line_errors(changes, fragment) -> None:
+    with pytest.raises(SpecError) as caught:
+        spec_from_dict({**SMALL, **changes}, source="m.yaml")
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+# --- fingerprints -----------------------------------------------------------------------
+
+
+def test_fingerprint_is_unchanged_by_cost_fields_at_their_defaults() -> None:
+    spec = spec_from_dict(SMALL)
+    # the fingerprint as computed before the cost fields existed
+    data = spec.normalized().model_dump(mode="json")
+    for key in COST_FIELDS:
+        del data[key]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    assert spec.fingerprint() == "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    explicit = spec_from_dict({**SMALL, "optimizer": "sgd", "id_bytes": 8, "memory_reserve": 0})
+    assert explicit.fingerprint() == spec.fingerprint()
+
+
+def test_fingerprint_follows_cost_fields_that_are_set() -> None:
+    base = spec_from_dict(SMALL).fingerprint()
+    adam = spec_from_dict({**SMALL, "optimizer": "adam"}).fingerprint()
+    by_text = spec_from_dict({**SMALL, "device_memory": "1KiB"}).fingerprint()
+    by_count = spec_from_dict({**SMALL, "device_memory": 1024}).fingerprint()
+    assert len({base, adam, by_text}) == 3
+    assert by_text == by_count
+
+
+# --- bytes per rank ---------------------------------------------------------------------
+
+
+def test_sgd_keeps_weights_only() -> None:
+    plan = plan_of()
+    assert [r.bytes for r in plan.ranks] == [3280, 2240]
+    assert [r.optimizer_bytes for r in plan.ranks] == [0, 0]
+    assert (plan.parameters.optimizer, plan.parameters.optimizer_slots) == ("sgd", 0)
+
+
+def test_adam_triples_every_rank() -> None:
+    # two slots (first and second moment) per weight, each in the weight's dtype:
+    # rank 0: 3280 + 2 x 3280 = 9840; rank 1: 2240 x 3 = 6720
+    plan = plan_of(optimizer="adam")
+    assert [r.bytes for r in plan.ranks] == [9840, 6720]
+    assert [r.optimizer_bytes for r in plan.ranks] == [6560, 4480]
+    assert [r.elements for r in plan.ranks] == [840, 560]  # elements count weights only
+    assert plan.parameters.optimizer_slots == 2
+    assert plan.stats.max_rank_bytes == 9840
+    assert plan.stats.mean_rank_bytes == 8280
+    assert plan.stats.total_bytes == 5520  # the model's weights, once
+    assert plan_problems(plan) == []
+
+
+@pytest.mark.parametrize(("optimizer", "slots"), sorted(OPTIMIZER_SLOTS.items()))
+def test_every_optimizer_multiplies_by_its_slots(optimizer, slots) -> None:
+    plan = plan_of(optimizer=optimizer)
+    assert [r.bytes for r in plan.ranks] == [3280 * (1 + slots), 2240 * (1 + slots)]
+
+
+def test_slot_counts() -> None:
+    assert OPTIMIZER_SLOTS["sgd"] == 0
+    assert OPTIMIZER_SLOTS["momentum"] == OPTIMIZER_SLOTS["adagrad"] == 1
+    assert OPTIMIZER_SLOTS["rmsprop"] == 1
+    for name in ("adam", "adamw", "lazy_adam", "lamb", "ftrl", "adadelta", "nadam"):
+        assert OPTIMIZER_SLOTS[name] == 2
+
+
+def test_half_precision_state_stays_half_precision() -> None:
+    # one bfloat16 table of 10 x 8 on one rank: 80 elements x 2 B = 160 B of weights,
+    # adagrad adds one accumulator of the same type: 320 B
+    plan = make_plan(
+        spec_from_dict(
+            {
+                "world_size": 1,
+                "optimizer": "adagrad",
+                "tables": [{"name": "h", "rows": 10, "width": 8, "dtype": "bfloat16"}],
+            }
+        )
+    )
+    assert (plan.ranks[0].bytes, plan.ranks[0].optimizer_bytes) == (320, 160)
+
+
+def test_data_parallel_tables_and_their_state_count_on_every_rank() -> None:
+    # threshold 40: c (40 elements, 80 B) is copied to both ranks; a, b, d round-robin:
+    # rank 0: a + d = 3840, rank 1: b = 1600, each + 80 for c = 3920, 1680;
+    # momentum keeps one slot per weight, replicas included: 7840, 3360
+    plan = plan_of(data_parallel_threshold=40, optimizer="momentum")
+    assert plan.groups.data_parallel == ["c"]
+    assert [r.bytes for r in plan.ranks] == [7840, 3360]
+    assert [r.optimizer_bytes for r in plan.ranks] == [3920, 1680]
+
+
+def test_row_sliced_tables_split_their_state_too() -> None:
+    # a (800 elements) row-sliced over 2 ranks: 50 rows x 8 x 4 B = 1600 B each;
+    # b, c, d round-robin: rank 0 b + d = 2240, rank 1 c = 80; adam triples
+    plan = plan_of(row_slice_threshold=800, optimizer="adam")
+    assert plan.groups.row_sliced == ["a"]
+    assert [r.bytes for r in plan.ranks] == [(1600 + 2240) * 3, (1600 + 80) * 3]
+
+
+def test_tampered_optimizer_bytes_fail_validation() -> None:
+    plan = plan_of(optimizer="adam")
+    data = json.loads(plan.to_json())
+    data["ranks"][0]["bytes"] = 3280
+    assert "ranks[0]: elements or bytes do not match what it holds" in plan_problems(
+        plan_from_dict(data)
+    )
+
+
+def test_plans_from_before_the_optimizer_still_load() -> None:
+    plan = plan_of()
+    data = json.loads(plan.to_json())
+    for key in ("optimizer", "optimizer_slots", "device_memory", "memory_reserve"):
+        del data["parameters"][key]
+    for rank in data["ranks"]:
+        del rank["optimizer_bytes"], rank["comm"]
+    del data["stats"]["comm"]
+    assert plan_from_dict(data) == plan
+
+
+def test_unknown_optimizer_in_a_plan_is_a_plan_error() -> None:
+    data = json.loads(plan_of().to_json())
+    data["parameters"]["optimizer"] = "adamm"
+    with pytest.raises(PlanFileError):
+        plan_from_dict(data)
+
+
+@st.composite
+def specs(draw):
+    count = draw(st.integers(1, 8))
+    tables = [
+        {
+            "name": f"t{k}",
+            "rows": draw(st.integers(1, 500)),
+            "width": draw(st.sampled_from([1, 2, 3, 4, 8, 16])),
+            "dtype": draw(st.sampled_from(sorted(DTYPE_BYTES))),
+        }
+        for k in range(count)
+    ]
+    return spec_from_dict(
+        {
+            "world_size": draw(st.integers(1, 6)),
+            "strategy": draw(st.sampled_from(["basic", "memory_balanced", "memory_optimized"])),
+            "optimizer": draw(st.sampled_from(sorted(OPTIMIZER_SLOTS))),
+            "data_parallel_threshold": draw(st.one_of(st.none(), st.integers(1, 800))),
+            "row_slice_threshold": draw(st.one_of(st.none(), st.integers(1, 4000))),
+            "column_slice_threshold": draw(st.one_of(st.none(), st.integers(0, 2000))),
+            "tables": tables,
+        }
+    )
+
+
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(specs())
+def test_ranks_hold_every_table_once_and_replicas_on_each(spec) -> None:
+    plan = make_plan(spec)
+    factor = 1 + OPTIMIZER_SLOTS[spec.optimizer]
+    size = {t.name: t.rows * t.width * DTYPE_BYTES[t.dtype] for t in spec.tables}
+    replicas = sum(size[name] for name in plan.groups.data_parallel)
+    placed = sum(size.values()) - replicas
+    assert sum(r.bytes for r in plan.ranks) == factor * (placed + plan.world_size * replicas)
+    assert sum(r.optimizer_bytes for r in plan.ranks) == (factor - 1) * (
+        placed + plan.world_size * replicas
+    )
+    assert plan_problems(plan) == []
+
+
+# --- capacity through the CLI -----------------------------------------------------------
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(SMALL_YAML)
+    return tmp_path
+
+
+def assert_capacity_failure(result: Result, work: Path, ranks: list[int]) -> list[str]:
+    """Exit 3, nothing on stdout, one stderr line per rank over, no file written."""
+    assert result.exit_code == 3, result.output
+    assert result.stdout == ""
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert [line.split(" ")[1] for line in lines] == [str(r) for r in ranks], lines
+    assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]
+    return lines
+
+
+def test_plan_over_the_limit_fails_with_one_line_per_rank(work: Path) -> None:
+    # 3000 B: rank 0 (3280 B) is 280 B over, rank 1 (2240 B) fits. Balanced the tables
+    # would fit (2760 B each) but table a alone (3200 B) does not: 2 column slices of
+    # 4 columns (1600 B each) would; threshold ceil(800 / 2) = 400 elements. Re-planned,
+    # that threshold does not fit with basic (a0, b, d = 3840 B on rank 0), 5 ranks do
+    # (automatic slicing gives every rank one slice, 1600 B at most).
+    result = invoke("plan", "small.yaml", "--device-memory", "3000", "-o", "p.json")
+    (line,) = assert_capacity_failure(result, work, [0])
+    assert line.startswith(
+        "rank 0 needs 3.20 KiB, 280 B over the 2.93 KiB limit (2.93 KiB less 0% reserve); "
+        "table 'a' alone takes 3.12 KiB here; it fits with"
+    )
+    assert "--world-size 5" in line
+    assert "--column-slice-threshold" not in line
+    (overflow,) = over_capacity(plan_of(device_memory=3000))
+    assert overflow.advice == (
+        "column-slice it: set column_slice_threshold to 400 or less (cuts it into 2 column slices)"
+    )
+    assert (overflow.needs, overflow.limit, overflow.over) == (3280, 3000, 280)
+
+
+def test_every_rank_over_gets_a_line_and_the_world_size_it_needs(work: Path) -> None:
+    # 2000 B: both ranks over; even balanced 5520 / 2 = 2760 B > 2000, so no placement on
+    # two ranks fits; at least ceil(5520 / 2000) = 3 ranks are needed
+    result = invoke("plan", "small.yaml", "--device-memory", "2000", "-o", "p.json")
+    lines = assert_capacity_failure(result, work, [0, 1])
+    assert lines[0].startswith("rank 0 needs 3.20 KiB, 1.25 KiB over the 1.95 KiB limit")
+    assert lines[1].startswith("rank 1 needs 2.19 KiB, 240 B over the 1.95 KiB limit")
+    for line in lines:
+        assert "even perfectly balanced the tables need 2.70 KiB per rank" in line
+    overflows = over_capacity(plan_of(device_memory=2000))
+    assert [o.advice for o in overflows] == ["raise --world-size to at least 3"] * 2
+
+
+def test_the_reserve_lowers_the_limit(work: Path) -> None:
+    # 4000 B less 25% = 3000 B, as in the first case
+    result = invoke(
+        "plan", "small.yaml", "--device-memory", "4000", "--memory-reserve", "0.25", "-o", "p"
+    )
+    (line,) = assert_capacity_failure(result, work, [0])
+    assert "280 B over the 2.93 KiB limit (3.91 KiB less 25% reserve)" in line
+
+
+def test_optimizer_state_can_push_a_plan_over(work: Path) -> None:
+    assert invoke("plan", "small.yaml", "--device-memory", "4KiB", "-o", "p.json").exit_code == 0
+    (work / "p.json").unlink()
+    result = invoke(
+        "plan", "small.yaml", "--device-memory", "4KiB", "--optimizer", "adam", "-o", "p.json"
+    )
+    # adam: 9840 and 6720 B against 4096 B
+    lines = assert_capacity_failure(result, work, [0, 1])
+    assert lines[0].startswith("rank 0 needs 9.61 KiB, 5.61 KiB over the 4.00 KiB limit")
+
+
+def test_data_parallel_copies_that_fill_a_rank_name_the_threshold(work: Path) -> None:
+    # threshold 1000: every table is copied to both ranks, 5520 B each, over 5000 B.
+    # Smallest first: c 80, d 640, b 1600 (2320 B kept); a (800 elements) would pass the
+    # limit, so the threshold must fall below 800. With 799, a is table-parallel alone,
+    # cut in two by the automatic threshold: 2320 + 1600 = 3920 B per rank: fits.
+    result = invoke(
+        "plan",
+        "small.yaml",
+        "--device-memory",
+        "5000",
+        "--data-parallel-threshold",
+        "1000",
+        "-o",
+        "p.json",
+    )
+    lines = assert_capacity_failure(result, work, [0, 1])
+    for line in lines:
+        assert "the data-parallel tables alone take 5.39 KiB on every rank" in line
+        assert "--data-parallel-threshold 799" in line
+
+
+def test_a_table_too_wide_to_column_slice_is_told_to_row_slice() -> None:
+    # one 1000 x 2 float32 table (8000 B) on 4 ranks, limit 3000 B: two column slices of
+    # 4000 B are still too big (width 2 caps slicing); row-sliced it is 2000 B per rank
+    spec = {
+        "world_size": 4,
+        "device_memory": 3000,
+        "column_slice_threshold": 10**6,
+        "tables": [
+            {"name": "wide", "rows": 1000, "width": 2},
+            {"name": "x", "rows": 1, "width": 1},
+        ],
+    }
+    (overflow,) = over_capacity(make_plan(spec_from_dict(spec)))
+    assert overflow.diagnosis == (
+        "table 'wide' alone takes 7.81 KiB here and does not fit even cut into 2 column slices"
+    )
+    assert overflow.advice == "row-slice it: set row_slice_threshold to 2,000 or less"
+
+
+def test_a_plan_that_fits_is_written_and_says_so(work: Path) -> None:
+    result = invoke(
+        "plan", "small.yaml", "--device-memory", "4KiB", "--memory-reserve", "0.1", "-o", "p.json"
+    )
+    assert result.exit_code == 0, result.output
+    # 4096 B less 10% = 3686 B; rank 0 holds 3280 B, 89.0% of it
+    assert (
+        "device memory 4.00 KiB less 10% reserve = 3.60 KiB per rank: fits, largest rank at "
+        "89.0%" in result.stdout
+    )
+    plan = load_plan(work / "p.json")
+    assert (plan.parameters.device_memory, plan.parameters.memory_reserve) == (4096, 0.1)
+    spec = spec_from_dict({**SMALL, "device_memory": "4KiB", "memory_reserve": 0.1})
+    assert spec_problems(plan, spec) == []
+    checked = invoke(
+        "validate", "p.json", "--spec", "small.yaml", "--device-memory", "4KiB",
+        "--memory-reserve", "0.1",
+    )  # fmt: skip
+    assert checked.exit_code == 0, checked.output
+
+
+def test_preview_shows_optimizer_state_and_free_memory(work: Path) -> None:
+    result = invoke(
+        "plan", "small.yaml", "--optimizer", "adam", "--device-memory", "10KiB", "-o", "p.json"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "optimizer adam: 2 state values per weight, included in bytes" in lines
+    head = next(line for line in lines if line.startswith("rank "))
+    assert head.split() == [
+        "rank", "shards", "weights", "elements", "bytes", "of", "largest", "optimizer", "free",
+    ]  # fmt: skip
+    # rank 0: 9840 B (9.61 KiB), 6560 B of it optimizer state (6.41 KiB), 10240 - 9840 = 400 B
+    row = lines[lines.index(head) + 2].split()
+    assert row[4:] == ["9.61", "KiB", "100.0%", "6.41", "KiB", "400", "B"]
+    shown = invoke("show", "p.json", "--format", "json")
+    data = json.loads(shown.stdout)
+    assert [r["optimizer_bytes"] for r in data["ranks"]] == [6560, 4480]
+    assert data["capacity"] == {
+        "device_memory": 10240,
+        "memory_reserve": 0.0,
+        "usable_bytes": 10240,
+        "ranks_over": [],
+    }
+
+
+def test_default_preview_has_no_extra_columns(work: Path) -> None:
+    result = invoke("plan", "small.yaml", "-o", "p.json", "--format", "markdown")
+    assert "| rank | shards | weights | elements | bytes | of largest |" in result.stdout
+    assert "optimizer" not in result.stdout and "device memory" not in result.stdout
+
+
+def test_bad_device_memory_on_the_command_line_is_an_input_error(work: Path) -> None:
+    result = invoke("plan", "small.yaml", "--device-memory", "lots", "-o", "p.json")
+    assert result.exit_code == 2
+    assert "device_memory: cannot read this as a size" in result.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]
