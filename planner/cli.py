@@ -9,6 +9,11 @@ from typing import Any, get_args
 
 import click
 
+from planner.compare import compare as compare_plans
+from planner.compare import parse_strategies, parse_world_sizes
+from planner.compare import render as render_comparison
+from planner.diff import diff_plans
+from planner.diff import render as render_diff
 from planner.errors import PlannerError
 from planner.memory import OPTIMIZERS, capacity_lines
 from planner.plan import Plan, load_plan, plan_json_schema, save_plan
@@ -47,6 +52,10 @@ def _apply(options: list[Callable[[Callable], Callable]], command: Callable) -> 
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _apply_options(options: list[Callable[[Callable], Callable]]) -> Callable:
+    return lambda command: _apply(options, command)
 
 
 def _id_bytes(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
@@ -218,6 +227,74 @@ def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
             click.echo(f"{plan_path}: {problem}", err=True)
         raise SystemExit(1)
     click.echo(f"{plan_path}: ok ({saved.world_size} ranks, {len(saved.shards)} shards)")
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option(
+    "--world-size",
+    "world_sizes",
+    help="World sizes separated by commas, e.g. 8,16,32 (default: the spec's).",
+)
+@click.option(
+    "--strategy",
+    "strategies",
+    default="all",
+    show_default=True,
+    help="all, or strategies separated by commas.",
+)
+@_apply_options([*THRESHOLD_OPTIONS, *COST_OPTIONS])
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+def compare(
+    spec_path: str, world_sizes: str | None, strategies: str, fmt: str, **overrides: Any
+) -> None:
+    """Plan SPEC for each world size and strategy; print one row per combination.
+
+    Rows show the largest and mean rank bytes, imbalance, shards, and with
+    --global-batch-size the traffic per rank and step time, with --device-memory
+    whether the plan fits. Nothing is written.
+    """
+    spec = _load_spec(spec_path, overrides)
+    try:
+        sizes = parse_world_sizes(world_sizes) if world_sizes else [spec.world_size]
+        names = parse_strategies(strategies)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    rows = _fail_cleanly(lambda: compare_plans(spec, sizes, names, source=spec_path))
+    click.echo(render_comparison(rows, fmt))
+
+
+@main.command()
+@click.argument("old_path", metavar="OLD", type=click.Path(dir_okay=False))
+@click.argument("new_path", metavar="NEW", type=click.Path(dir_okay=False))
+@click.option(
+    "--exit-code",
+    is_flag=True,
+    help="Exit 1 when the plans differ (0 when they are the same).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+def diff(old_path: str, new_path: str, exit_code: bool, fmt: str) -> None:
+    """What moved from plan OLD to plan NEW: the summary first, then each change."""
+    old: Plan = _fail_cleanly(lambda: load_plan(old_path))
+    new: Plan = _fail_cleanly(lambda: load_plan(new_path))
+    result = diff_plans(old, new)
+    click.echo(render_diff(result, old, new, fmt))
+    if exit_code and result.changed:
+        raise SystemExit(1)
 
 
 @main.command()

@@ -205,6 +205,11 @@ def _markdown(head: list[str], body: list[list[str]]) -> list[str]:
     ]
 
 
+def table_lines(head: list[str], body: list[list[str]], fmt: str = "table") -> list[str]:
+    """Rows as an aligned text table (numbers right-aligned) or as Markdown."""
+    return (_markdown if fmt == "markdown" else _align)(head, body)
+
+
 def _is_numeric(cell: str) -> bool:
     return bool(cell) and (cell[0].isdigit() or cell[0] == "-")
 

@@ -1,0 +1,134 @@
+"""What-if: one spec planned over several world sizes and strategies, side by side."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from planner import spec as spec_module
+from planner.memory import human_bytes, over_capacity
+from planner.plan import Plan
+from planner.planning import make_plan
+from planner.preview import table_lines
+from planner.spec import Spec, spec_from_dict
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (world size, strategy) planned: memory, balance, traffic and whether it fits."""
+
+    world_size: int
+    strategy: str  # as asked for
+    used: str  # as planned (basic on one rank)
+    max_rank_bytes: int
+    mean_rank_bytes: float
+    imbalance: float
+    shards: int
+    comm_max_rank_bytes: int | None  # most bytes any rank sends or receives per step
+    comm_total_bytes: int | None
+    step_seconds: float | None
+    fits: bool | None  # None without a device memory
+    ranks_over: int
+
+
+def parse_world_sizes(text: str) -> list[int]:
+    """``"8,16,32"`` -> [8, 16, 32]; ValueError naming the accepted form."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise ValueError(
+            f"--world-size: expected positive integers separated by commas, such as 8,16,32 "
+            f"(got {text!r})"
+        )
+    return list(dict.fromkeys(sizes))
+
+
+def parse_strategies(text: str) -> list[str]:
+    """``"all"`` (every strategy this planner knows) or names separated by commas."""
+    known = spec_module.STRATEGIES
+    if text.strip() == "all":
+        return list(known)
+    names = [part.strip() for part in text.split(",")]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise ValueError(
+            f"--strategy: {unknown[0] if unknown else text!r} is not a strategy; use all or "
+            f"some of {', '.join(known)} separated by commas"
+        )
+    return list(dict.fromkeys(names))
+
+
+def compare(
+    spec: Spec, world_sizes: list[int], strategies: list[str], source: str = "<spec>"
+) -> list[Row]:
+    """A row per (world size, strategy), world sizes outermost, in the order given.
+
+    Each combination is validated as a spec of its own (a global batch size must split
+    over every world size); SpecError names the first that does not.
+    """
+    base = spec.model_dump()
+    rows = []
+    for world in world_sizes:
+        for strategy in strategies:
+            variant = spec_from_dict(
+                {**base, "world_size": world, "strategy": strategy},
+                source=f"{source} (world size {world}, strategy {strategy})",
+            )
+            rows.append(row_of(make_plan(variant), strategy))
+    return rows
+
+
+def row_of(plan: Plan, strategy: str) -> Row:
+    comm = plan.stats.comm
+    over = over_capacity(plan)
+    return Row(
+        world_size=plan.world_size,
+        strategy=strategy,
+        used=plan.strategy,
+        max_rank_bytes=plan.stats.max_rank_bytes,
+        mean_rank_bytes=plan.stats.mean_rank_bytes,
+        imbalance=plan.stats.imbalance,
+        shards=len(plan.shards),
+        comm_max_rank_bytes=(
+            None if comm is None else max(comm.max_rank_sent_bytes, comm.max_rank_received_bytes)
+        ),
+        comm_total_bytes=None if comm is None else comm.total_bytes,
+        step_seconds=None if comm is None else comm.step_seconds,
+        fits=None if plan.parameters.device_memory is None else not over,
+        ranks_over=len(over),
+    )
+
+
+def render(rows: list[Row], fmt: str = "table") -> str:
+    """The rows as an aligned table, Markdown, or JSON (a list of objects)."""
+    if fmt == "json":
+        return json.dumps([asdict(row) for row in rows], indent=2)
+    with_comm = any(row.step_seconds is not None for row in rows)
+    with_fit = any(row.fits is not None for row in rows)
+    head = ["world", "strategy", "max/rank", "mean/rank", "imbalance", "shards"]
+    if with_comm:
+        head += ["comm/rank", "comm time"]
+    if with_fit:
+        head += ["fits"]
+    body = []
+    for row in rows:
+        strategy = row.strategy if row.used == row.strategy else f"{row.strategy} ({row.used})"
+        cells = [
+            str(row.world_size),
+            strategy,
+            human_bytes(row.max_rank_bytes),
+            human_bytes(row.mean_rank_bytes),
+            f"{row.imbalance:.3f}",
+            str(row.shards),
+        ]
+        if with_comm:
+            cells += [
+                human_bytes(row.comm_max_rank_bytes or 0),
+                f"{(row.step_seconds or 0) * 1000:.3f} ms",
+            ]
+        if with_fit:
+            cells += ["yes" if row.fits else f"no ({row.ranks_over} over)"]
+        body.append(cells)
+    return "\n".join(table_lines(head, body, fmt))

@@ -1,0 +1,259 @@
+"""What moved between two plans, for reviewing a committed plan's change.
+
+The summary comes first; then settings, tables and inputs added, removed or changed,
+tables that moved (group, ranks, column or row ranges), per-rank bytes and the traffic
+estimate. Anything else that differs (fused weight order, exchange order) is named by
+its field so that no difference goes unreported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from planner.memory import human_bytes
+from planner.plan import Plan, Shard
+
+
+@dataclass(frozen=True)
+class Change:
+    """``what`` went from ``old`` to ``new`` (None: absent on that side)."""
+
+    what: str
+    old: Any
+    new: Any
+
+
+@dataclass
+class PlanDiff:
+    settings: list[Change] = field(default_factory=list)
+    tables_added: list[str] = field(default_factory=list)
+    tables_removed: list[str] = field(default_factory=list)
+    table_changes: list[Change] = field(default_factory=list)
+    inputs_added: list[str] = field(default_factory=list)
+    inputs_removed: list[str] = field(default_factory=list)
+    input_changes: list[Change] = field(default_factory=list)
+    moved: list[Change] = field(default_factory=list)  # table: old layout -> new layout
+    rank_bytes: list[Change] = field(default_factory=list)
+    comm: Change | None = None  # step time estimate, seconds
+    other: list[str] = field(default_factory=list)
+    identical: bool = True
+
+    @property
+    def changed(self) -> bool:
+        return not self.identical
+
+
+def diff_plans(old: Plan, new: Plan) -> PlanDiff:
+    """Every difference between two plans, grouped for a reviewer."""
+    result = PlanDiff(identical=old == new)
+    if result.identical:
+        return result
+    for name in ("world_size", "strategy"):
+        if getattr(old, name) != getattr(new, name):
+            result.settings.append(Change(name, getattr(old, name), getattr(new, name)))
+    old_params, new_params = old.parameters.model_dump(), new.parameters.model_dump()
+    result.settings += [
+        Change(f"parameters.{key}", old_params.get(key), new_params.get(key))
+        for key in dict.fromkeys([*old_params, *new_params])
+        if old_params.get(key) != new_params.get(key)
+    ]
+
+    old_tables = {t.name: t for t in old.tables}
+    new_tables = {t.name: t for t in new.tables}
+    result.tables_added = [n for n in new_tables if n not in old_tables]
+    result.tables_removed = [n for n in old_tables if n not in new_tables]
+    for name, table in new_tables.items():
+        if name in old_tables:
+            result.table_changes += _field_changes(name, old_tables[name], table)
+
+    old_inputs = {i.name: i for i in old.inputs}
+    new_inputs = {i.name: i for i in new.inputs}
+    result.inputs_added = [n for n in new_inputs if n not in old_inputs]
+    result.inputs_removed = [n for n in old_inputs if n not in new_inputs]
+    for name, inp in new_inputs.items():
+        if name in old_inputs:
+            result.input_changes += _field_changes(name, old_inputs[name], inp)
+
+    old_layout, new_layout = _layouts(old), _layouts(new)
+    for name in new_tables:
+        if name in old_tables and old_layout[name] != new_layout[name]:
+            result.moved.append(
+                Change(
+                    name,
+                    _describe(old, name, old_layout[name]),
+                    _describe(new, name, new_layout[name]),
+                )
+            )
+
+    for rank in range(max(old.world_size, new.world_size)):
+        before = old.ranks[rank].bytes if rank < old.world_size else None
+        after = new.ranks[rank].bytes if rank < new.world_size else None
+        if before != after:
+            result.rank_bytes.append(Change(f"rank {rank}", before, after))
+
+    old_step = old.stats.comm.step_seconds if old.stats.comm else None
+    new_step = new.stats.comm.step_seconds if new.stats.comm else None
+    if old_step != new_step:
+        result.comm = Change("step_seconds", old_step, new_step)
+
+    if not _explained(result):
+        old_data, new_data = old.model_dump(mode="json"), new.model_dump(mode="json")
+        result.other = [key for key in old_data if old_data[key] != new_data[key]]
+    return result
+
+
+def _field_changes(name: str, old: Any, new: Any) -> list[Change]:
+    before, after = old.model_dump(mode="json"), new.model_dump(mode="json")
+    return [
+        Change(f"{name}.{key}", before[key], after[key])
+        for key in before
+        if before[key] != after[key]
+    ]
+
+
+def _layouts(plan: Plan) -> dict[str, tuple]:
+    """Per table: its group and its shards as (rank, rows, cols)."""
+    group_of = {name: group for group, names in plan.groups for name in names}
+    shards: dict[str, list[Shard]] = {}
+    for shard in plan.shards:
+        shards.setdefault(shard.table, []).append(shard)
+    return {
+        t.name: (
+            group_of.get(t.name),
+            tuple((s.rank, s.rows, s.cols) for s in shards.get(t.name, [])),
+        )
+        for t in plan.tables
+    }
+
+
+def _describe(plan: Plan, name: str, layout: tuple) -> str:
+    """A table's placement in a few words: 'rank 3', 'cols 0:8 on rank 0, 8:16 on rank 5'."""
+    group, shards = layout
+    if group == "data_parallel":
+        return "data-parallel"
+    if group == "row_sliced":
+        ranks = [rank for rank, _, _ in shards]
+        span = f"ranks {ranks[0]}-{ranks[-1]}" if len(ranks) > 1 else f"rank {ranks[0]}"
+        return f"row-sliced over {span} ({_rows_each(shards)} rows each)"
+    if len(shards) == 1:
+        return f"rank {shards[0][0]}"
+    pieces = ", ".join(f"{cols[0]}:{cols[1]} on rank {rank}" for rank, _, cols in shards)
+    return f"cols {pieces}"
+
+
+def _rows_each(shards: tuple) -> str:
+    counts = sorted({rows[1] - rows[0] for _, rows, _ in shards})
+    return f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}-{counts[-1]:,}"
+
+
+def _explained(diff: PlanDiff) -> bool:
+    return any(
+        (
+            diff.settings,
+            diff.tables_added,
+            diff.tables_removed,
+            diff.table_changes,
+            diff.inputs_added,
+            diff.inputs_removed,
+            diff.input_changes,
+            diff.moved,
+            diff.rank_bytes,
+            diff.comm,
+        )
+    )
+
+
+# --- rendering ------------------------------------------------------------------------
+
+
+def summary(diff: PlanDiff, old: Plan, new: Plan) -> str:
+    """One line: what changed, in order of consequence."""
+    if diff.identical:
+        return "no differences"
+    parts = []
+    for change in diff.settings:
+        if change.what in ("world_size", "strategy"):
+            parts.append(f"{change.what.replace('_', ' ')} {change.old} -> {change.new}")
+    common = len([t for t in new.tables if t.name not in diff.tables_added])
+    if diff.moved:
+        parts.append(f"{len(diff.moved)} of {common} tables moved")
+    if diff.tables_added:
+        parts.append(f"{len(diff.tables_added)} added")
+    if diff.tables_removed:
+        parts.append(f"{len(diff.tables_removed)} removed")
+    if diff.table_changes:
+        changed = len({c.what.split(".")[0] for c in diff.table_changes})
+        parts.append(f"{changed} table{'s' if changed > 1 else ''} changed")
+    if old.stats.max_rank_bytes != new.stats.max_rank_bytes:
+        parts.append(
+            f"largest rank {human_bytes(old.stats.max_rank_bytes)} -> "
+            f"{human_bytes(new.stats.max_rank_bytes)}"
+        )
+    if diff.comm is not None:
+        parts.append(f"step communication {_seconds(diff.comm.old)} -> {_seconds(diff.comm.new)}")
+    if not parts:
+        parts.append("plans differ in " + ", ".join(diff.other or ["settings"]))
+    return "; ".join(parts)
+
+
+def render(diff: PlanDiff, old: Plan, new: Plan, fmt: str = "text") -> str:
+    """The summary first, then one section per kind of change (text or JSON)."""
+    if fmt == "json":
+        return json.dumps({"summary": summary(diff, old, new), **asdict(diff)}, indent=2)
+    lines = [summary(diff, old, new)]
+    if diff.identical:
+        return lines[0]
+
+    def section(title: str, entries: list[str]) -> None:
+        if entries:
+            lines.extend(["", f"{title}:", *(f"  {entry}" for entry in entries)])
+
+    section("settings", [_change(c) for c in diff.settings])
+    section("tables added", [", ".join(diff.tables_added)] if diff.tables_added else [])
+    section("tables removed", [", ".join(diff.tables_removed)] if diff.tables_removed else [])
+    section("tables changed", [_change(c) for c in diff.table_changes])
+    section("inputs added", [", ".join(diff.inputs_added)] if diff.inputs_added else [])
+    section("inputs removed", [", ".join(diff.inputs_removed)] if diff.inputs_removed else [])
+    section("inputs changed", [_change(c) for c in diff.input_changes])
+    section("moved", [f"{c.what}: {c.old} -> {c.new}" for c in diff.moved])
+    section("rank bytes", [_bytes_change(c) for c in diff.rank_bytes])
+    if diff.comm is not None:
+        section(
+            "communication",
+            [f"step estimate {_seconds(diff.comm.old)} -> {_seconds(diff.comm.new)}"],
+        )
+    section("also differs", diff.other)
+    return "\n".join(lines)
+
+
+def _change(change: Change) -> str:
+    return f"{change.what}: {_value(change.old)} -> {_value(change.new)}"
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _bytes_change(change: Change) -> str:
+    old, new = change.old, change.new
+    text = f"{change.what}: {_size(old)} -> {_size(new)}"
+    if old is not None and new is not None:
+        delta = new - old
+        text += f" ({'+' if delta > 0 else '-'}{human_bytes(abs(delta))})"
+    return text
+
+
+def _size(count: int | None) -> str:
+    return "none" if count is None else human_bytes(count)
+
+
+def _seconds(value: float | None) -> str:
+    return "none" if value is None else f"{value * 1000:.3f} ms"

@@ -1,0 +1,292 @@
+"""``planner compare`` and ``planner diff`` on small specs placed by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from planner.cli import main
+from planner.compare import compare, parse_strategies, parse_world_sizes
+from planner.diff import diff_plans
+from planner.plan import load_plan
+from planner.planning import make_plan
+from planner.spec import STRATEGIES, spec_from_dict
+
+# a 100 x 8 float32 (800 elements, 3200 B), b 50 x 8 (400, 1600 B),
+# c 10 x 4 float16 (40, 80 B), d 20 x 8 (160, 640 B); 5520 B in all.
+#   basic on 2 ranks: rank 0 a, c (3280 B); rank 1 b, d (2240 B)
+#   memory_optimized on 2 ranks: largest first onto the least loaded rank: a -> r0,
+#     b -> r1, d -> r1, c -> r1; ranks end ordered by load, so rank 0 holds b, d, c
+#     (2320 B) and rank 1 holds a (3200 B)
+#   one rank: everything on rank 0 (5520 B), strategy basic whatever was asked
+SMALL = {
+    "world_size": 2,
+    "strategy": "basic",
+    "tables": [
+        {"name": "a", "rows": 100, "width": 8},
+        {"name": "b", "rows": 50, "width": 8},
+        {"name": "c", "rows": 10, "width": 4, "dtype": "float16"},
+        {"name": "d", "rows": 20, "width": 8},
+    ],
+}
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small.yaml").write_text(json.dumps(SMALL))  # JSON is YAML
+    return tmp_path
+
+
+def plan_file(work: Path, name: str, **changes) -> Path:
+    path = work / name
+    path.write_text(make_plan(spec_from_dict({**SMALL, **changes})).to_json())
+    return path
+
+
+# --- compare ----------------------------------------------------------------------------
+
+
+def test_world_sizes_and_strategies_parse() -> None:
+    assert parse_world_sizes("8,16,32") == [8, 16, 32]
+    assert parse_world_sizes("4,4,2") == [4, 2]
+    for bad in ("", "8,", "x", "0,8", "-1"):
+        with pytest.raises(ValueError, match="--world-size: expected positive integers"):
+            parse_world_sizes(bad)
+    assert parse_strategies("all") == list(STRATEGIES)
+    assert parse_strategies("memory_optimized, basic") == ["memory_optimized", "basic"]
+    with pytest.raises(ValueError, match="'fast' is not a strategy"):
+        parse_strategies("basic,fast")
+
+
+def test_compare_rows_are_the_hand_placed_numbers() -> None:
+    # device memory 3250 B: basic on 2 ranks has 3280 B on rank 0 (1 over),
+    # memory_optimized 3200 B at most (fits); one rank holds 5520 B (over)
+    spec = spec_from_dict({**SMALL, "device_memory": 3250})
+    rows = compare(spec, [1, 2], ["basic", "memory_optimized"])
+    got = [
+        (r.world_size, r.strategy, r.used, r.max_rank_bytes, r.mean_rank_bytes, r.shards)
+        for r in rows
+    ]
+    assert got == [
+        (1, "basic", "basic", 5520, 5520, 4),
+        (1, "memory_optimized", "basic", 5520, 5520, 4),
+        (2, "basic", "basic", 3280, 2760, 4),
+        (2, "memory_optimized", "memory_optimized", 3200, 2760, 4),
+    ]
+    assert [(r.fits, r.ranks_over) for r in rows] == [(False, 1), (False, 1), (False, 1), (True, 0)]
+    assert [r.imbalance for r in rows] == pytest.approx([1, 1, 3280 / 2760, 3200 / 2760])
+    assert all(r.step_seconds is None for r in rows)
+
+
+def test_compare_table_with_traffic_and_fit(work: Path) -> None:
+    # global batch 4 (2 per rank on two ranks), int64 ids, float32 outputs, 1000 B/s:
+    #   basic: rank 0 holds a (8 wide) and c (4), rank 1 b and d (8 each).
+    #     ids: each rank sends 2 inputs x 2 ids x 8 B = 32 B to the other
+    #     embeddings: rank 0 sends 2 x (8 + 4) x 4 = 96 B, rank 1 sends 2 x 16 x 4 = 128 B;
+    #     gradients the other way. Each rank: 32 + 96 + 128 = 256 B each way.
+    #     time: ids 32 + forward 128 + backward 128 = 288 B at 1000 B/s = 288 ms
+    #   memory_optimized: rank 0 holds b, d, c, rank 1 a.
+    #     ids: rank 0 sends a's 16 B, rank 1 sends 3 x 16 = 48 B
+    #     embeddings: rank 0 sends 2 x 20 x 4 = 160 B, rank 1 2 x 8 x 4 = 64 B
+    #     rank 0 sends 16 + 160 + 64 = 240, receives 48 + 64 + 160 = 272 -> 272 B
+    #     time: 48 + 160 + 160 = 368 B -> 368 ms
+    result = invoke(
+        "compare", "small.yaml", "--world-size", "2", "--strategy", "basic,memory_optimized",
+        "--global-batch-size", "4", "--alltoall-bandwidth", "1e-6", "--device-memory", "3250",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "world  strategy          max/rank  mean/rank  imbalance  shards  comm/rank   comm time"
+        "  fits",
+        "-----  ----------------  --------  ---------  ---------  ------  ---------  ----------"
+        "  -----------",
+        "    2  basic             3.20 KiB   2.70 KiB      1.188       4      256 B  288.000 ms"
+        "  no (1 over)",
+        "    2  memory_optimized  3.12 KiB   2.70 KiB      1.159       4      272 B  368.000 ms"
+        "  yes",
+    ]
+    assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]  # nothing written
+
+
+def test_compare_defaults_to_the_spec_world_size_and_every_strategy(work: Path) -> None:
+    result = invoke("compare", "small.yaml", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["world_size"], r["strategy"]) for r in rows] == [(2, s) for s in STRATEGIES]
+    assert rows[0]["max_rank_bytes"] == 3280 and rows[0]["fits"] is None
+
+
+def test_compare_markdown(work: Path) -> None:
+    result = invoke("compare", "small.yaml", "--world-size", "1", "--strategy", "basic", "--format",
+                    "markdown")  # fmt: skip
+    assert result.stdout.splitlines() == [
+        "| world | strategy | max/rank | mean/rank | imbalance | shards |",
+        "|---|---|---|---|---|---|",
+        "| 1 | basic | 5.39 KiB | 5.39 KiB | 1.000 | 4 |",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--world-size", "2,x"], "--world-size: expected positive integers"),
+        (["--strategy", "fast"], "--strategy: 'fast' is not a strategy"),
+        (
+            ["--world-size", "2,3", "--global-batch-size", "4"],
+            "small.yaml (world size 3, strategy basic): global_batch_size: 4 samples do not "
+            "split evenly over 3 ranks",
+        ),
+    ],
+)
+def test_compare_input_errors_are_one_line(work: Path, args, fragment) -> None:
+    result = invoke("compare", "small.yaml", *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and fragment in result.stderr
+
+
+# --- diff -------------------------------------------------------------------------------
+
+
+def test_identical_plans_have_no_differences(work: Path) -> None:
+    old = plan_file(work, "old.json")
+    result = invoke("diff", old, old, "--exit-code")
+    assert (result.exit_code, result.stdout) == (0, "no differences\n")
+
+
+def test_strategy_change_lists_what_moved_and_the_rank_bytes(work: Path) -> None:
+    # basic -> memory_optimized (see the top): a 0 -> 1, b 1 -> 0, d 1 -> 0, c stays on 0;
+    # rank 0 3280 -> 2320 B, rank 1 2240 -> 3200 B
+    old = plan_file(work, "old.json")
+    new = plan_file(work, "new.json", strategy="memory_optimized")
+    result = invoke("diff", old, new)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "strategy basic -> memory_optimized; 3 of 4 tables moved; "
+        "largest rank 3.20 KiB -> 3.12 KiB",
+        "",
+        "settings:",
+        "  strategy: basic -> memory_optimized",
+        "  parameters.requested_strategy: basic -> memory_optimized",
+        "",
+        "moved:",
+        "  a: rank 0 -> rank 1",
+        "  b: rank 1 -> rank 0",
+        "  d: rank 1 -> rank 0",
+        "",
+        "rank bytes:",
+        "  rank 0: 3.20 KiB -> 2.27 KiB (-960 B)",
+        "  rank 1: 2.19 KiB -> 3.12 KiB (+960 B)",
+    ]
+    assert invoke("diff", old, new, "--exit-code").exit_code == 1
+
+
+def test_tables_added_removed_changed_and_sliced(work: Path) -> None:
+    # new: d removed, e (5 x 8) added, b grows to 60 rows, threshold 400 cuts a (800) and
+    # b (480) into 2 slices of 4 columns. basic deals a0 a1 b0 b1 c e: rank 0 a0 b0 c,
+    # rank 1 a1 b1 e. rank 0: 1600 + 960 + 80 = 2640 B; rank 1: 1600 + 960 + 160 = 2720 B
+    old = plan_file(work, "old.json")
+    tables = [
+        SMALL["tables"][0],
+        {"name": "b", "rows": 60, "width": 8},
+        SMALL["tables"][2],
+        {"name": "e", "rows": 5, "width": 8},
+    ]
+    new = plan_file(work, "new.json", tables=tables, column_slice_threshold=400)
+    result = invoke("diff", old, new)
+    assert result.stdout.splitlines() == [
+        "2 of 3 tables moved; 1 added; 1 removed; 1 table changed; "
+        "largest rank 3.20 KiB -> 2.66 KiB",
+        "",
+        "settings:",
+        "  parameters.column_slice_threshold: null -> 400",
+        "  parameters.column_slice_threshold_source: none -> spec",
+        "",
+        "tables added:",
+        "  e",
+        "",
+        "tables removed:",
+        "  d",
+        "",
+        "tables changed:",
+        "  b.rows: 50 -> 60",
+        "",
+        "inputs added:",
+        "  e",
+        "",
+        "inputs removed:",
+        "  d",
+        "",
+        "moved:",
+        "  a: rank 0 -> cols 0:4 on rank 0, 4:8 on rank 1",
+        "  b: rank 1 -> cols 0:4 on rank 0, 4:8 on rank 1",
+        "",
+        "rank bytes:",
+        "  rank 0: 3.20 KiB -> 2.58 KiB (-640 B)",
+        "  rank 1: 2.19 KiB -> 2.66 KiB (+480 B)",
+    ]
+
+
+def test_group_changes_and_new_ranks(work: Path) -> None:
+    # 3 ranks, c (40 elements) data-parallel, a row-sliced (>= 800): rows 34, 33, 33.
+    # b and d are table-parallel, two tables for three ranks: the automatic threshold
+    # halves b (400) once, 399, so b is cut into two slices of 4 columns; basic deals
+    # b0 b1 d to ranks 0, 1, 2. Rank 2: 33 rows of a (1056 B) + d (640) + c (80) = 1776 B
+    old = plan_file(work, "old.json")
+    new = plan_file(
+        work, "new.json", world_size=3, data_parallel_threshold=40, row_slice_threshold=800
+    )
+    diff = diff_plans(load_plan(old), load_plan(new))
+    moved = {c.what: (c.old, c.new) for c in diff.moved}
+    assert moved == {
+        "a": ("rank 0", "row-sliced over ranks 0-2 (33-34 rows each)"),
+        "b": ("rank 1", "cols 0:4 on rank 0, 4:8 on rank 1"),
+        "c": ("rank 0", "data-parallel"),
+        "d": ("rank 1", "rank 2"),
+    }
+    assert [(c.what, c.old, c.new) for c in diff.rank_bytes][-1] == ("rank 2", None, 1776)
+    text = invoke("diff", old, new).stdout
+    assert text.startswith("world size 2 -> 3; 4 of 4 tables moved;")
+    assert "  rank 2: none -> 1.73 KiB" in text
+
+
+def test_only_an_estimate_changed(work: Path) -> None:
+    old = plan_file(work, "old.json", global_batch_size=4)
+    new = plan_file(work, "new.json", global_batch_size=4, alltoall_bandwidth=1e-6)
+    lines = invoke("diff", old, new).stdout.splitlines()
+    assert lines[0] == "step communication 0.000 ms -> 288.000 ms"
+    assert "  parameters.alltoall_bandwidth: 25.0 -> 1e-06" in lines
+    assert lines[-2:] == ["communication:", "  step estimate 0.000 ms -> 288.000 ms"]
+
+
+def test_unexplained_differences_are_named(work: Path) -> None:
+    old = plan_file(work, "old.json")
+    data = json.loads(old.read_text())
+    data["fingerprint"] = "sha256:" + "0" * 64
+    (work / "new.json").write_text(json.dumps(data))
+    result = invoke("diff", old, "new.json", "--exit-code")
+    assert (result.exit_code, result.stdout.splitlines()[0]) == (1, "plans differ in fingerprint")
+
+
+def test_diff_json_and_bad_files(work: Path) -> None:
+    old = plan_file(work, "old.json")
+    new = plan_file(work, "new.json", strategy="memory_optimized")
+    data = json.loads(invoke("diff", old, new, "--format", "json").stdout)
+    assert data["summary"].startswith("strategy basic -> memory_optimized")
+    assert data["moved"][0] == {"what": "a", "old": "rank 0", "new": "rank 1"}
+    assert data["rank_bytes"] == [
+        {"what": "rank 0", "old": 3280, "new": 2320},
+        {"what": "rank 1", "old": 2240, "new": 3200},
+    ]
+    (work / "bad.json").write_text("{")
+    result = invoke("diff", old, "bad.json")
+    assert result.exit_code == 2
+    assert "bad.json: not valid JSON" in result.stderr
