@@ -196,6 +196,19 @@ def test_plan_with_estimate_round_trips_and_validates(tmp_path: Path) -> None:
     assert spec_problems(loaded, spec_from_dict({**SPEC, "global_batch_size": 12}))
 
 
+def test_schema_accepts_a_plan_with_estimates_and_a_device_limit() -> None:
+    import jsonschema
+
+    from planner.plan import plan_json_schema
+
+    plan = plan_of(optimizer="adam", device_memory="1GiB", memory_reserve=0.1)
+    validator = jsonschema.Draft202012Validator(plan_json_schema())
+    data = json.loads(plan.to_json())
+    assert list(validator.iter_errors(data)) == []
+    data["ranks"][0]["comm"]["id_alltoall"]["sent"] = "many"
+    assert not validator.is_valid(data)
+
+
 def test_tampered_stats_fail_validation() -> None:
     data = json.loads(plan_of().to_json())
     data["stats"]["comm"]["step_seconds"] *= 2

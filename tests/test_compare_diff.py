@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from planner.cli import main
 from planner.compare import compare, parse_strategies, parse_world_sizes
@@ -290,3 +292,54 @@ def test_diff_json_and_bad_files(work: Path) -> None:
     result = invoke("diff", old, "bad.json")
     assert result.exit_code == 2
     assert "bad.json: not valid JSON" in result.stderr
+
+
+@st.composite
+def plan_pairs(draw):
+    tables = [
+        {"name": f"t{k}", "rows": draw(st.integers(1, 200)), "width": draw(st.integers(1, 8))}
+        for k in range(draw(st.integers(1, 6)))
+    ]
+
+    def plan():
+        return make_plan(
+            spec_from_dict(
+                {
+                    "world_size": draw(st.integers(1, 4)),
+                    "strategy": draw(st.sampled_from(["basic", "memory_optimized"])),
+                    "column_slice_threshold": draw(st.one_of(st.none(), st.integers(0, 300))),
+                    "row_slice_threshold": draw(st.one_of(st.none(), st.integers(1, 800))),
+                    "tables": tables,
+                }
+            )
+        )
+
+    return plan(), plan()
+
+
+@settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(plan_pairs())
+def test_diff_reports_exactly_the_tables_whose_shards_changed(pair) -> None:
+    old, new = pair
+    diff = diff_plans(old, new)
+    assert diff.changed == (old != new)
+
+    def shards(plan, name):
+        return [(s.rank, s.rows, s.cols) for s in plan.shards if s.table == name]
+
+    def group(plan, name):
+        return next(g for g, names in plan.groups if name in names)
+
+    expected = [
+        t.name
+        for t in new.tables
+        if (shards(old, t.name), group(old, t.name)) != (shards(new, t.name), group(new, t.name))
+    ]
+    assert [c.what for c in diff.moved] == expected
+    changed_ranks = [
+        r
+        for r in range(max(old.world_size, new.world_size))
+        if (old.ranks[r].bytes if r < old.world_size else None)
+        != (new.ranks[r].bytes if r < new.world_size else None)
+    ]
+    assert [c.what for c in diff.rank_bytes] == [f"rank {r}" for r in changed_ranks]
