@@ -1,4 +1,4 @@
-"""``planner``: plan, show, validate; each command parses, calls the library, prints."""
+"""``planner``: each command parses its arguments, calls the library, and prints."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from planner.plan import Plan, load_plan, plan_json_schema, save_plan
 from planner.planning import make_plan
 from planner.preview import DEFAULT_SHARD_LIMIT, FORMATS, render
 from planner.spec import STRATEGIES, DType, Spec, load_spec
-from planner.validation import plan_problems, spec_problems
+from planner.validation import plan_problems, reference_problems, spec_problems
 
 
 class InputError(click.ClickException):
@@ -162,7 +162,27 @@ def _shard_limit(list_shards: bool | None) -> int | None:
     return None if list_shards else -1
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """A usage error (bad option value, unknown command) is one line, like every other error.
+
+    Click's default prints the usage and a hint around it; scripts and CI logs read better
+    when every bad input is a single ``Error: ...`` line with exit code 2.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise InputError(exc.format_message()) from exc
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise InputError(exc.format_message()) from exc
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Plan where recommender embedding tables live on N GPUs, once, as a file to commit."""
 
@@ -190,8 +210,8 @@ def plan(
     overflow = capacity_lines(result)
     if overflow:
         raise CapacityExceeded("\n".join(overflow))
+    _fail_cleanly(lambda: save_plan(result, target))
     click.echo(render(result, fmt, _shard_limit(list_shards)))
-    save_plan(result, target)
     click.echo(f"wrote {target}", err=fmt == "json")
 
 
@@ -202,6 +222,9 @@ def plan(
 def show(plan_path: str, fmt: str, list_shards: bool | None) -> None:
     """Print the layout of a saved plan."""
     saved: Plan = _fail_cleanly(lambda: load_plan(plan_path))
+    broken = reference_problems(saved)
+    if broken:
+        raise InputError(f"{plan_path}: {broken[0]}; run planner validate for every problem")
     click.echo(render(saved, fmt, _shard_limit(list_shards)))
 
 

@@ -209,7 +209,7 @@ class Plan(_Frozen):
 
     format_version: Literal[1] = FORMAT_VERSION
     fingerprint: str = Field(description="sha256 of the normalized spec this plan was made from.")
-    world_size: int
+    world_size: int = Field(ge=1)
     strategy: Strategy = Field(description="Strategy used (one rank always uses basic).")
     parameters: Parameters
     tables: list[TableSpec]
@@ -255,7 +255,7 @@ class Plan(_Frozen):
 
 
 def plan_json_schema() -> dict:
-    return Plan.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Plan.model_json_schema()}
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:
@@ -264,14 +264,21 @@ def save_plan(plan: Plan, path: str | Path) -> None:
     Readers (CI, a training job starting) never see half a plan.
     """
     path = Path(path)
-    if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: nothing to rename over
-        with path.open("w") as handle:
-            handle.write(plan.to_json())
-        return
+    text = plan.to_json()
+    try:
+        if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: nothing to rename
+            path.write_text(text)
+        else:
+            _write_atomically(text, path)
+    except OSError as exc:
+        raise PlanFileError(f"{path}: cannot write the plan ({exc.strerror or exc})") from exc
+
+
+def _write_atomically(text: str, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(plan.to_json())
+            handle.write(text)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it private; plans are shared
         os.replace(tmp, path)
     except BaseException:
@@ -298,7 +305,11 @@ def load_plan(path: str | Path) -> Plan:
 
 
 def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
-    if isinstance(raw, dict) and raw.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+    """Schema-check parsed JSON; what is not a plan at all is said so before any field."""
+    if not isinstance(raw, dict) or "format_version" not in raw:
+        found = f"a JSON {type(raw).__name__}" if not isinstance(raw, dict) else "no format_version"
+        raise PlanFileError(f"{source}: not a plan file ({found}); make one with planner plan")
+    if raw["format_version"] != FORMAT_VERSION:
         raise PlanFileError(
             f"{source}: format_version {raw['format_version']!r} is not supported "
             f"(this planner reads {FORMAT_VERSION}); re-plan with this version"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,8 +44,8 @@ class TableSpec(_Frozen):
     """One embedding table: ``rows`` ids, each looked up as a ``width``-wide vector."""
 
     name: str = Field(min_length=1)
-    rows: int = Field(gt=0, description="Number of rows (the vocabulary size).")
-    width: int = Field(gt=0, description="Embedding width (columns).")
+    rows: int = Field(gt=0, strict=True, description="Number of rows (the vocabulary size).")
+    width: int = Field(gt=0, strict=True, description="Embedding width (columns).")
     combiner: Combiner = Field(
         None, description="null: one id per sample; sum or mean: reduce multi-hot ids."
     )
@@ -72,28 +71,31 @@ class InputSpec(_Frozen):
 
     name: str = Field(min_length=1)
     table: str = Field(min_length=1)
-    hotness: int = Field(1, gt=0, description="Ids per sample (1 = one-hot).")
+    hotness: int = Field(1, gt=0, strict=True, description="Ids per sample (1 = one-hot).")
 
 
 class Spec(_Frozen):
     """A whole model: the tables, their inputs, and how to place them."""
 
-    world_size: int = Field(ge=1, description="Number of ranks (GPUs).")
+    world_size: int = Field(ge=1, strict=True, description="Number of ranks (GPUs).")
     strategy: Strategy = "basic"
     column_slice_threshold: int | None = Field(
         None,
         ge=0,
+        strict=True,
         description="Largest elements per column slice; null = automatic when there are "
         "fewer table-parallel tables than ranks.",
     )
     row_slice_threshold: int | None = Field(
         None,
         ge=0,
+        strict=True,
         description="Tables with at least this many elements are row-sliced; null or 0 = off.",
     )
     data_parallel_threshold: int | None = Field(
         None,
         ge=0,
+        strict=True,
         description="Tables with at most this many elements are data-parallel; null or 0 = off.",
     )
     dp_input: bool = Field(True, description="false = inputs arrive model-parallel.")
@@ -116,6 +118,7 @@ class Spec(_Frozen):
     global_batch_size: int | None = Field(
         None,
         gt=0,
+        strict=True,
         description="Samples per step over all ranks; enables the communication estimate.",
     )
     id_bytes: Literal[4, 8] = Field(8, description="Bytes per id sent: 8 (int64) or 4 (int32).")
@@ -204,11 +207,14 @@ COST_FIELDS: tuple[str, ...] = (
 
 
 def _reject_duplicates(field: str, names: list[str]) -> None:
-    repeated = [name for name, count in Counter(names).items() if count > 1]
-    if repeated:
-        raise ValueError(
-            f"{field}: name {repeated[0]!r} is used more than once; names must be unique"
-        )
+    first_use: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in first_use:
+            raise ValueError(
+                f"{field}[{index}].name: {name!r} is already used by "
+                f"{field}[{first_use[name]}]; names must be unique"
+            )
+        first_use[name] = index
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
@@ -232,8 +238,16 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         raise SpecError(
             f"{path}: expected a mapping with world_size, strategy and tables at the top"
         )
-    raw.update({key: value for key, value in (overrides or {}).items() if value is not None})
-    return spec_from_dict(raw, source=str(path))
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    raw.update(given)
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        field = exc.errors()[0]["loc"][:1]
+        if field and field[0] in given:  # the value came from an option, not the file
+            text = describe_validation_error(exc).removeprefix(f"{field[0]}: ")
+            raise SpecError(f"--{str(field[0]).replace('_', '-')}: {text}") from exc
+        raise SpecError(f"{path}: {describe_validation_error(exc)}") from exc
 
 
 def spec_from_dict(raw: dict[str, Any], source: str = "<spec>") -> Spec:

@@ -17,7 +17,15 @@ import jsonschema
 import pytest
 from click.testing import CliRunner, Result
 
-from planner import load_plan, load_spec, make_plan, plan_problems, save_plan, spec_problems
+from planner import (
+    PlanFileError,
+    load_plan,
+    load_spec,
+    make_plan,
+    plan_problems,
+    save_plan,
+    spec_problems,
+)
 from planner.cli import main
 
 # Four tables, two ranks, round-robin ("basic"):
@@ -398,11 +406,6 @@ def test_failed_write_leaves_no_partial_or_temp_file(
     assert (work / "plan.json").read_text() == "old plan\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an OSError while writing the plan (disk full, read-only folder) escapes "
-    "as a traceback with exit 1; it should be one line naming the file, exit 2",
-)
 def test_failed_write_is_reported_in_one_line(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
@@ -592,11 +595,6 @@ def test_validate_reports_rather_than_crashes(saved: Path, damage: str) -> None:
     assert all(line.startswith("plan.json: ") for line in result.stderr.splitlines())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: show crashes (IndexError in preview.rank_rows, KeyError for an unknown "
-    "shard table) on a plan whose shards name a missing rank or table",
-)
 @pytest.mark.parametrize(
     "change",
     [
@@ -663,12 +661,12 @@ BAD_SPECS = {
     "duplicate table name": (
         "world_size: 2\ntables:\n  - {name: a, rows: 10, width: 4}\n"
         "  - {name: a, rows: 20, width: 4}\n",
-        ["tables", "'a'", "more than once"],
+        ["tables[1].name", "'a'", "already used by tables[0]"],
     ),
     "duplicate input name": (
         "world_size: 2\ntables:\n  - {name: a, rows: 10, width: 4}\n"
         "inputs:\n  - {name: x, table: a}\n  - {name: x, table: a}\n",
-        ["inputs", "'x'", "more than once"],
+        ["inputs[1].name", "'x'", "already used by inputs[0]"],
     ),
     "input naming a missing table": (
         "world_size: 2\ntables:\n  - {name: a, rows: 10, width: 4}\n"
@@ -764,7 +762,8 @@ def test_bad_override_is_one_line_exit_2_and_writes_nothing(
 ) -> None:
     before = files_in(work)
     result = invoke("plan", "small.yaml", "-o", "plan.json", option, value)
-    assert_clean_failure(result, field, f"(got {value})")
+    line = assert_clean_failure(result, option, f"(got {value})")
+    assert field not in line  # the option is to blame, not the file's field
     assert files_in(work) == before
 
 
@@ -795,42 +794,22 @@ def test_entry_point_prints_no_traceback(work: Path) -> None:
     assert not (work / "bad.plan.json").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a duplicate name is reported against the whole list ('tables: name 'a' is "
-    "used more than once'), not the entry, e.g. 'tables[1].name'",
-)
 def test_duplicate_name_error_names_the_entry(work: Path) -> None:
     (work / "bad.yaml").write_text(BAD_SPECS["duplicate table name"][0])
     result = invoke("plan", "bad.yaml")
     assert_clean_failure(result, "tables[1].name", "'a'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a bad --world-size is blamed on the spec file ('small.yaml: world_size: ... "
-    "(got 0)') though the file says 2; the message should name the --world-size option",
-)
 def test_bad_override_error_names_the_option(work: Path) -> None:
     result = invoke("plan", "small.yaml", "--world-size", "0")
     assert_clean_failure(result, "--world-size", "0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unknown --strategy is click's 4-line usage error (Usage/Try/blank/Error), "
-    "not the one-line error every other bad input gives",
-)
 def test_bad_strategy_option_is_one_line(work: Path) -> None:
     result = invoke("plan", "small.yaml", "--strategy", "greedy")
     assert_clean_failure(result, "--strategy", "'greedy'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: pydantic's lax mode takes YAML booleans as integers, so 'rows: yes' plans a "
-    "1-row table instead of failing on tables[0].rows",
-)
 def test_boolean_size_is_rejected(work: Path) -> None:
     (work / "bad.yaml").write_text("world_size: 2\ntables:\n  - {name: a, rows: yes, width: 4}\n")
     before = files_in(work)
@@ -853,7 +832,7 @@ def _plan_with(change) -> str:
 
 BAD_PLANS = {
     "not JSON": (lambda saved: "world_size: 2\n", ["not valid JSON", "line 1"]),
-    "JSON but not a plan": (lambda saved: '{"a": 1}', ["fingerprint", "missing"]),
+    "JSON but not a plan": (lambda saved: '{"a": 1}', ["not a plan file", "planner plan"]),
     "wrong format_version": (
         _plan_with(lambda d: d.update(format_version=2)),
         ["format_version 2", "not supported"],
@@ -884,12 +863,6 @@ def test_missing_plan_file(work: Path, command: str) -> None:
     assert_clean_failure(result, "nowhere.json", "cannot read the plan")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a JSON list instead of a plan gives 'bad.json: : Input should be a valid "
-    "dictionary or instance of Plan (got [1, 2])' (empty field, pydantic wording); it "
-    "should say the file holds a list, not a plan object",
-)
 def test_plan_file_holding_a_list_is_explained(work: Path) -> None:
     (work / "bad.json").write_text("[1, 2]")
     result = invoke("show", "bad.json")
@@ -935,6 +908,6 @@ def test_save_plan_failure_cleans_up(work: Path, monkeypatch: pytest.MonkeyPatch
         raise OSError(13, "Permission denied")
 
     monkeypatch.setattr("planner.plan.os.replace", refuse)
-    with pytest.raises(OSError):
+    with pytest.raises(PlanFileError, match="lib.json: cannot write the plan"):
         save_plan(plan, work / "lib.json")
     assert files_in(work) == ["small.yaml"]

@@ -449,5 +449,5 @@ def test_default_preview_has_no_extra_columns(work: Path) -> None:
 def test_bad_device_memory_on_the_command_line_is_an_input_error(work: Path) -> None:
     result = invoke("plan", "small.yaml", "--device-memory", "lots", "-o", "p.json")
     assert result.exit_code == 2
-    assert "device_memory: cannot read this as a size" in result.stderr
+    assert "--device-memory: cannot read this as a size" in result.stderr
     assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]
