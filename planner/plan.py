@@ -238,8 +238,8 @@ class Plan(_Frozen):
                 if params.column_slice_threshold_source == "spec"
                 else None
             ),
-            row_slice_threshold=params.row_slice_threshold,
-            data_parallel_threshold=params.data_parallel_threshold,
+            row_slice_threshold=params.requested_row_slice_threshold,
+            data_parallel_threshold=params.requested_data_parallel_threshold,
             dp_input=params.dp_input,
             optimizer=params.optimizer,
             device_memory=params.device_memory,

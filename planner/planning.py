@@ -108,6 +108,8 @@ def describe(spec: Spec, placement: Placement) -> Plan:
             column_slice_threshold_source=placement.threshold_source,
             row_slice_threshold=placement.thresholds.row_slice,
             data_parallel_threshold=placement.thresholds.data_parallel,
+            requested_row_slice_threshold=spec.row_slice_threshold,
+            requested_data_parallel_threshold=spec.data_parallel_threshold,
             dp_input=spec.dp_input,
             **_cost_parameters(spec),
         ),

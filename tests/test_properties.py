@@ -330,28 +330,15 @@ def test_shard_held_by_no_local_weight_is_reported():
     assert plan_problems(broken) != []
 
 
-SPEC_BACK_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Plan.spec() rebuilds row_slice_threshold and data_parallel_threshold from "
-    "the thresholds in effect, so a spec whose threshold was switched off (0, one rank or "
-    "dp_input false) comes back with null there: another fingerprint, and re-planning "
-    "plan.spec() gives a plan that differs from plan",
-)
-
-
 @pytest.mark.parametrize(
     "params",
     [
         pytest.param({}, id="defaults"),
         pytest.param({"row_slice_threshold": 100, "data_parallel_threshold": 2}, id="on"),
         pytest.param({"column_slice_threshold": 0}, id="column-0"),
-        pytest.param({"data_parallel_threshold": 0}, id="dp-0", marks=SPEC_BACK_BUG),
-        pytest.param(
-            {"dp_input": False, "row_slice_threshold": 5}, id="mp-input", marks=SPEC_BACK_BUG
-        ),
-        pytest.param(
-            {"world_size": 1, "data_parallel_threshold": 5}, id="one-rank", marks=SPEC_BACK_BUG
-        ),
+        pytest.param({"data_parallel_threshold": 0}, id="dp-0"),
+        pytest.param({"dp_input": False, "row_slice_threshold": 5}, id="mp-input"),
+        pytest.param({"world_size": 1, "data_parallel_threshold": 5}, id="one-rank"),
     ],
 )
 def test_plan_spec_is_the_spec_it_was_made_from(params):
