@@ -48,6 +48,12 @@ class Parameters(_Frozen):
     column_slice_threshold_source: Literal["spec", "automatic", "none"]
     row_slice_threshold: int | None = Field(description="In effect (null = off).")
     data_parallel_threshold: int | None = Field(description="In effect (null = off).")
+    requested_row_slice_threshold: int | None = Field(
+        None, description="As written in the spec (off with one rank or dp_input false)."
+    )
+    requested_data_parallel_threshold: int | None = Field(
+        None, description="As written in the spec (off with one rank or dp_input false)."
+    )
     dp_input: bool
     optimizer: Optimizer = "sgd"
     optimizer_slots: int = Field(0, description="Optimizer state values per weight element.")
