@@ -1,0 +1,19 @@
+"""Run a plan: the distributed embedding layer and its Horovod integration."""
+
+from runtime.embedding import Embedding
+from runtime.horovod_patches import (
+    BroadcastGlobalVariablesCallback,
+    DistributedGradientTape,
+    DistributedOptimizer,
+    broadcast_variables,
+)
+from runtime.layer import DistributedEmbedding
+
+__all__ = [
+    "BroadcastGlobalVariablesCallback",
+    "DistributedEmbedding",
+    "DistributedGradientTape",
+    "DistributedOptimizer",
+    "Embedding",
+    "broadcast_variables",
+]

@@ -1,0 +1,129 @@
+"""Checks that must fail the same way on every rank, before any rank enters a collective.
+
+A rank that raises while the others proceed leaves them waiting in a collective
+forever. So a check is either computed only from what every rank has identically (the
+plan and ``hvd.size()``), or each rank summarizes its inputs in a small record, the
+records are exchanged with one all-gather that every rank reaches whatever its inputs,
+and every rank then judges all records with the same code.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.plan import Plan
+
+# Status codes of a rank's input record.
+OK, WRONG_COUNT, BAD_INPUT, NEEDS_COMBINER = 0, 1, 2, 3
+RECORD_FIELDS = 6  # status, detail, id dtype bits, batch, batch consistent, layout signature
+
+
+def check_world(plan: Plan, world_size: int) -> None:
+    """The plan must have been made for the world horovodrun started."""
+    if plan.world_size != world_size:
+        raise ValueError(
+            f"the plan places tables on {plan.world_size} ranks but {world_size} are running; "
+            f"re-plan with world_size: {world_size} or run with -np {plan.world_size}"
+        )
+    if len(plan.ranks) != plan.world_size:
+        raise ValueError(
+            f"the plan lists {len(plan.ranks)} ranks for world_size {plan.world_size}; "
+            f"the plan file is inconsistent, re-plan it"
+        )
+
+
+def check_embeddings(plan: Plan, embeddings: list) -> None:
+    """Given layers must describe the plan's tables, in spec order."""
+    if len(embeddings) != len(plan.tables):
+        raise ValueError(
+            f"got {len(embeddings)} embedding layers but the plan has {len(plan.tables)} tables; "
+            f"pass one layer per plan table, in the plan's table order"
+        )
+    for index, (layer, table) in enumerate(zip(embeddings, plan.tables, strict=True)):
+        shape = (int(layer.input_dim), int(layer.output_dim))
+        if shape != (table.rows, table.width):
+            raise ValueError(
+                f"embedding layer {index} ({layer.name}) is {shape[0]}x{shape[1]} but plan table "
+                f"{table.name!r} is {table.rows}x{table.width}; pass the layers the plan was made "
+                f"for, or re-plan"
+            )
+        combiner = getattr(layer, "combiner", None)
+        if combiner != table.combiner:
+            raise ValueError(
+                f"embedding layer {index} ({layer.name}) has combiner {combiner!r} but plan "
+                f"table {table.name!r} has {table.combiner!r}; make them agree or re-plan"
+            )
+
+
+@dataclass(frozen=True)
+class InputContext:
+    """What every rank knows about the inputs it expects: for messages and rules."""
+
+    dp_input: bool
+    world_size: int
+    expected: list[list[str]]  # input names each rank must feed, in order
+
+
+def signature(hotness: list[int | None]) -> int:
+    """A small number that differs when the inputs' layouts (hotness, ragged) differ."""
+    return zlib.crc32(repr(hotness).encode()) & 0x7FFFFFFF
+
+
+def judge(records: np.ndarray, context: InputContext) -> str | None:
+    """The one error every rank raises for these gathered records, or None.
+
+    ``records`` is [world_size, RECORD_FIELDS], row r from rank r.
+    """
+    records = np.asarray(records).reshape(context.world_size, RECORD_FIELDS)
+    for rank, (status, detail, *_rest) in enumerate(records.tolist()):
+        names = context.expected[rank]
+        if status == WRONG_COUNT:
+            return (
+                f"rank {rank} passed {detail} inputs but the plan expects {len(names)} "
+                f"({', '.join(names) or 'none'}), in this order"
+            )
+        if status == BAD_INPUT:
+            return (
+                f"rank {rank}: input {names[detail]!r} is not an id tensor; pass integer ids "
+                f"shaped [batch] or [batch, hotness], or a 2-D tf.RaggedTensor"
+            )
+        if status == NEEDS_COMBINER:
+            return (
+                f"rank {rank}: input {names[detail]!r} has several ids per sample but its table "
+                f"has no combiner; set combiner sum or mean on the table and re-plan"
+            )
+    feeding = [r for r in range(context.world_size) if context.expected[r]]
+    for rank in feeding:
+        if records[rank, 4] == 0:
+            return f"rank {rank}: its inputs have different batch sizes; give every input one size"
+    batches = sorted({int(records[r, 3]) for r in feeding})
+    if len(batches) > 1:
+        kind = "local" if context.dp_input else "global"
+        return (
+            f"ranks feed different {kind} batch sizes {batches}; every rank must feed the same "
+            f"{kind} batch size"
+        )
+    if not context.dp_input and batches and batches[0] % context.world_size:
+        return (
+            f"the global batch size {batches[0]} does not divide by {context.world_size} ranks; "
+            f"with dp_input=False use a multiple of the world size"
+        )
+    if len({int(records[r, 2]) for r in feeding}) > 1:
+        return "ranks feed ids of different integer types; use int32 or int64 on every rank"
+    if context.dp_input and len({int(records[r, 5]) for r in feeding}) > 1:
+        return (
+            "ranks feed inputs of different layouts (hotness, or dense versus ragged); "
+            "every rank must feed the same layout for each input"
+        )
+    return None
+
+
+def judge_or_raise(records: np.ndarray, context: InputContext) -> np.int32:
+    """Raise ValueError with :func:`judge`'s message; for eager calls and numpy_function."""
+    problem = judge(records, context)
+    if problem:
+        raise ValueError(problem)
+    return np.int32(0)

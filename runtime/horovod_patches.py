@@ -1,0 +1,116 @@
+"""Horovod's tape, optimizer, callback and broadcast, aware of model-parallel variables.
+
+Variables the layer marks ``de_local`` hold this rank's own table pieces: they differ
+between ranks, so they must never be broadcast or averaged. Everything else is
+data-parallel and goes through Horovod as usual.
+
+Two more things every wrapper does:
+
+* local variables are registered with Horovod, which divides their gradients by the
+  world size (``scale_local_gradients=True``, the default). That is the right scale:
+  the backward collectives sum every rank's loss into a local gradient, and the
+  objective is the mean of the ranks' losses (see :mod:`runtime.layer`);
+* gradient all-reduces get generic names (``grad_0``, ``grad_1``, ...). Ranks with
+  different local tables build different graphs, so names derived from gradient
+  tensors would not match across ranks and the all-reduces would never pair up.
+
+The wrappers keep the original names and call signatures, so switching a training
+script over is a change of import.
+"""
+
+from __future__ import annotations
+
+import horovod.tensorflow as hvd
+import horovod.tensorflow.keras as hvd_keras
+import tensorflow as tf
+
+
+def is_local(var) -> bool:
+    """True for a model-parallel variable (this rank's own piece of a table)."""
+    return bool(getattr(var, "de_local", False))
+
+
+def broadcast_variables(variables, root_rank: int = 0, **kwargs):
+    """Broadcast the data-parallel variables from ``root_rank``; local ones stay as they are."""
+    shared = [var for var in variables if not is_local(var)]
+    return hvd.broadcast_variables(shared, root_rank=root_rank, **kwargs)
+
+
+def DistributedGradientTape(gradtape, *args, **kwargs):
+    """Horovod's tape; local variables among the sources keep their own gradients.
+
+    Local sources are registered when ``gradient`` is called, from the sources
+    themselves, so the tape works however it was created (wrapped before or after the
+    forward pass). ``sparse_as_dense`` defaults to True, as the embedding gradients
+    of data-parallel tables are otherwise all-gathered as sparse slices.
+    """
+    kwargs.setdefault("sparse_as_dense", True)
+    tape = hvd.DistributedGradientTape(gradtape, *args, **kwargs)
+    horovod_gradient = tape.gradient
+
+    def gradient(target, sources, output_gradients=None, use_generic_names=True):
+        for source in tf.nest.flatten(sources):
+            if is_local(source):
+                tape.register_local_source(source)
+        return horovod_gradient(target, sources, output_gradients, use_generic_names=True)
+
+    tape.gradient = gradient
+    return tape
+
+
+def DistributedOptimizer(optimizer, *args, **kwargs):
+    """Horovod's Keras optimizer; local variables are registered on first use."""
+    kwargs.setdefault("sparse_as_dense", True)
+    opt = hvd_keras.DistributedOptimizer(optimizer, *args, **kwargs)
+    horovod_allreduce = opt._allreduce
+    horovod_allreduce_grads = opt._allreduce_grads
+
+    def _allreduce(grads, variables):
+        for var in variables:
+            if is_local(var):
+                opt.register_local_var(var)
+        return horovod_allreduce(grads, variables)
+
+    def _allreduce_grads(grads, variables=None, use_generic_names=True):
+        return horovod_allreduce_grads(grads, variables, use_generic_names=True)
+
+    opt._allreduce = _allreduce
+    opt._allreduce_grads = _allreduce_grads
+    return opt
+
+
+class BroadcastGlobalVariablesCallback(hvd_keras.callbacks.BroadcastGlobalVariablesCallback):
+    """Broadcast data-parallel model and optimizer variables after the first batch.
+
+    Horovod's callback also broadcasts every optimizer variable, which includes the
+    slots (momentum and the like) of local variables: those differ in shape between
+    ranks, so the broadcast fails or overwrites a rank's slots with another's. Here the
+    slots of local variables are left alone too.
+    """
+
+    def on_batch_end(self, batch, logs=None):
+        if self.broadcast_done:
+            return
+        model_vars = self.model.variables
+        local_names = [_base_name(var) for var in model_vars if is_local(var)]
+        with tf.device(self.device):
+            hvd.broadcast_variables(
+                [var for var in model_vars if not is_local(var)], root_rank=self.root_rank
+            )
+            opt_vars = self.model.optimizer.variables
+            opt_vars = opt_vars() if callable(opt_vars) else opt_vars
+            hvd.broadcast_variables(
+                [var for var in opt_vars if not _is_slot_of(var, local_names)],
+                root_rank=self.root_rank,
+            )
+        self.broadcast_done = True
+
+
+def _base_name(var) -> str:
+    return var.name.split(":")[0]
+
+
+def _is_slot_of(var, local_names: list[str]) -> bool:
+    """Optimizer slots carry their variable's name as a path segment in both optimizer APIs."""
+    path = f"/{_base_name(var)}/"
+    return any(f"/{name}/" in path for name in local_names)
