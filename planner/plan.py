@@ -45,7 +45,7 @@ class Parameters(_Frozen):
         description="Elements per column slice at most; 0 slices every table as far as "
         "the world size and width allow; null = no column slicing."
     )
-    column_slice_threshold_source: Literal["spec", "automatic", "none"]
+    column_slice_threshold_source: Literal["spec", "automatic", "auto", "none"]
     row_slice_threshold: int | None = Field(description="In effect (null = off).")
     data_parallel_threshold: int | None = Field(description="In effect (null = off).")
     requested_row_slice_threshold: int | None = Field(

@@ -52,6 +52,10 @@ class Placement:
 def make_plan(spec: Spec) -> Plan:
     """Place ``spec``'s tables over its ranks and describe the result as a plan."""
     spec = spec.normalized()
+    if spec.strategy == "auto":
+        from planner.auto import auto_placement  # auto scores upstream's placements too
+
+        return describe(spec, auto_placement(spec))
     return describe(spec, upstream_placement(spec))
 
 

@@ -24,7 +24,7 @@ from pydantic import (
 from planner.errors import SpecError
 from planner.memory import Optimizer, parse_size
 
-Strategy = Literal["basic", "memory_balanced", "memory_optimized"]
+Strategy = Literal["basic", "memory_balanced", "memory_optimized", "auto"]
 Combiner = Literal["sum", "mean"] | None
 DType = Literal["float32", "float16", "bfloat16"]
 Initializer = str | dict[str, Any]
@@ -32,7 +32,7 @@ Initializer = str | dict[str, Any]
 # libyaml's loader when available: ten times faster on specs with thousands of tables.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-STRATEGIES: tuple[str, ...] = ("basic", "memory_balanced", "memory_optimized")
+STRATEGIES: tuple[str, ...] = ("basic", "memory_balanced", "memory_optimized", "auto")
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 

@@ -1,0 +1,345 @@
+"""Strategy ``auto``: sound plans, within the runtime's rules, never worse than upstream.
+
+Bytes in the hand-worked examples are rows x width x 4 (float32).
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.auto import BALANCED, TOLERANCE, Candidate, _Model, auto_placement, choose
+from planner.plan import Plan
+from planner.planning import describe, make_plan, upstream_placement
+from planner.spec import Spec, load_spec, spec_from_dict
+from planner.validation import plan_problems
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+UPSTREAM = ("basic", "memory_balanced", "memory_optimized")
+
+
+def auto_plan(spec: Spec) -> Plan:
+    plan = make_plan(spec.model_copy(update={"strategy": "auto"}))
+    assert plan_problems(plan) == []
+    assert runtime_problems(plan) == []
+    return plan
+
+
+def best_upstream(spec: Spec) -> int:
+    return min(
+        make_plan(spec.model_copy(update={"strategy": name})).stats.max_rank_bytes
+        for name in UPSTREAM
+    )
+
+
+def runtime_problems(plan: Plan) -> list[str]:
+    """What the runtime needs beyond plan_problems' coverage checks."""
+    problems = []
+    split = plan.groups.data_parallel or plan.groups.row_sliced
+    if split and (not plan.parameters.dp_input or plan.world_size == 1):
+        problems.append("data-parallel or row-sliced tables without data-parallel input")
+    by_table: dict[str, list] = {}
+    for shard in plan.shards:
+        by_table.setdefault(shard.table, []).append(shard)
+    for name in plan.groups.table_parallel:
+        shards = sorted(by_table[name], key=lambda s: s.rank)
+        ranks = [s.rank for s in shards]
+        if len(set(ranks)) != len(ranks):
+            problems.append(f"{name}: two pieces on one rank")
+        if any(a.cols[1] != b.cols[0] for a, b in pairwise(shards)) or shards[0].cols[0]:
+            problems.append(f"{name}: columns not consecutive in rank order")
+    for index, name in enumerate(plan.groups.row_sliced):
+        ranges = [rank.row_slices[index].rows for rank in plan.ranks]
+        if ranges[0][0] or any(a[1] != b[0] for a, b in pairwise(ranges)):
+            problems.append(f"{name}: row ranges not consecutive in rank order")
+        if ranges[-1][1] != plan.table(name).rows:
+            problems.append(f"{name}: row ranges do not end at the last row")
+    return problems
+
+
+def spec_of(tables, world_size, **params) -> Spec:
+    return spec_from_dict(
+        {"world_size": world_size, "strategy": "auto", "tables": tables, **params}
+    )
+
+
+def table(name, rows, width, **kw):
+    return {"name": name, "rows": rows, "width": width, **kw}
+
+
+def shards(plan):
+    return [(s.table, s.rank, s.rows, s.cols) for s in plan.shards]
+
+
+# --- worked by hand -------------------------------------------------------------------
+
+
+def test_a_huge_table_is_split_where_upstream_keeps_it_whole() -> None:
+    # 3 tables on 2 ranks: more tables than ranks, so upstream slices nothing and its best
+    # (memory_optimized) puts big alone on a rank: 1000 x 4 x 4 = 16000 bytes, against a
+    # mean of (16000 + 1600 + 1600) / 2 = 9600. The ideal is 9600 on both ranks, and only
+    # one way reaches it: big cut into two 2-column halves (8000 bytes), one with s1 and
+    # one with s2. auto pours the tables into rank 0 up to the cap 9600 (s1, then two of
+    # big's columns) and rank 1 takes the rest.
+    spec = spec_of(
+        [table("big", 1000, 4), table("s1", 100, 4), table("s2", 100, 4)],
+        2,
+        data_parallel_threshold=0,  # no replicas, so the arithmetic stays plain
+    )
+    assert best_upstream(spec) == 16000
+    plan = auto_plan(spec)
+    assert plan.strategy == "auto"
+    assert [r.bytes for r in plan.ranks] == [9600, 9600]
+    assert shards(plan) == [
+        ("big", 0, (0, 1000), (0, 2)),
+        ("big", 1, (0, 1000), (2, 4)),
+        ("s1", 0, (0, 100), (0, 4)),
+        ("s2", 1, (0, 100), (0, 4)),
+    ]
+    # local weights: pieces in table order, fused only at equal widths (2 and 4 here)
+    rank0 = plan.ranks[0]
+    weights = rank0.table_parallel_weights
+    assert [(w.rows, w.width, [m.table for m in w.members]) for w in weights] == [
+        (1000, 2, ["big"]),
+        (100, 4, ["s1"]),
+    ]
+    assert [(i.input, i.weight, i.row_offset) for i in rank0.table_parallel_inputs] == [
+        ("big", 0, 0),
+        ("s1", 1, 0),
+    ]
+    assert plan.parameters.column_slice_threshold == 2000  # big's widest piece, elements
+    assert plan.parameters.column_slice_threshold_source == "auto"
+
+
+def test_a_table_too_narrow_to_split_by_columns_is_row_sliced() -> None:
+    # big: 1,000,000 x 2 = 8,000,000 bytes; one column is 4,000,000, twice the mean rank,
+    # so no column split balances 4 ranks. auto row-slices it: 250,000 rows a rank.
+    # The two 100 x 2 tables (800 bytes each) are replicated: together 1600 bytes, within
+    # the replica budget of 1e-3 x 8,001,600 / 4 = 2000.4 bytes a rank.
+    # Every rank: 250,000 x 2 x 4 + 1600 = 2,001,600 bytes.
+    tables = [table("big", 1_000_000, 2), table("a", 100, 2), table("b", 100, 2)]
+    spec = spec_of(tables, 4)
+    # upstream (automatic column threshold): big in two columns, 4,000,000 on a rank
+    assert best_upstream(spec) == 4_000_000
+    plan = auto_plan(spec)
+    assert (plan.groups.data_parallel, plan.groups.table_parallel, plan.groups.row_sliced) == (
+        ["a", "b"],
+        [],
+        ["big"],
+    )
+    assert [r.row_slices[0].rows for r in plan.ranks] == [
+        (0, 250_000),
+        (250_000, 500_000),
+        (500_000, 750_000),
+        (750_000, 1_000_000),
+    ]
+    assert [r.bytes for r in plan.ranks] == [2_001_600] * 4
+    assert plan.parameters.data_parallel_threshold == 200  # the replicas' elements
+    assert plan.parameters.row_slice_threshold == 2_000_000  # the row-sliced table's
+
+
+def test_without_data_parallel_input_only_columns_are_split() -> None:
+    # The same tables with dp_input false: no replicas, no row slices. big's two columns
+    # (4,000,000 bytes each, the least any placement can hold) take two ranks; a and b,
+    # small, are dealt to the two others, so that each rank sends about as many
+    # embeddings as the next.
+    tables = [table("big", 1_000_000, 2), table("a", 100, 2), table("b", 100, 2)]
+    plan = auto_plan(spec_of(tables, 4, dp_input=False))
+    assert plan.groups.data_parallel == plan.groups.row_sliced == []
+    assert [r.bytes for r in plan.ranks] == [800, 800, 4_000_000, 4_000_000]
+    assert shards(plan) == [
+        ("big", 2, (0, 1_000_000), (0, 1)),
+        ("big", 3, (0, 1_000_000), (1, 2)),
+        ("a", 0, (0, 100), (0, 2)),
+        ("b", 1, (0, 100), (0, 2)),
+    ]
+
+
+def test_one_rank_holds_everything_whole() -> None:
+    plan = auto_plan(spec_of([table("x", 10, 3), table("y", 5, 3, dtype="float16")], 1))
+    assert plan.groups.table_parallel == ["x", "y"]
+    assert plan.ranks[0].bytes == 10 * 3 * 4 + 5 * 3 * 2
+    assert len(plan.ranks[0].table_parallel_weights) == 2  # dtypes differ: not fused
+
+
+def test_row_remainders_rotate_over_the_ranks() -> None:
+    # Two one-column tables of 10 rows (40 bytes each) over 4 ranks, where the mean rank
+    # holds 80 / 4 = 20 bytes plus the replica r: whole, either would double a rank, so
+    # both are row-sliced: 2 rows a rank and 2 left over. The first table's extra rows
+    # go to ranks 0 and 1, the second's to ranks 2 and 3: every rank holds 5 rows.
+    tables = [table("p", 10, 1), table("q", 10, 1), table("r", 1, 1)]
+    plan = auto_plan(spec_of(tables, 4, data_parallel_threshold=1))
+    assert plan.groups.row_sliced == ["p", "q"]
+    assert [r.bytes for r in plan.ranks] == [5 * 4 + 4] * 4
+    assert [[s.rows for s in r.row_slices] for r in plan.ranks] == [
+        [(0, 3), (0, 2)],
+        [(3, 6), (2, 4)],
+        [(6, 8), (4, 7)],
+        [(8, 10), (7, 10)],
+    ]
+
+
+# --- the choice between candidates ----------------------------------------------------
+
+
+def candidate(max_bytes: int, seconds: float) -> Candidate:
+    return Candidate(max_bytes=max_bytes, comm_seconds=seconds, build=lambda: None)
+
+
+def test_choice_prefers_less_communication_among_near_best() -> None:
+    # mean 900: 3% of it (927) is below the best, so only the 1% tolerance applies
+    best, close, cheap_upstream = candidate(1000, 10), candidate(1009, 1), candidate(2000, 0)
+    assert choose([best, close], [cheap_upstream], 900) is close  # within 1% of the best
+    far = candidate(1011, 1)
+    assert choose([best, far], [cheap_upstream], 900) is best  # beyond 1% of the best
+    assert (TOLERANCE, BALANCED) == (0.01, 0.03)
+
+
+def test_choice_counts_everything_within_3_percent_of_the_mean_as_balanced() -> None:
+    best, balanced, unbalanced = candidate(1000, 10), candidate(1030, 1), candidate(1031, 0)
+    assert choose([best, balanced], [candidate(2000, 0)], 1000) is balanced
+    assert choose([best, unbalanced], [candidate(2000, 0)], 1000) is best
+
+
+def test_choice_is_never_above_the_best_upstream() -> None:
+    ours, upstream = [candidate(1000, 10), candidate(1008, 1)], [candidate(1005, 50)]
+    assert choose(ours, upstream, 900) is ours[0]  # 1008 is within 1% but above upstream's
+    worse = [candidate(1100, 1)]
+    assert choose(worse, upstream, 900) is upstream[0]
+
+
+# --- properties on random specs -------------------------------------------------------
+
+
+@st.composite
+def specs(draw) -> Spec:
+    count = draw(st.integers(1, 10))
+    tables = []
+    for k in range(count):
+        tables.append(
+            {
+                "name": f"t{k}",
+                "rows": draw(st.one_of(st.integers(1, 8), st.integers(1, 100_000))),
+                "width": draw(st.one_of(st.sampled_from([1, 4, 8, 16]), st.integers(1, 40))),
+                "combiner": draw(st.sampled_from([None, "sum", "mean"])),
+                "dtype": draw(st.sampled_from(["float32", "float16", "bfloat16"])),
+                "initializer": draw(st.sampled_from(["uniform", "zeros"])),
+            }
+        )
+    inputs = None
+    if draw(st.booleans()):
+        inputs = [{"name": f"i{k}", "table": t["name"]} for k, t in enumerate(tables)]
+        for t in tables:
+            if t["combiner"] and draw(st.booleans()):  # a second, multi-hot reader
+                inputs.append({"name": f"{t['name']}_multi", "table": t["name"], "hotness": 7})
+    threshold = st.one_of(st.none(), st.just(0), st.integers(1, 10**6))
+    raw = {
+        "world_size": draw(st.integers(1, 12)),
+        "strategy": "auto",
+        "dp_input": draw(st.booleans()),
+        "column_slice_threshold": draw(threshold),
+        "row_slice_threshold": draw(threshold),
+        "data_parallel_threshold": draw(threshold),
+        "tables": tables,
+    }
+    if inputs is not None:
+        raw["inputs"] = inputs
+    return spec_from_dict(raw)
+
+
+@settings(deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(specs())
+def test_auto_is_sound_deterministic_and_never_worse_than_upstream(spec: Spec) -> None:
+    plan = auto_plan(spec)
+    assert plan.stats.max_rank_bytes <= best_upstream(spec)
+    assert make_plan(spec).to_json() == plan.to_json()
+    assert plan.parameters.requested_strategy == "auto"
+    assert plan.strategy in ("auto", *UPSTREAM)
+
+
+@settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@given(specs())
+def test_candidates_are_scored_as_their_plans_report(spec: Spec) -> None:
+    # auto compares candidates by bytes it adds up itself; the plans must agree
+    spec = spec.normalized()
+    model = _Model(spec)
+    for candidate in model.auto_candidates() + model.upstream_candidates():
+        plan = describe(spec, candidate.build())
+        assert plan_problems(plan) == []
+        assert candidate.max_bytes == plan.stats.max_rank_bytes
+
+
+# --- the bundled models ---------------------------------------------------------------
+
+CONFIG_NAMES = sorted(path.stem for path in CONFIGS.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("world_size", [8, 16, 32, 128])
+@pytest.mark.parametrize("config", CONFIG_NAMES)
+def test_bundled_models_are_balanced(config: str, world_size: int) -> None:
+    # Every bundled model reaches max/mean <= 1.05 at these sizes (most within 1.01);
+    # tables whose single column is too big for an even share are row-sliced.
+    spec = load_spec(CONFIGS / f"{config}.yaml", {"world_size": world_size})
+    plan = auto_plan(spec)
+    assert plan.stats.imbalance <= 1.05
+    assert plan.stats.max_rank_bytes <= best_upstream(spec)
+
+
+@pytest.mark.parametrize("world_size", [8, 128])
+@pytest.mark.parametrize("config", ["synthetic_tiny", "synthetic_medium", "criteo_kaggle"])
+def test_model_parallel_input_uses_columns_only(config: str, world_size: int) -> None:
+    spec = load_spec(CONFIGS / f"{config}.yaml", {"world_size": world_size})
+    plan = auto_plan(spec.model_copy(update={"dp_input": False}))
+    assert plan.groups.data_parallel == plan.groups.row_sliced == []
+    assert plan.stats.max_rank_bytes <= best_upstream(spec.model_copy(update={"dp_input": False}))
+
+
+def test_upstream_balance_as_quoted_in_the_issue() -> None:
+    # Upstream's best strategy on its own synthetic models: 1.81x the mean (small, 8
+    # ranks), 1.85x (medium, 8) and 29.6x (medium, 128: a 47.7 GiB table never split).
+    quoted = {("synthetic_small", 8): 1.81, ("synthetic_medium", 8): 1.85}
+    quoted[("synthetic_medium", 128)] = 29.6
+    for (config, world_size), ratio in quoted.items():
+        spec = load_spec(CONFIGS / f"{config}.yaml", {"world_size": world_size})
+        best = min(
+            make_plan(spec.model_copy(update={"strategy": name})).stats.imbalance
+            for name in UPSTREAM
+        )
+        assert round(best, 2 if ratio < 10 else 1) == ratio
+        assert auto_plan(spec).stats.imbalance <= 1.01
+
+
+@pytest.mark.skipif(
+    "global_batch_size" not in Spec.model_fields, reason="no communication estimate here"
+)
+@pytest.mark.parametrize("strategy", ["auto", "memory_balanced"])
+@pytest.mark.parametrize(
+    ("config", "world_size"),
+    [
+        ("synthetic_small", 16),
+        ("mlperf_dlrm_v2", 8),
+        ("criteo_kaggle", 32),
+        ("synthetic_tiny", 128),
+    ],
+)
+def test_auto_scores_communication_as_the_plan_reports_it(
+    config: str, world_size: int, strategy: str
+) -> None:
+    # auto picks among placements by planner.comm's step time, computed from the pieces
+    # without writing each candidate out as a plan; both must agree.
+    overrides = {"world_size": world_size, "strategy": strategy, "global_batch_size": 2**16}
+    spec = load_spec(CONFIGS / f"{config}.yaml", overrides).normalized()
+    placement = auto_placement(spec) if strategy == "auto" else upstream_placement(spec)
+    pieces = [
+        (piece.table, rank, piece.width)
+        for rank, layout in enumerate(placement.layouts)
+        for piece in layout.pieces
+    ]
+    groups = placement.groups
+    estimate = _Model(spec).comm_seconds(pieces, groups.row_sliced, groups.data_parallel)
+    plan = describe(spec, placement)
+    assert estimate == pytest.approx(plan.stats.comm.step_seconds, rel=1e-9)
