@@ -54,10 +54,15 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
         if getattr(old, name) != getattr(new, name):
             result.settings.append(Change(name, getattr(old, name), getattr(new, name)))
     old_params, new_params = old.parameters.model_dump(), new.parameters.model_dump()
-    result.settings += [
-        Change(f"parameters.{key}", old_params.get(key), new_params.get(key))
+    moved = [
+        key
         for key in dict.fromkeys([*old_params, *new_params])
         if old_params.get(key) != new_params.get(key)
+    ]
+    result.settings += [  # a requested value is news only when the one in effect stayed
+        Change(f"parameters.{key}", old_params.get(key), new_params.get(key))
+        for key in moved
+        if key.removeprefix("requested_") == key or key.removeprefix("requested_") not in moved
     ]
 
     old_tables = {t.name: t for t in old.tables}

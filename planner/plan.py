@@ -48,6 +48,9 @@ class Parameters(_Frozen):
     column_slice_threshold_source: Literal["spec", "automatic", "auto", "none"]
     row_slice_threshold: int | None = Field(description="In effect (null = off).")
     data_parallel_threshold: int | None = Field(description="In effect (null = off).")
+    requested_column_slice_threshold: int | None = Field(
+        None, description="As written in the spec (null = automatic)."
+    )
     requested_row_slice_threshold: int | None = Field(
         None, description="As written in the spec (off with one rank or dp_input false)."
     )
@@ -239,11 +242,7 @@ class Plan(_Frozen):
         return Spec(
             world_size=self.world_size,
             strategy=params.requested_strategy,
-            column_slice_threshold=(
-                params.column_slice_threshold
-                if params.column_slice_threshold_source == "spec"
-                else None
-            ),
+            column_slice_threshold=params.requested_column_slice_threshold,
             row_slice_threshold=params.requested_row_slice_threshold,
             data_parallel_threshold=params.requested_data_parallel_threshold,
             dp_input=params.dp_input,

@@ -96,8 +96,9 @@ def describe(spec: Spec, placement: Placement) -> Plan:
     tables, inputs = spec.tables, spec.resolved_inputs()
     groups, layouts, row_ranges = placement.groups, placement.layouts, placement.row_ranges
     input_groups = _input_groups(groups, _table_of_input(tables, inputs))
+    held_everywhere = [tables[t] for t in groups.data_parallel]
     ranks = [
-        _rank_plan(rank, layout, groups, row_ranges, tables, inputs, spec.optimizer)
+        _rank_plan(rank, layout, held_everywhere, row_ranges, tables, inputs, spec.optimizer)
         for rank, layout in enumerate(layouts)
     ]
     names = [t.name for t in tables]
@@ -112,6 +113,7 @@ def describe(spec: Spec, placement: Placement) -> Plan:
             column_slice_threshold_source=placement.threshold_source,
             row_slice_threshold=placement.thresholds.row_slice,
             data_parallel_threshold=placement.thresholds.data_parallel,
+            requested_column_slice_threshold=spec.column_slice_threshold,
             requested_row_slice_threshold=spec.row_slice_threshold,
             requested_data_parallel_threshold=spec.data_parallel_threshold,
             dp_input=spec.dp_input,
@@ -198,7 +200,7 @@ def _table_parallel_layouts(
 def _rank_plan(
     rank: int,
     layout: RankLayout,
-    groups: TableGroups,
+    data_parallel: list[TableSpec],
     row_ranges: dict[int, list[tuple[int, int]]],
     tables: list[TableSpec],
     inputs: list[InputSpec],
@@ -224,9 +226,8 @@ def _rank_plan(
         for weight in layout.weights
     ]
     row_slices = [RowSlice(table=tables[t].name, rows=row_ranges[t][rank]) for t in row_ranges]
-    by_name = {t.name: t for t in tables}
     elements, size = footprint(
-        weights, row_slices, [tables[t] for t in groups.data_parallel], by_name
+        weights, row_slices, data_parallel, {tables[t].name: tables[t] for t in row_ranges}
     )
     state = size * optimizer_slots(optimizer)
     return RankPlan(

@@ -908,6 +908,6 @@ def test_save_plan_failure_cleans_up(work: Path, monkeypatch: pytest.MonkeyPatch
         raise OSError(13, "Permission denied")
 
     monkeypatch.setattr("planner.plan.os.replace", refuse)
-    with pytest.raises(PlanFileError, match="lib.json: cannot write the plan"):
+    with pytest.raises(PlanFileError, match=r"lib\.json: cannot write the plan"):
         save_plan(plan, work / "lib.json")
     assert files_in(work) == ["small.yaml"]
