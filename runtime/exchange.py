@@ -24,9 +24,19 @@ def _named(name: str) -> dict:
     return {"name": name, "ignore_name_scope": True}
 
 
-def alltoall(tensor: tf.Tensor, splits: tf.Tensor, name: str) -> tuple[tf.Tensor, tf.Tensor]:
-    """Non-differentiable all-to-all (for ids): returns (received, received splits)."""
-    return hvd.alltoall(tensor, splits=tf.cast(splits, tf.int32), **_named(name))
+def alltoall(
+    tensor: tf.Tensor, splits: tf.Tensor, name: str, issued: list[tf.Tensor]
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Non-differentiable all-to-all (for ids): returns (received, received splits).
+
+    It starts after the collectives in ``issued`` and is appended to it.
+    """
+    tensor = _after(tensor, issued[-1] if issued else None)
+    received, received_splits = hvd.alltoall(
+        tensor, splits=tf.cast(splits, tf.int32), **_named(name)
+    )
+    issued.append(received)
+    return received, received_splits
 
 
 def return_embeddings(
@@ -56,15 +66,16 @@ def return_embeddings(
       empty row slice). Without it that rank would skip the backward collectives;
     * Horovod's ops are not stateful, so inside ``tf.function`` a collective whose
       result a rank does not use would be pruned on that rank alone. All results are
-      tied together with control dependencies, and the inputs wait for ``after`` (the
-      earlier collectives of the layer).
+      tied together with data dependencies (:func:`_depending_on`), and the inputs
+      depend on ``after`` (the earlier collectives of the layer) the same way.
     """
     has_packed = packed is not None
     tensors = ([packed] if has_packed else []) + list(row_parts)
     if not tensors:
         return None, []
-    with tf.control_dependencies([t for t in after if t is not None]):
-        tensors = [t + tf.cast(anchor, t.dtype) for t in tensors]
+    tensors = [t + tf.cast(anchor, t.dtype) for t in tensors]
+    if after:
+        tensors = [_depending_on(t, after) for t in tensors]
 
     @tf.custom_gradient
     def _exchange(*inputs):
@@ -77,6 +88,7 @@ def return_embeddings(
             )
             outputs.append(received)
         for i, part in enumerate(rest):
+            part = _after(part, outputs[-1] if outputs else None)
             outputs.append(hvd.reducescatter(part, op=hvd.Sum, **_named(f"{name}_rows_{i}")))
         outputs = _tied(outputs)
 
@@ -92,6 +104,7 @@ def return_embeddings(
                 )
                 grads.append(back)
             for i, grad in enumerate(upstream):
+                grad = _after(grad, grads[-1] if grads else None)
                 grads.append(hvd.allgather(grad, **_named(f"{name}_rows_{i}_grad")))
             return _tied(grads)
 
@@ -102,15 +115,45 @@ def return_embeddings(
     return received, outputs
 
 
+def _after(tensor: tf.Tensor, previous: tf.Tensor | None) -> tf.Tensor:
+    """``tensor``, available only after ``previous``: collectives issued in a fixed order.
+
+    Inside ``tf.function`` independent collectives may otherwise start in any order,
+    and a different order on each rank.
+    """
+    return tensor if previous is None else _depending_on(tensor, [previous])
+
+
 def _tied(tensors: list[tf.Tensor]) -> list[tf.Tensor]:
-    """The same tensors, each available only once all of them are computed."""
-    with tf.control_dependencies(tensors):
-        return [tf.identity(t) for t in tensors]
+    """The same tensors, each computed only once all of them are: if one is used, all run."""
+    return [_depending_on(t, tensors) for t in tensors]
 
 
-def allgather(tensor: tf.Tensor, name: str) -> tf.Tensor:
-    """Concatenate every rank's tensor along dimension 0, in rank order (no gradient)."""
-    return hvd.allgather(tensor, **_named(name))
+def _depending_on(tensor: tf.Tensor, others: list[tf.Tensor]) -> tf.Tensor:
+    """``tensor`` unchanged, but with a data dependency on each of ``others``.
+
+    A control dependency is not enough: Horovod's ops are registered as stateless, and
+    Grappler turns a stateless op whose output only feeds control edges into a no-op.
+    A rank that does not use a collective's result (a rank serving no inputs ignores
+    the ids it receives) would then skip the collective while the others wait for it.
+    ``min(size(x), 0)`` is always zero, but no optimizer can know that, so it keeps a
+    real data edge from every ``x``.
+    """
+    zero = tf.add_n([tf.minimum(tf.size(other, out_type=tf.int32), 0) for other in others])
+    return tensor + tf.cast(zero, tensor.dtype)
+
+
+def allgather(tensor: tf.Tensor, name: str, issued: list[tf.Tensor] | None = None) -> tf.Tensor:
+    """Concatenate every rank's tensor along dimension 0, in rank order (no gradient).
+
+    With ``issued``, it starts after those collectives and is appended to them.
+    """
+    if issued is None:
+        return hvd.allgather(tensor, **_named(name))
+    tensor = _after(tensor, issued[-1] if issued else None)
+    gathered = hvd.allgather(tensor, **_named(name))
+    issued.append(gathered)
+    return gathered
 
 
 # --- ids: data-parallel -> model-parallel -------------------------------------------

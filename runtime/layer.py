@@ -288,7 +288,8 @@ class DistributedEmbedding(tf.keras.layers.Layer):
             ids[name] = flat
         comm_dtype = tf.int64 if any(i.dtype == tf.int64 for i in inputs) else tf.int32
         outputs = self._call_data_parallel(ids)
-        collectives = [ok]  # every collective result so far, to tie the exchange to
+        # Results of the layer's collectives so far: each next one waits for them.
+        collectives = [] if ok is None else [ok]
         lookups = self._lookup_table_parallel(ids, hotness, comm_dtype, collectives)
         row_parts = self._lookup_row_sliced(ids, comm_dtype, collectives)
         if self.world_size > 1:
@@ -385,8 +386,9 @@ class DistributedEmbedding(tf.keras.layers.Layer):
                 [ids[local.input] for local in rank.table_parallel_inputs] for rank in plan.ranks
             ]
             send, splits = exchange.pack_ids(per_destination, comm_dtype)
-            received, received_splits = exchange.alltoall(send, splits, f"{self.name}_ids")
-            collectives.append(received)
+            received, received_splits = exchange.alltoall(
+                send, splits, f"{self.name}_ids", collectives
+            )
             any_input = ids[self._expected[self.rank][0]]
             local_ids = exchange.unpack_ids(
                 received,
@@ -424,14 +426,13 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         for i, name in enumerate(plan.input_groups.row_sliced):
             local = ids[name]
             values = exchange.allgather(
-                tf.cast(local.values, comm_dtype), f"{self.name}_row_ids_{i}"
+                tf.cast(local.values, comm_dtype), f"{self.name}_row_ids_{i}", collectives
             )
             lengths = None
             if local.lengths is not None:
                 lengths = exchange.allgather(
-                    tf.cast(local.lengths, comm_dtype), f"{self.name}_row_lengths_{i}"
+                    tf.cast(local.lengths, comm_dtype), f"{self.name}_row_lengths_{i}", collectives
                 )
-            collectives += [values, lengths]
             global_ids = Ids(values, lengths, local.hotness)
             table = plan.tables[self._input_table[name]]
             slot = plan.groups.row_sliced.index(table.name)

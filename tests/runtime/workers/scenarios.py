@@ -378,6 +378,9 @@ SCENARIOS = {
         "empty_rank_function", EMPTY_RANK, dtype=tf.int64, function=True
     ),
     "empty_rank_mp": lambda: check("empty_rank_mp", EMPTY_RANK_MP, layouts={"t1": "ragged"}),
+    "empty_rank_mp_function": lambda: check(
+        "empty_rank_mp_function", EMPTY_RANK_MP, layouts={"t1": "ragged"}, function=True
+    ),
     "constructor": constructor,
     "round_trips": round_trips,
     "errors": errors,
