@@ -24,14 +24,26 @@ import horovod.tensorflow as hvd
 import horovod.tensorflow.keras as hvd_keras
 import tensorflow as tf
 
+_LOCAL_NAMES: set[str] = set()
+
+
+def mark_local(var) -> None:
+    """Mark a model-parallel variable: never broadcast or averaged, nor its optimizer slots."""
+    var.de_local = True
+    _LOCAL_NAMES.add(_base_name(var))
+
 
 def is_local(var) -> bool:
-    """True for a model-parallel variable (this rank's own piece of a table)."""
-    return bool(getattr(var, "de_local", False))
+    """True for a model-parallel variable, or an optimizer slot of one."""
+    return bool(getattr(var, "de_local", False)) or _is_slot_of(var, _LOCAL_NAMES)
 
 
 def broadcast_variables(variables, root_rank: int = 0, **kwargs):
-    """Broadcast the data-parallel variables from ``root_rank``; local ones stay as they are."""
+    """Broadcast data-parallel variables from ``root_rank``; local ones stay as they are.
+
+    Works for model and optimizer variables alike: optimizer slots of local variables
+    (which differ in shape between ranks) are left alone too.
+    """
     shared = [var for var in variables if not is_local(var)]
     return hvd.broadcast_variables(shared, root_rank=root_rank, **kwargs)
 
@@ -91,18 +103,11 @@ class BroadcastGlobalVariablesCallback(hvd_keras.callbacks.BroadcastGlobalVariab
     def on_batch_end(self, batch, logs=None):
         if self.broadcast_done:
             return
-        model_vars = self.model.variables
-        local_names = [_base_name(var) for var in model_vars if is_local(var)]
         with tf.device(self.device):
-            hvd.broadcast_variables(
-                [var for var in model_vars if not is_local(var)], root_rank=self.root_rank
-            )
+            broadcast_variables(self.model.variables, root_rank=self.root_rank)
             opt_vars = self.model.optimizer.variables
             opt_vars = opt_vars() if callable(opt_vars) else opt_vars
-            hvd.broadcast_variables(
-                [var for var in opt_vars if not _is_slot_of(var, local_names)],
-                root_rank=self.root_rank,
-            )
+            broadcast_variables(opt_vars, root_rank=self.root_rank)
         self.broadcast_done = True
 
 
@@ -110,7 +115,10 @@ def _base_name(var) -> str:
     return var.name.split(":")[0]
 
 
-def _is_slot_of(var, local_names: list[str]) -> bool:
-    """Optimizer slots carry their variable's name as a path segment in both optimizer APIs."""
+def _is_slot_of(var, local_names: set[str]) -> bool:
+    """Optimizer slots carry their variable's name as a path segment in both optimizer
+    APIs (``SGD/m/<name>``, ``<name>/accumulator``)."""
+    if not local_names or not hasattr(var, "name"):
+        return False
     path = f"/{_base_name(var)}/"
     return any(f"/{name}/" in path for name in local_names)

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from planner.plan import Plan, load_plan, plan_from_dict
 from runtime import checks, exchange
+from runtime.horovod_patches import mark_local
 from runtime.lookup import Ids, describe_input, lookup, to_ids
 from runtime.planning import plan_for_layers
 from runtime.weights import (
@@ -150,7 +151,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
                 weight.dtype,
                 _StackedInitializer(parts),
             )
-            var.de_local = True
+            mark_local(var)
             self._tp_vars.append(var)
         self._row_vars = []
         for i, row_slice in enumerate(rank_plan.row_slices):
@@ -161,7 +162,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
                 table.dtype,
                 self._initializers[self._table_index[row_slice.table]],
             )
-            var.de_local = True
+            mark_local(var)
             self._row_vars.append(var)
         self._anchor = None
         groups = plan.input_groups
@@ -172,7 +173,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
                 name="exchange_anchor", shape=[0], dtype=tf.float32, initializer="zeros",
                 trainable=True, experimental_autocast=False,
             )
-            self._anchor.de_local = True
+            mark_local(self._anchor)
         self.built = True
 
     def _add_table_weight(self, name, shape, dtype, initializer) -> tf.Variable:
