@@ -1,18 +1,21 @@
 """Train a small DLRM-style model on synthetic data with a committed plan.
 
-    planner plan --spec tables.yaml --out plan.json      # once, anywhere
-    horovodrun -np 2 --gloo -H localhost:2 python examples/train.py --plan plan.json
+    planner plan examples/dlrm_tiny.yaml -o examples/dlrm_tiny.plan.json   # once; commit it
+    horovodrun -np 2 --gloo -H localhost:2 \
+        python examples/train.py --plan examples/dlrm_tiny.plan.json
 
-Without ``--plan`` a plan for a small built-in spec is made in process for the world
-size horovodrun started (every rank makes the same one). Each rank reads its own local
+Without ``--plan``, examples/dlrm_tiny.yaml is planned in process for the world size
+horovodrun started (every rank makes the same plan). Each rank reads its own local
 batches of synthetic click data; dense features go through a bottom MLP, sparse
-features through the distributed embedding, and a top MLP predicts the click.
+features through the distributed embedding, and a top MLP predicts the click. The
+feature interaction stacks every embedding, so all tables must share one width (16).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -21,34 +24,17 @@ import numpy as np
 import tensorflow as tf
 
 import runtime
-from planner.plan import Plan
-from planner.planning import make_plan
-from planner.spec import spec_from_dict
+from planner import Plan, load_plan, load_spec, make_plan
 
 DENSE_FEATURES = 4
+DEFAULT_SPEC = Path(__file__).with_name("dlrm_tiny.yaml")
 
 
-def builtin_plan(world_size: int) -> Plan:
-    tables = [
-        {"name": "user", "rows": 2000, "width": 16, "combiner": "sum"},
-        {"name": "item", "rows": 5000, "width": 16, "combiner": "sum"},
-        {"name": "category", "rows": 50, "width": 16, "combiner": "mean"},
-        {"name": "history", "rows": 5000, "width": 16, "combiner": "mean"},
-    ]
-    inputs = [
-        {"name": "user", "table": "user"},
-        {"name": "item", "table": "item"},
-        {"name": "category", "table": "category", "hotness": 3},
-        {"name": "history", "table": "history", "hotness": 5},
-    ]
-    spec = {
-        "world_size": world_size,
-        "strategy": "memory_balanced",
-        "data_parallel_threshold": 1000,
-        "tables": tables,
-        "inputs": inputs,
-    }
-    return make_plan(spec_from_dict(spec))
+def plan_for_this_job(plan_path: str | None) -> Plan:
+    """The committed plan, or the example spec planned for this job's world size."""
+    if plan_path:
+        return load_plan(plan_path)
+    return make_plan(load_spec(DEFAULT_SPEC, {"world_size": hvd.size()}))
 
 
 class DLRM(tf.keras.Model):
@@ -87,7 +73,7 @@ def synthetic_batch(plan: Plan, rng: np.random.Generator, batch: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plan", help="plan file (default: a built-in plan)")
+    parser.add_argument("--plan", help=f"plan file (default: plan {DEFAULT_SPEC.name} here)")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=64, help="local batch size per rank")
     parser.add_argument("--lr", type=float, default=0.05)
@@ -95,7 +81,7 @@ def main() -> None:
 
     hvd.init()
     tf.keras.utils.set_random_seed(42)  # same dense-layer init everywhere
-    plan = args.plan or builtin_plan(hvd.size())
+    plan = plan_for_this_job(args.plan)
     model = DLRM(plan)
     optimizer = tf.keras.optimizers.legacy.Adagrad(args.lr)
     loss_fn = tf.keras.losses.BinaryCrossentropy(from_logits=True)

@@ -18,9 +18,10 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("horovod.tensorflow")
 
+from launching import ROOT, horovodrun, launch_environment
+
 pytestmark = pytest.mark.runtime
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).parent / "workers" / "scenarios.py"
 TIMEOUT = 300
 
@@ -54,19 +55,9 @@ THREE_RANKS = [
 ]
 
 
-def horovodrun() -> str:
-    candidate = Path(sys.executable).parent / "horovodrun"
-    return str(candidate) if candidate.exists() else "horovodrun"
-
-
 def launch(ranks: int, scenarios: list[str]) -> dict[str, list[str]]:
     """Run the worker on ``ranks`` ranks; per scenario, the lines every rank printed."""
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = launch_environment()
     command = [
         horovodrun(), "-np", str(ranks), "--gloo", "-H", f"localhost:{ranks}",
         sys.executable, str(WORKER), *scenarios,
