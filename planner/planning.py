@@ -253,7 +253,7 @@ def footprint(
     """(elements, bytes) of weights a rank holds, data-parallel replicas included.
 
     The bytes are the weights' alone; optimizer state adds ``optimizer_slots`` times as
-    much (see rank_footprint).
+    much (see rank_footprints).
     """
     held = [(w.rows * w.width, DTYPE_BYTES[w.dtype]) for w in weights]
     held += [
@@ -263,16 +263,19 @@ def footprint(
     return sum(n for n, _ in held), sum(n * size for n, size in held)
 
 
-def rank_footprint(plan: Plan, rank: RankPlan) -> tuple[int, int]:
-    """(elements, bytes) a rank holds; bytes include the optimizer state."""
+def rank_footprints(plan: Plan, ranks: list[RankPlan] | None = None) -> list[tuple[int, int, int]]:
+    """(elements, bytes, optimizer bytes) each rank holds, recounted from what it lists.
+
+    ``bytes`` includes the optimizer state, as ``RankPlan.bytes`` does.
+    """
     tables = {t.name: t for t in plan.tables}
-    elements, size = footprint(
-        rank.table_parallel_weights,
-        rank.row_slices,
-        [tables[name] for name in plan.groups.data_parallel],
-        tables,
-    )
-    return elements, size * (1 + plan.parameters.optimizer_slots)
+    replicas = [tables[name] for name in plan.groups.data_parallel]
+    slots = optimizer_slots(plan.parameters.optimizer)
+    counts = []
+    for rank in plan.ranks if ranks is None else ranks:
+        elements, size = footprint(rank.table_parallel_weights, rank.row_slices, replicas, tables)
+        counts.append((elements, size * (1 + slots), size * slots))
+    return counts
 
 
 def _length(span: tuple[int, int]) -> int:

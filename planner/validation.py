@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from planner.layout import fusion_key, weight_key
+from planner.memory import optimizer_slots
 from planner.plan import Plan
-from planner.planning import make_plan, rank_footprint, summarize
+from planner.planning import make_plan, rank_footprints, summarize
 from planner.spec import Spec
 
 
@@ -231,10 +232,17 @@ def _check_exchange(plan: Plan) -> list[str]:
 
 
 def _check_totals(plan: Plan) -> list[str]:
-    problems = [
+    params = plan.parameters
+    problems = []
+    if params.optimizer_slots != optimizer_slots(params.optimizer):
+        problems.append(
+            f"parameters.optimizer_slots: {params.optimizer} keeps "
+            f"{optimizer_slots(params.optimizer)} values per weight, not {params.optimizer_slots}"
+        )
+    problems += [
         f"ranks[{rank.rank}]: elements or bytes do not match what it holds"
-        for rank in plan.ranks
-        if rank_footprint(plan, rank) != (rank.elements, rank.bytes)
+        for rank, counted in zip(plan.ranks, rank_footprints(plan), strict=True)
+        if counted != (rank.elements, rank.bytes, rank.optimizer_bytes)
     ]
     if summarize(plan.ranks, plan.tables) != plan.stats:
         problems.append("stats: do not match the ranks")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planner.plan import Plan, load_plan, plan_from_dict, save_plan
-from planner.planning import make_plan, rank_footprint, summarize
+from planner.planning import make_plan, rank_footprints, summarize
 from planner.spec import DTYPE_BYTES, Spec, spec_from_dict
 from planner.validation import plan_problems, spec_problems
 
@@ -288,8 +288,10 @@ def _with_rank(plan: Plan, rank_plan) -> Plan:
     """Replace one rank and bring its totals and the stats back in line."""
     ranks = list(plan.ranks)
     ranks[rank_plan.rank] = rank_plan
-    elements, size = rank_footprint(plan, rank_plan)
-    ranks[rank_plan.rank] = rank_plan.model_copy(update={"elements": elements, "bytes": size})
+    [(elements, size, state)] = rank_footprints(plan, [rank_plan])
+    ranks[rank_plan.rank] = rank_plan.model_copy(
+        update={"elements": elements, "bytes": size, "optimizer_bytes": state}
+    )
     return plan.model_copy(update={"ranks": ranks, "stats": summarize(ranks, plan.tables)})
 
 
@@ -347,3 +349,21 @@ def test_plan_spec_is_the_spec_it_was_made_from(params):
     plan = make_plan(spec)
     assert plan.spec().fingerprint() == spec.fingerprint() == plan.fingerprint
     assert spec_problems(make_plan(plan.spec()), spec) == []
+
+
+def test_optimizer_state_is_checked_without_the_spec():
+    plan = _plan(
+        {
+            "world_size": 2,
+            "optimizer": "adam",
+            "tables": [{"name": "a", "rows": 3, "width": 2}, {"name": "b", "rows": 4, "width": 2}],
+        }
+    )
+    # adam keeps 2 values per weight: rank 0 holds a (6 elements, 24 B) + 48 B of state
+    assert (plan.ranks[0].bytes, plan.ranks[0].optimizer_bytes) == (72, 48)
+    wrong_state = plan.ranks[0].model_copy(update={"optimizer_bytes": 24})
+    broken = plan.model_copy(update={"ranks": [wrong_state, plan.ranks[1]]})
+    assert plan_problems(broken) == ["ranks[0]: elements or bytes do not match what it holds"]
+    params = plan.parameters.model_copy(update={"optimizer_slots": 1})
+    problems = plan_problems(plan.model_copy(update={"parameters": params}))
+    assert problems[0].startswith("parameters.optimizer_slots: adam keeps 2 values per weight")
