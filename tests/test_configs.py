@@ -8,6 +8,7 @@ MLPerf's DLRM v2 reference, and the Criteo sizes in the DLRM reference implement
 from __future__ import annotations
 
 import functools
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -198,9 +199,14 @@ def test_config_plans_soundly(name: str, world: int, strategy: str) -> None:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_colossal_plans_on_1024_ranks(strategy: str) -> None:
     spec = resized(spec_of("synthetic_colossal"), 1024, strategy)
+    started = time.perf_counter()
     plan = make_plan(spec)
+    seconds = time.perf_counter() - started
     assert_sound(plan, spec)
     assert len(plan.ranks) == 1024
+    # A guard against an order-of-magnitude regression, not a measurement: the figures
+    # (0.3 s upstream strategies, 0.6 s auto) come from benchmarks/planner_speed.py.
+    assert seconds < 5, f"colossal on 1024 ranks took {seconds:.1f} s"
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)
