@@ -1,7 +1,7 @@
 """The ``planner`` command line: plan, show, validate, schema, and how each fails.
 
 Every command runs through click's CliRunner in a temporary folder. Expected numbers come
-from placing a small spec by hand (see SMALL_SPEC), not from the planner itself.
+from placing a small spec by hand (see SMALL_YAML), not from the planner itself.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from click.testing import CliRunner, Result
+from shared import SMALL_YAML
 
 from planner import (
     PlanFileError,
@@ -28,24 +29,7 @@ from planner import (
 )
 from planner.cli import main
 
-# Four tables, two ranks, round-robin ("basic"):
-#   a 100 x 8 float32 =  800 elements, 3200 B
-#   b  50 x 8 float32 =  400 elements, 1600 B
-#   c  10 x 4 float16 =   40 elements,   80 B
-#   d  20 x 8 float32 =  160 elements,  640 B
-# rank 0 gets a and c (widths differ: 2 weights), 840 elements, 3280 B;
-# rank 1 gets b and d (same width and config: fused into 1 weight), 560 elements, 2240 B.
-# total 5520 B (5.39 KiB), mean 2760 B (2.70 KiB), imbalance 3280 / 2760 = 1.188,
-# rank 1 holds 2240 / 3280 = 68.3% of the largest rank.
-SMALL_SPEC = """\
-world_size: 2
-strategy: basic
-tables:
-  - {name: a, rows: 100, width: 8}
-  - {name: b, rows: 50, width: 8}
-  - {name: c, rows: 10, width: 4, dtype: float16}
-  - {name: d, rows: 20, width: 8}
-"""
+# SMALL_YAML and its hand-worked placement: see tests/shared.py.
 
 # The same model with every default written out, keys in another order.
 SMALL_SPEC_EXPLICIT = """\
@@ -88,7 +72,7 @@ def files_in(folder: Path) -> list[str]:
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A temporary current folder holding small.yaml."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(SMALL_SPEC)
+    (tmp_path / "small.yaml").write_text(SMALL_YAML)
     return tmp_path
 
 
@@ -176,7 +160,7 @@ def test_plan_lists_shards_with_their_shape_and_bytes(work: Path) -> None:
 
 def test_plan_default_output_is_the_spec_name_in_the_current_folder(work: Path) -> None:
     (work / "specs").mkdir()
-    (work / "specs" / "model.yaml").write_text(SMALL_SPEC)
+    (work / "specs" / "model.yaml").write_text(SMALL_YAML)
     result = invoke("plan", "specs/model.yaml")
     assert result.exit_code == 0, result.output
     assert (work / "model.plan.json").is_file()
@@ -470,7 +454,7 @@ def test_validate_passes_with_the_spec_and_the_same_overrides(work: Path) -> Non
 
 
 def test_validate_fails_with_a_different_spec(saved: Path, work: Path) -> None:
-    (work / "other.yaml").write_text(SMALL_SPEC.replace("rows: 50", "rows: 51"))
+    (work / "other.yaml").write_text(SMALL_YAML.replace("rows: 50", "rows: 51"))
     result = invoke("validate", "plan.json", "--spec", "other.yaml")
     assert result.exit_code == 1
     assert result.stdout == ""

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared import SMALL
 
 from planner.cli import main
 from planner.compare import compare, parse_strategies, parse_world_sizes
@@ -24,16 +25,6 @@ from planner.spec import STRATEGIES, spec_from_dict
 #     b -> r1, d -> r1, c -> r1; ranks end ordered by load, so rank 0 holds b, d, c
 #     (2320 B) and rank 1 holds a (3200 B)
 #   one rank: everything on rank 0 (5520 B), strategy basic whatever was asked
-SMALL = {
-    "world_size": 2,
-    "strategy": "basic",
-    "tables": [
-        {"name": "a", "rows": 100, "width": 8},
-        {"name": "b", "rows": 50, "width": 8},
-        {"name": "c", "rows": 10, "width": 4, "dtype": "float16"},
-        {"name": "d", "rows": 20, "width": 8},
-    ],
-}
 
 
 def invoke(*args: object) -> Result:

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared import SMALL, SMALL_YAML
 
 from planner.cli import main
 from planner.errors import PlanFileError, SpecError
@@ -29,25 +30,6 @@ from planner.validation import plan_problems, spec_problems
 #   c  10 x 4 float16 =   40 elements,   80 B
 #   d  20 x 8 float32 =  160 elements,  640 B
 # rank 0 gets a and c: 3280 B of weights; rank 1 gets b and d: 2240 B. Total 5520 B.
-SMALL = {
-    "world_size": 2,
-    "strategy": "basic",
-    "tables": [
-        {"name": "a", "rows": 100, "width": 8},
-        {"name": "b", "rows": 50, "width": 8},
-        {"name": "c", "rows": 10, "width": 4, "dtype": "float16"},
-        {"name": "d", "rows": 20, "width": 8},
-    ],
-}
-SMALL_YAML = """\
-world_size: 2
-strategy: basic
-tables:
-  - {name: a, rows: 100, width: 8}
-  - {name: b, rows: 50, width: 8}
-  - {name: c, rows: 10, width: 4, dtype: float16}
-  - {name: d, rows: 20, width: 8}
-"""
 
 
 def plan_of(**changes):

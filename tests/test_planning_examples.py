@@ -6,10 +6,8 @@ float16. The working for each expected value is in the comments.
 
 from __future__ import annotations
 
-import signal
-from contextlib import contextmanager
-
 import pytest
+from shared import time_limit
 
 from planner.plan import Plan
 from planner.planning import make_plan
@@ -87,18 +85,6 @@ def rebuilt_columns(plan, input_name):
     return [flat[k][2] for k in pieces]
 
 
-@contextmanager
-def time_limit(seconds):
-    def fail(signum, frame):
-        raise TimeoutError(f"planning took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # --- strategies, no slicing -----------------------------------------------------------

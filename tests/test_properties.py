@@ -7,14 +7,13 @@ shards, grouping and row ranges from the rules, memory from the tables.
 from __future__ import annotations
 
 import json
-import signal
 from collections import Counter
-from contextlib import contextmanager
 from itertools import pairwise
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared import time_limit
 
 from planner.plan import Plan, load_plan, plan_from_dict, save_plan
 from planner.planning import make_plan, rank_footprints, summarize
@@ -101,20 +100,6 @@ def specs(draw) -> Spec:
     return spec_from_dict(raw)
 
 
-@contextmanager
-def time_limit(seconds):
-    """Fail instead of hanging (upstream's slicing loops forever on negative thresholds)."""
-
-    def fail(signum, frame):
-        raise TimeoutError(f"planning took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def expected_group(spec: Spec, elements: int) -> str:

@@ -1,0 +1,54 @@
+"""Test inputs and helpers several test modules use.
+
+SMALL, placed by hand (two ranks, round-robin "basic"):
+  a 100 x 8 float32 =  800 elements, 3200 B
+  b  50 x 8 float32 =  400 elements, 1600 B
+  c  10 x 4 float16 =   40 elements,   80 B
+  d  20 x 8 float32 =  160 elements,  640 B
+rank 0 gets a and c (widths differ: 2 weights), 840 elements, 3280 B;
+rank 1 gets b and d (same width and config: fused into 1 weight), 560 elements, 2240 B.
+Total 5520 B (5.39 KiB), mean 2760 B (2.70 KiB), imbalance 3280 / 2760 = 1.188;
+rank 1 holds 2240 / 3280 = 68.3% of the largest rank.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+
+SMALL_YAML = """\
+world_size: 2
+strategy: basic
+tables:
+  - {name: a, rows: 100, width: 8}
+  - {name: b, rows: 50, width: 8}
+  - {name: c, rows: 10, width: 4, dtype: float16}
+  - {name: d, rows: 20, width: 8}
+"""
+
+SMALL = {
+    "world_size": 2,
+    "strategy": "basic",
+    "tables": [
+        {"name": "a", "rows": 100, "width": 8},
+        {"name": "b", "rows": 50, "width": 8},
+        {"name": "c", "rows": 10, "width": 4, "dtype": "float16"},
+        {"name": "d", "rows": 20, "width": 8},
+    ],
+}
+
+
+@contextmanager
+def time_limit(seconds: int):
+    """Fail instead of hanging (upstream's slicing loops forever on negative thresholds)."""
+
+    def fail(signum, frame):
+        raise TimeoutError(f"planning took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
