@@ -65,25 +65,16 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
         if key.removeprefix("requested_") == key or key.removeprefix("requested_") not in moved
     ]
 
-    old_tables = {t.name: t for t in old.tables}
-    new_tables = {t.name: t for t in new.tables}
-    result.tables_added = [n for n in new_tables if n not in old_tables]
-    result.tables_removed = [n for n in old_tables if n not in new_tables]
-    for name, table in new_tables.items():
-        if name in old_tables:
-            result.table_changes += _field_changes(name, old_tables[name], table)
-
-    old_inputs = {i.name: i for i in old.inputs}
-    new_inputs = {i.name: i for i in new.inputs}
-    result.inputs_added = [n for n in new_inputs if n not in old_inputs]
-    result.inputs_removed = [n for n in old_inputs if n not in new_inputs]
-    for name, inp in new_inputs.items():
-        if name in old_inputs:
-            result.input_changes += _field_changes(name, old_inputs[name], inp)
+    result.tables_added, result.tables_removed, result.table_changes = _named_changes(
+        old.tables, new.tables
+    )
+    result.inputs_added, result.inputs_removed, result.input_changes = _named_changes(
+        old.inputs, new.inputs
+    )
 
     old_layout, new_layout = _layouts(old), _layouts(new)
-    for name in new_tables:
-        if name in old_tables and old_layout[name] != new_layout[name]:
+    for name in new_layout:
+        if name in old_layout and old_layout[name] != new_layout[name]:
             result.moved.append(
                 Change(
                     name,
@@ -107,6 +98,19 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
         old_data, new_data = old.model_dump(mode="json"), new.model_dump(mode="json")
         result.other = [key for key in old_data if old_data[key] != new_data[key]]
     return result
+
+
+def _named_changes(old: list, new: list) -> tuple[list[str], list[str], list[Change]]:
+    """Names added, names removed, and field changes of the rest (tables or inputs)."""
+    before, after = {item.name: item for item in old}, {item.name: item for item in new}
+    changes = [
+        change
+        for name, item in after.items()
+        if name in before
+        for change in _field_changes(name, before[name], item)
+    ]
+    added = [name for name in after if name not in before]
+    return added, [name for name in before if name not in after], changes
 
 
 def _field_changes(name: str, old: Any, new: Any) -> list[Change]:
