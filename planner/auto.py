@@ -59,11 +59,12 @@ from planner.grouping import EffectiveThresholds, TableGroups
 from planner.layout import Piece, rank_layout
 from planner.slicing import ranges_from_sizes
 from planner.spec import DTYPE_BYTES, Spec
+from planner.strategies import STRATEGIES
 
 if TYPE_CHECKING:
     from planner.planning import Placement
 
-UPSTREAM_STRATEGIES = ("basic", "memory_balanced", "memory_optimized")
+UPSTREAM_STRATEGIES = tuple(STRATEGIES)  # the three upstream placements, by name
 REPLICA_BUDGET = 1e-3  # all automatic replicas together, as a fraction of a rank's share
 ROW_TIERS = (None, *(1 / 2**k for k in range(1, 10)))  # None: no row slicing; 1/2 ... 1/512
 TOLERANCE = 0.01  # largest ranks within 1% of the best count as equal; communication decides
