@@ -119,7 +119,7 @@ class LocalInput(_Frozen):
 
 
 class RowSlice(_Frozen):
-    """This rank's rows of a row-sliced table; ``offset`` is subtracted from ids."""
+    """This rank's rows of a row-sliced table (may be empty); ids are looked up at id - rows[0]."""
 
     table: str
     rows: Range
