@@ -11,14 +11,33 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from planner.plan import Plan
+from runtime.lookup import IdProblem
 
 # Status codes of a rank's input record.
 OK, WRONG_COUNT, BAD_INPUT, NEEDS_COMBINER = 0, 1, 2, 3
-RECORD_FIELDS = 6  # status, detail, id dtype bits, batch, batch consistent, layout signature
+
+
+class Record(NamedTuple):
+    """One rank's summary of its inputs, all-gathered as integers in this field order."""
+
+    status: int  # OK, WRONG_COUNT, BAD_INPUT or NEEDS_COMBINER: static, from the trace
+    detail: int  # WRONG_COUNT: inputs passed; BAD_INPUT, NEEDS_COMBINER: input index
+    problem: int  # BAD_INPUT: IdProblem.kind
+    problem_arg: int  # BAD_INPUT: IdProblem.arg
+    bits: int  # id dtype: 32 or 64 (0 when status is not OK)
+    batch: int  # batch size of the first input (-1 when status is not OK)
+    consistent: int  # 1 when all inputs have that batch size
+    layout: int  # signature() of the inputs' hotness
+    bad_input: int  # index of the first input with an id outside its table, or -1
+    bad_id: int  # that id
+
+
+RECORD_FIELDS = len(Record._fields)
 
 
 def check_world(plan: Plan, world_size: int) -> None:
@@ -65,6 +84,7 @@ class InputContext:
     dp_input: bool
     world_size: int
     expected: list[list[str]]  # input names each rank must feed, in order
+    tables: dict[str, tuple[str, int]]  # input name -> (table name, rows)
 
 
 def signature(hotness: list[int | None]) -> int:
@@ -77,29 +97,28 @@ def judge(records: np.ndarray, context: InputContext) -> str | None:
 
     ``records`` is [world_size, RECORD_FIELDS], row r from rank r.
     """
-    records = np.asarray(records).reshape(context.world_size, RECORD_FIELDS)
-    for rank, (status, detail, *_rest) in enumerate(records.tolist()):
+    rows = np.asarray(records).reshape(context.world_size, RECORD_FIELDS).tolist()
+    records = [Record._make(int(x) for x in row) for row in rows]
+    for rank, record in enumerate(records):
         names = context.expected[rank]
-        if status == WRONG_COUNT:
+        if record.status == WRONG_COUNT:
             return (
-                f"rank {rank} passed {detail} inputs but the plan expects {len(names)} "
+                f"rank {rank} passed {record.detail} inputs but the plan expects {len(names)} "
                 f"({', '.join(names) or 'none'}), in this order"
             )
-        if status == BAD_INPUT:
+        if record.status == BAD_INPUT:
+            problem = IdProblem(record.problem, record.problem_arg)
+            return f"rank {rank}: input {names[record.detail]!r}: {problem.text()}"
+        if record.status == NEEDS_COMBINER:
             return (
-                f"rank {rank}: input {names[detail]!r} is not an id tensor; pass integer ids "
-                f"shaped [batch] or [batch, hotness], or a 2-D tf.RaggedTensor"
-            )
-        if status == NEEDS_COMBINER:
-            return (
-                f"rank {rank}: input {names[detail]!r} has several ids per sample but its table "
-                f"has no combiner; set combiner sum or mean on the table and re-plan"
+                f"rank {rank}: input {names[record.detail]!r} has several ids per sample but "
+                f"its table has no combiner; set combiner sum or mean on the table and re-plan"
             )
     feeding = [r for r in range(context.world_size) if context.expected[r]]
     for rank in feeding:
-        if records[rank, 4] == 0:
+        if not records[rank].consistent:
             return f"rank {rank}: its inputs have different batch sizes; give every input one size"
-    batches = sorted({int(records[r, 3]) for r in feeding})
+    batches = sorted({records[r].batch for r in feeding})
     if len(batches) > 1:
         kind = "local" if context.dp_input else "global"
         return (
@@ -111,13 +130,22 @@ def judge(records: np.ndarray, context: InputContext) -> str | None:
             f"the global batch size {batches[0]} does not divide by {context.world_size} ranks; "
             f"with dp_input=False use a multiple of the world size"
         )
-    if len({int(records[r, 2]) for r in feeding}) > 1:
+    if len({records[r].bits for r in feeding}) > 1:
         return "ranks feed ids of different integer types; use int32 or int64 on every rank"
-    if context.dp_input and len({int(records[r, 5]) for r in feeding}) > 1:
+    if context.dp_input and len({records[r].layout for r in feeding}) > 1:
         return (
             "ranks feed inputs of different layouts (hotness, or dense versus ragged); "
             "every rank must feed the same layout for each input"
         )
+    for rank in feeding:
+        record = records[rank]
+        if record.bad_input >= 0:
+            name = context.expected[rank][record.bad_input]
+            table, rows = context.tables[name]
+            return (
+                f"rank {rank}: input {name!r} has id {record.bad_id}, outside table {table!r} "
+                f"(valid ids are 0..{rows - 1})"
+            )
     return None
 
 

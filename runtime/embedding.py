@@ -44,7 +44,7 @@ class Embedding(tf.keras.layers.Layer):
     def call(self, inputs):
         problem, hotness = describe_input(inputs)
         if problem:
-            raise ValueError(f"{self.name}: {problem}")
+            raise ValueError(f"{self.name}: {problem.text()}")
         if self.combiner is None and (hotness is None or hotness > 1):
             raise ValueError(f"{self.name}: several ids per sample need combiner 'sum' or 'mean'")
         out = lookup(self.embeddings, to_ids(inputs), self.combiner)

@@ -219,13 +219,13 @@ def unpack_ids(
 def pack_outputs(outputs: list[tf.Tensor], world_size: int, dtype: tf.DType) -> tf.Tensor:
     """Lay out [global_batch, width] outputs so that rank r's block holds its samples.
 
-    Block r is, for each output in order, rows r*b..(r+1)*b-1 flattened.
+    Block r is, for each output in order, rows r*b..(r+1)*b-1 flattened. The outputs
+    are already in ``dtype``, which only an empty result needs.
     """
     if not outputs:
         return tf.zeros([0], dtype)
-    rows = [tf.reshape(tf.cast(out, dtype), [world_size, -1]) for out in outputs]
+    rows = [tf.reshape(out, [world_size, -1]) for out in outputs]
     return tf.reshape(tf.concat(rows, axis=1), [-1])
-
 
 
 def unpack_outputs(received: tf.Tensor, widths: list[int]) -> list[tf.Tensor]:

@@ -4,6 +4,13 @@ Variables the layer marks ``de_local`` hold this rank's own table pieces: they d
 between ranks, so they must never be broadcast or averaged. Everything else is
 data-parallel and goes through Horovod as usual.
 
+Optimizer slots of a local variable (momentum and the like) are local too. They are
+recognised by identity, not by name: the first :func:`mark_local` wraps the two methods
+through which Keras optimizers create every slot, ``add_slot`` (legacy optimizers)
+and ``add_variable_from_reference`` (Keras 2.15 optimizers), so that a slot created
+for a local variable is marked as well. The wrap only sets that mark; local variables
+are marked when the layer builds them, before any optimizer can create their slots.
+
 Two more things every wrapper does:
 
 * local variables are registered with Horovod, which divides their gradients by the
@@ -20,22 +27,47 @@ script over is a change of import.
 
 from __future__ import annotations
 
+import functools
+
 import horovod.tensorflow as hvd
 import horovod.tensorflow.keras as hvd_keras
 import tensorflow as tf
 
-_LOCAL_NAMES: set[str] = set()
+# Slot-creating methods of Keras optimizers, and the name of their variable argument.
+_SLOT_CREATORS = (
+    (tf.keras.optimizers.legacy.Optimizer, "add_slot", "var"),
+    (tf.keras.optimizers.Optimizer, "add_variable_from_reference", "model_variable"),
+)
 
 
 def mark_local(var) -> None:
     """Mark a model-parallel variable: never broadcast or averaged, nor its optimizer slots."""
+    _mark_slots_of_local_variables()
     var.de_local = True
-    _LOCAL_NAMES.add(_base_name(var))
 
 
 def is_local(var) -> bool:
     """True for a model-parallel variable, or an optimizer slot of one."""
-    return bool(getattr(var, "de_local", False)) or _is_slot_of(var, _LOCAL_NAMES)
+    return bool(getattr(var, "de_local", False))
+
+
+def _mark_slots_of_local_variables() -> None:
+    """Make the Keras optimizers mark the slots they create for local variables (once)."""
+    for cls, method, argument in _SLOT_CREATORS:
+        create = getattr(cls, method)
+        if getattr(create, "_marks_local_slots", False):
+            continue
+
+        @functools.wraps(create)
+        def creating(self, *args, _create=create, _argument=argument, **kwargs):
+            slot = _create(self, *args, **kwargs)
+            var = kwargs[_argument] if _argument in kwargs else args[0]
+            if is_local(var):
+                slot.de_local = True
+            return slot
+
+        creating._marks_local_slots = True
+        setattr(cls, method, creating)
 
 
 def broadcast_variables(variables, root_rank: int = 0, **kwargs):
@@ -109,16 +141,3 @@ class BroadcastGlobalVariablesCallback(hvd_keras.callbacks.BroadcastGlobalVariab
             opt_vars = opt_vars() if callable(opt_vars) else opt_vars
             broadcast_variables(opt_vars, root_rank=self.root_rank)
         self.broadcast_done = True
-
-
-def _base_name(var) -> str:
-    return var.name.split(":")[0]
-
-
-def _is_slot_of(var, local_names: set[str]) -> bool:
-    """Optimizer slots carry their variable's name as a path segment in both optimizer
-    APIs (``SGD/m/<name>``, ``<name>/accumulator``)."""
-    if not local_names or not hasattr(var, "name"):
-        return False
-    path = f"/{_base_name(var)}/"
-    return any(f"/{name}/" in path for name in local_names)

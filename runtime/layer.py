@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
+import os
 
 import horovod.tensorflow as hvd
 import tensorflow as tf
@@ -32,7 +32,7 @@ import tensorflow as tf
 from planner.plan import Plan, load_plan, plan_from_dict
 from runtime import checks, exchange
 from runtime.horovod_patches import mark_local
-from runtime.lookup import Ids, describe_input, lookup, to_ids
+from runtime.lookup import IdProblem, Ids, describe_input, id_bounds, lookup, to_ids
 from runtime.planning import plan_for_layers
 from runtime.weights import (
     DEFAULT_CHUNK,
@@ -73,21 +73,22 @@ class DistributedEmbedding(tf.keras.layers.Layer):
             hvd.init()
         self.world_size = hvd.size()
         self.rank = hvd.rank()
+        placement = {
+            "strategy": strategy,
+            "column_slice_threshold": column_slice_threshold,
+            "row_slice_threshold": row_slice_threshold,
+            "dp_input": dp_input,
+            "input_table_map": input_table_map,
+            "data_parallel_threshold": data_parallel_threshold,
+        }
         if plan is None:
             if not embeddings:
                 raise ValueError("pass embedding layers, or build the layer with from_plan(plan)")
-            plan = plan_for_layers(
-                embeddings,
-                world_size=self.world_size,
-                strategy=strategy,
-                column_slice_threshold=column_slice_threshold,
-                row_slice_threshold=row_slice_threshold,
-                data_parallel_threshold=data_parallel_threshold,
-                dp_input=dp_input,
-                input_table_map=input_table_map,
-            )
-        elif isinstance(plan, dict):
-            plan = plan_from_dict(plan)
+            plan = plan_for_layers(embeddings, world_size=self.world_size, **placement)
+        else:
+            _refuse_placement([k for k, v in placement.items() if v != _PLACEMENT_DEFAULTS[k]])
+            if isinstance(plan, dict):
+                plan = plan_from_dict(plan)
         checks.check_world(plan, self.world_size)
         if embeddings:
             checks.check_embeddings(plan, embeddings)
@@ -108,19 +109,28 @@ class DistributedEmbedding(tf.keras.layers.Layer):
             for rank in plan.ranks
         ]
         self._input_table = {i.name: self._table_index[i.table] for i in plan.inputs}
-        self._context = checks.InputContext(self.dp_input, self.world_size, self._expected)
+        self._context = checks.InputContext(
+            self.dp_input,
+            self.world_size,
+            self._expected,
+            {i.name: (i.table, plan.tables[self._input_table[i.name]].rows) for i in plan.inputs},
+        )
         self._rank_plan = rank_plan
 
     @classmethod
     def from_plan(
-        cls, plan_or_path: Plan | dict | str | Path, embeddings: list | None = None, **kwargs
+        cls, plan_or_path: Plan | dict | str | os.PathLike, embeddings: list | None = None, **kwargs
     ) -> DistributedEmbedding:
         """The layer for this rank, from a plan (object, dict or file); no re-planning.
 
         With ``embeddings`` (one Keras embedding layer per plan table, in order) their
-        shapes and combiners must match the plan, and their initializers are used.
+        shapes and combiners must match the plan, and their initializers are used. Other
+        keyword arguments go to the Keras layer (``name``, ``dtype``); placement options
+        (``strategy``, ``dp_input``, thresholds, ``input_table_map``) are the plan's and
+        are refused here.
         """
-        if isinstance(plan_or_path, (str, Path)):
+        _refuse_placement([k for k in kwargs if k in _PLACEMENT_DEFAULTS])
+        if isinstance(plan_or_path, (str, os.PathLike)):
             plan_or_path = load_plan(plan_or_path)
         return cls(embeddings=embeddings, plan=plan_or_path, **kwargs)
 
@@ -266,16 +276,10 @@ class DistributedEmbedding(tf.keras.layers.Layer):
     def call(self, inputs):
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         expected = self._expected[self.rank]
-        status, detail, hotness = self._inspect(inputs, expected)
-        ok = self._agree(inputs, status, detail, hotness)
+        status, detail, problem, hotness = self._inspect(inputs, expected)
+        ok = self._agree(inputs, status, detail, problem, hotness)
         if status != checks.OK:
-            # Only reached while tracing: the agreement check fails on every rank at run
-            # time, so these placeholders are never used.
-            with tf.control_dependencies([ok]):
-                return [
-                    tf.zeros([0, self._width_of(name)], self.compute_dtype)
-                    for name in self._outputs()
-                ]
+            return self._placeholders(ok)
         ids = {}
         for name, inp in zip(expected, inputs, strict=True):
             flat = to_ids(inp)
@@ -319,44 +323,72 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         """Output names in plan input order (with dp_input=False: all inputs are table-parallel)."""
         return [i.name for i in self.plan.inputs]
 
-    def _width_of(self, input_name: str) -> int:
-        return self.plan.tables[self._input_table[input_name]].width
+    def _table_of(self, input_name: str):
+        return self.plan.tables[self._input_table[input_name]]
 
-    def _inspect(self, inputs, expected) -> tuple[int, int, dict]:
-        """Static checks of this rank's inputs: (status, detail, hotness by input name)."""
+    def _placeholders(self, ok: tf.Tensor) -> list[tf.Tensor]:
+        """Outputs for a call whose inputs failed a static check; only built while tracing.
+
+        Eagerly the check has already raised. Traced, it fails on every rank when run,
+        so these are never computed. They must only let the code after the layer trace
+        here as on the ranks whose inputs passed, or this rank alone would fail while
+        the others wait in the check's all-gather:
+
+        * their batch dimension comes from the check's result, so it is unknown when
+          tracing, as on the other ranks (a concat with a static batch traces);
+        * they read (no rows of) every trainable weight, so gradients of the layer's
+          weights exist, as on the other ranks (an optimizer given no gradient at all
+          raises when traced).
+        """
+        unknown = tf.reshape(ok, []) * 0  # not zeros_like: that folds to a constant
+        tie = tf.zeros([], self.compute_dtype)
+        for weight in self.trainable_weights:
+            none = tf.gather(weight, tf.zeros([0], tf.int32))
+            tie += tf.cast(tf.reduce_sum(none), self.compute_dtype)
+        return [
+            tf.zeros(tf.stack([unknown, self._table_of(name).width]), self.compute_dtype) + tie
+            for name in self._outputs()
+        ]
+
+    def _inspect(self, inputs, expected) -> tuple[int, int, IdProblem | None, dict]:
+        """Static checks of this rank's inputs: (status, detail, problem, hotness by name)."""
         if len(inputs) != len(expected):
-            return checks.WRONG_COUNT, len(inputs), {}
+            return checks.WRONG_COUNT, len(inputs), None, {}
         hotness = {}
         for index, (name, inp) in enumerate(zip(expected, inputs, strict=True)):
             problem, k = describe_input(inp)
             if problem:
-                return checks.BAD_INPUT, index, {}
-            combiner = self.plan.tables[self._input_table[name]].combiner
-            if combiner is None and k != 1:
-                return checks.NEEDS_COMBINER, index, {}
+                return checks.BAD_INPUT, index, problem, {}
+            if self._table_of(name).combiner is None and k != 1:
+                return checks.NEEDS_COMBINER, index, None, {}
             hotness[name] = k
-        return checks.OK, 0, hotness
+        return checks.OK, 0, None, hotness
 
-    def _agree(self, inputs, status, detail, hotness) -> tf.Tensor | None:
+    def _agree(self, inputs, status, detail, problem, hotness) -> tf.Tensor | None:
         """Exchange and judge every rank's input record; raises the same error everywhere."""
+        record = {
+            "status": status,
+            "detail": detail,
+            "problem": problem.kind if problem else 0,
+            "problem_arg": problem.arg if problem else 0,
+            "bits": 0,
+            "batch": -1,
+            "consistent": 1,
+            "layout": checks.signature([hotness.get(n) for n in self._expected[self.rank]]),
+            "bad_input": -1,
+            "bad_id": 0,
+        }
         if status == checks.OK and inputs:
             batches = tf.stack([_batch_size(inp) for inp in inputs])
-            batch = tf.cast(batches[0], tf.int64)
-            consistent = tf.cast(tf.reduce_all(tf.equal(batches, batches[0])), tf.int64)
-            bits = 64 if any(i.dtype == tf.int64 for i in inputs) else 32
-        else:
-            batch, consistent, bits = tf.constant(-1, tf.int64), tf.constant(1, tf.int64), 0
-        layout = checks.signature([hotness.get(n) for n in self._expected[self.rank]])
-        record = tf.stack(
-            [
-                tf.constant(status, tf.int64),
-                tf.constant(detail, tf.int64),
-                tf.constant(bits, tf.int64),
-                batch,
-                consistent,
-                tf.constant(layout, tf.int64),
-            ]
-        )
+            bad_input, bad_id = self._out_of_range(inputs)
+            record.update(
+                bits=64 if any(i.dtype == tf.int64 for i in inputs) else 32,
+                batch=batches[0],
+                consistent=tf.reduce_all(tf.equal(batches, batches[0])),
+                bad_input=bad_input,
+                bad_id=bad_id,
+            )
+        record = tf.stack([tf.cast(record[field], tf.int64) for field in checks.Record._fields])
         if self.world_size > 1:
             record = exchange.allgather(record, name=f"{self.name}_input_check")
         judge = functools.partial(checks.judge_or_raise, context=self._context)
@@ -364,6 +396,21 @@ class DistributedEmbedding(tf.keras.layers.Layer):
             judge(record.numpy())
             return None
         return tf.numpy_function(judge, [record], tf.int32, stateful=True)
+
+    def _out_of_range(self, inputs) -> tuple[tf.Tensor, tf.Tensor]:
+        """The index of the first input with an id outside its table (-1: none), and the id.
+
+        Unchecked, such an id would read another table of a fused weight, be dropped by
+        a row slice, or make ``tf.gather`` raise on the rank serving it alone.
+        """
+        bounds = [id_bounds(inp) for inp in inputs]
+        low = tf.stack([b[0] for b in bounds])
+        high = tf.stack([b[1] for b in bounds])
+        rows = tf.constant([self._table_of(n).rows for n in self._expected[self.rank]], tf.int64)
+        bad = tf.logical_or(low < 0, high >= rows)
+        first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
+        index = tf.where(tf.reduce_any(bad), first, -1)
+        return index, tf.where(low[first] < 0, low[first], high[first])
 
     def _call_data_parallel(self, ids: dict[str, Ids]) -> dict[str, tf.Tensor]:
         outputs = {}
@@ -447,6 +494,26 @@ class DistributedEmbedding(tf.keras.layers.Layer):
                 # Nothing held here: contribute zeros, and do not touch the empty variable.
                 parts.append(tf.zeros([global_ids.batch_size(), table.width], tf.float32))
         return parts
+
+
+# The constructor's placement options and their defaults (upstream's).
+_PLACEMENT_DEFAULTS = {
+    "strategy": "basic",
+    "column_slice_threshold": None,
+    "row_slice_threshold": None,
+    "dp_input": True,
+    "input_table_map": None,
+    "data_parallel_threshold": None,
+}
+
+
+def _refuse_placement(names: list[str]) -> None:
+    """Placement options with a plan would be silently ignored: refuse them instead."""
+    if names:
+        raise TypeError(
+            f"placement options ({', '.join(names)}) cannot be combined with a plan: the "
+            f"plan already fixes the placement; change the spec and re-plan instead"
+        )
 
 
 def _batch_size(inp) -> tf.Tensor:

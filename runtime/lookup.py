@@ -27,41 +27,83 @@ class Ids:
     lengths: tf.Tensor | None
     hotness: int | None
 
-    @property
-    def ragged(self) -> bool:
-        return self.lengths is not None
-
     def batch_size(self) -> tf.Tensor:
         """Number of samples, as an int32 scalar (dynamic when the batch is)."""
         if self.lengths is not None:
             return tf.shape(self.lengths, out_type=tf.int32)[0]
         return tf.shape(self.values, out_type=tf.int32)[0] // self.hotness
 
-    def cast(self, dtype: tf.DType) -> Ids:
-        lengths = None if self.lengths is None else tf.cast(self.lengths, dtype)
-        return Ids(tf.cast(self.values, dtype), lengths, self.hotness)
+
+ID_DTYPES = (tf.int32, tf.int64)
 
 
-def describe_input(inp) -> tuple[str | None, int | None]:
+@dataclass(frozen=True)
+class IdProblem:
+    """Why a tensor cannot be used as ids: a kind and one number.
+
+    Two integers, so a rank can put its problem in its input-check record and every
+    rank can print the same message (see :mod:`runtime.checks`).
+    """
+
+    kind: int
+    arg: int = 0
+
+    NOT_A_TENSOR = 1
+    SPARSE = 2
+    DTYPE = 3  # arg: the dtype's enum
+    RAGGED_SHAPE = 4  # arg: the ragged tensor's rank
+    DENSE_SHAPE = 5  # arg: the tensor's rank, -1 when unknown
+
+    def text(self) -> str:
+        if self.kind == self.NOT_A_TENSOR:
+            return "ids must be a tensor or a tf.RaggedTensor"
+        if self.kind == self.SPARSE:
+            return "sparse ids are not supported; pass a tf.RaggedTensor"
+        if self.kind == self.DTYPE:
+            return f"ids must be int32 or int64, got {tf.as_dtype(self.arg).name}"
+        if self.kind == self.RAGGED_SHAPE:
+            return f"ragged ids must be 2-D, [batch, (ids)], got a {self.arg}-D ragged tensor"
+        if self.kind == self.DENSE_SHAPE:
+            got = {-1: "a tensor of unknown rank", 2: "[batch, None]"}.get(
+                self.arg, f"a {self.arg}-D tensor"
+            )
+            return f"ids must be [batch] or [batch, hotness] with a static hotness, got {got}"
+        return f"unusable ids (problem {self.kind})"
+
+
+def describe_input(inp) -> tuple[IdProblem | None, int | None]:
     """Why ``inp`` cannot be used as ids (or None), and its static hotness (None: ragged).
 
     Computed from static information only, so it never fails inside a traced function.
     """
+    if isinstance(inp, tf.SparseTensor):
+        return IdProblem(IdProblem.SPARSE), None
+    if not isinstance(inp, tf.RaggedTensor) and not tf.is_tensor(inp):
+        return IdProblem(IdProblem.NOT_A_TENSOR), None
+    if inp.dtype not in ID_DTYPES:
+        return IdProblem(IdProblem.DTYPE, inp.dtype.as_datatype_enum), None
     if isinstance(inp, tf.RaggedTensor):
         if inp.shape.rank != 2 or inp.ragged_rank != 1:
-            return f"ragged ids must be [batch, (ids)], got shape {inp.shape}", None
-        problem = None if inp.dtype.is_integer else f"ids must be integers, got {inp.dtype.name}"
-        return problem, None
-    if isinstance(inp, tf.SparseTensor):
-        return "sparse ids are not supported; pass a tf.RaggedTensor", None
-    shape = inp.shape
-    if not inp.dtype.is_integer:
-        return f"ids must be int32 or int64, got {inp.dtype.name}", None
-    if shape.rank == 1:
+            return IdProblem(IdProblem.RAGGED_SHAPE, inp.shape.rank), None
+        return None, None
+    rank = inp.shape.rank
+    if rank == 1:
         return None, 1
-    if shape.rank == 2 and shape[1] is not None:
-        return None, int(shape[1])
-    return f"ids must be [batch] or [batch, hotness] with a static hotness, got {shape}", None
+    if rank == 2 and inp.shape[1] is not None:
+        return None, int(inp.shape[1])
+    return IdProblem(IdProblem.DENSE_SHAPE, -1 if rank is None else rank), None
+
+
+def id_bounds(inp) -> tuple[tf.Tensor, tf.Tensor]:
+    """The smallest and largest id of a (validated) id tensor, as int64 scalars.
+
+    An empty tensor gives (dtype max, dtype min), which no range check flags.
+    """
+    values = inp.flat_values if isinstance(inp, tf.RaggedTensor) else inp
+    return (
+        tf.cast(tf.reduce_min(values), tf.int64),
+        tf.cast(tf.reduce_max(values), tf.int64),
+    )
 
 
 def to_ids(inp) -> Ids:
@@ -85,25 +127,45 @@ def lookup(
     ids outside the slice contribute zero rows. They are masked here rather than left to
     ``tf.gather``, which raises on out-of-range ids on CPU. A ``mean`` still divides by
     the sample's full id count, so the partial results of all slices add up to the mean.
+
+    Ids must lie in their table (``0 <= id < rows``); the layer checks that before any
+    lookup (see :mod:`runtime.checks`), this function does not.
     """
-    values = ids.values
-    mask = None
-    if valid_rows is not None:
-        start, stop = valid_rows
-        values = values - tf.cast(start, values.dtype)
-        mask = tf.logical_and(values >= 0, values < stop - start)
-        values = tf.where(mask, values, tf.zeros_like(values))
-    elif offset:
-        values = _widen(values, int(weight.shape[0]))
-        values = values + tf.cast(offset, values.dtype)
-    rows = tf.gather(weight, values)
+    indices, mask = local_rows(ids.values, int(weight.shape[0]), offset, valid_rows)
+    rows = tf.gather(weight, indices)
     if mask is not None:
         rows = rows * tf.cast(mask, rows.dtype)[:, None]
     return combine(rows, ids, combiner)
 
 
+def local_rows(
+    values: tf.Tensor,
+    weight_rows: int,
+    offset: int = 0,
+    valid_rows: tuple[int, int] | None = None,
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Row indices into a local weight for global ids, and which ids it holds.
+
+    With ``valid_rows=(r0, r1)`` the weight holds global rows r0..r1-1: indices are
+    ``id - r0``, and ids outside the slice get index 0 and mask False. Otherwise the
+    indices are ``id + offset`` (a table stacked at ``offset`` in a fused weight) and
+    the mask is None. The arithmetic is done in int64 whenever a row number involved
+    does not fit in int32, so int32 ids never wrap.
+    """
+    if valid_rows is None:
+        if not offset:
+            return values, None
+        values = _widen(values, weight_rows)
+        return values + tf.cast(offset, values.dtype), None
+    start, stop = valid_rows
+    values = _widen(values, stop)
+    shifted = values - tf.cast(start, values.dtype)
+    mask = tf.logical_and(shifted >= 0, shifted < stop - start)
+    return tf.where(mask, shifted, tf.zeros_like(shifted)), mask
+
+
 def _widen(values: tf.Tensor, limit: int) -> tf.Tensor:
-    """int64 ids when the largest fused row index would not fit in int32."""
+    """int64 ids when a row number up to ``limit`` would not fit in int32."""
     if values.dtype == tf.int32 and limit > 2**31 - 1:
         return tf.cast(values, tf.int64)
     return values
@@ -126,7 +188,3 @@ def combine(rows: tf.Tensor, ids: Ids, combiner: str | None) -> tf.Tensor:
         total = tf.math.divide_no_nan(total, tf.cast(lengths, total.dtype)[:, None])
     return total
 
-
-def zeros_for(ids: Ids, width: int, dtype: tf.DType) -> tf.Tensor:
-    """The output of a lookup into an empty row slice: nothing held, so all zeros."""
-    return tf.zeros([ids.batch_size(), width], dtype)

@@ -10,6 +10,7 @@ getting weights puts each gathered piece back at the same ranges.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import horovod.tensorflow as hvd
@@ -18,7 +19,9 @@ import tensorflow as tf
 
 from planner.plan import Plan
 
-DEFAULT_CHUNK = 2**27  # elements moved per write or per all-gather, at most
+# Elements per write, and per all-gather result (every rank's block together), at most
+# (at least one row per rank, whatever the chunk).
+DEFAULT_CHUNK = 2**27
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,9 @@ def variable_pieces(plan: Plan, rank: int) -> list[list[Piece]]:
 
 
 def _load(weights: list) -> list:
-    """Arrays as given; ``.npy`` paths memory-mapped, so only the rows cut are read."""
-    return [np.load(w, mmap_mode="r") if isinstance(w, str) else w for w in weights]
+    """Arrays as given; ``.npy`` paths (str or path-like) memory-mapped, so only the rows
+    cut are read."""
+    return [np.load(w, mmap_mode="r") if isinstance(w, (str, os.PathLike)) else w for w in weights]
 
 
 def check_global_weights(plan: Plan, weights: list) -> list:
@@ -121,12 +125,16 @@ def gather_table(
     """Assemble one sliced table from every rank's piece with chunked all-gathers.
 
     Every rank makes the same all-gathers, their number derived from the plan, whether
-    or not it holds a piece; a rank without a piece sends nothing. Only ranks with
-    ``keep`` assemble the result.
+    or not it holds a piece; a rank without a piece sends nothing. Each all-gather takes
+    the same rows of every piece, as many as keep the gathered result within ``chunk``
+    elements: column slices share their rows, so together they are one table width
+    wide, while row slices each add a full width. Only ranks with ``keep`` assemble the
+    result.
     """
     spec = plan.tables[table]
     dtype = tf.as_dtype(spec.dtype).as_numpy_dtype
-    step = max(1, chunk // spec.width)
+    width = sum(p.shape[1] for p in pieces_by_rank if p is not None and p.shape[0] > 0)
+    step = max(1, chunk // max(width, 1))
     longest = max((p.shape[0] for p in pieces_by_rank if p is not None), default=0)
     result = np.zeros((spec.rows, spec.width), dtype) if keep else None
     for k in range(math.ceil(longest / step)):

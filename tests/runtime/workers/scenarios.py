@@ -101,7 +101,9 @@ MERGE_OPTIMIZED = {
     ],
     "inputs": [inp("t0", "t0", 2), inp("t1", "t1", 2), inp("t2", "t2"), inp("t3", "t3", 3)],
 }
-EMPTY_RANK = {
+# On 3 ranks: rank 0 holds no table-parallel piece but one row of rows2, rank 2 a
+# table-parallel piece and no row of rows2.
+NO_TABLE_PARALLEL = {
     "strategy": "memory_optimized",
     "column_slice_threshold": 60,
     "data_parallel_threshold": 10,
@@ -120,7 +122,26 @@ EMPTY_RANK = {
         inp("t0b", "t0"),
     ],
 }
-EMPTY_RANK_MP = {**EMPTY_RANK, "dp_input": False, "strategy": "basic"}
+# On 3 ranks: rank 2 holds no table-parallel piece and an empty slice of rows2, only the
+# data-parallel table: nothing of its own feeds the exchange (the exchange anchor's case).
+EMPTY_RANK = {**NO_TABLE_PARALLEL, "strategy": "basic", "column_slice_threshold": 1000}
+# On 3 ranks with dp_input=False: rank 2 serves no input and passes an empty list.
+EMPTY_RANK_MP = {
+    "dp_input": False,
+    "column_slice_threshold": 1000,
+    "tables": [table("t0", 8, 7, "sum"), table("t1", 9, 5, "mean")],
+    "inputs": [inp("t0", "t0", 2), inp("t1", "t1", 3), inp("t0b", "t0")],
+}
+IDLE_RANK = 2  # the rank of EMPTY_RANK and EMPTY_RANK_MP on 3 ranks with nothing of its own
+
+
+def expect_idle_rank(plan) -> None:
+    """The plans above must keep giving the idle rank nothing, or the scenarios test less."""
+    if hvd.size() != 3:
+        return
+    idle = plan.ranks[IDLE_RANK]
+    if idle.table_parallel_weights or any(r.rows[1] > r.rows[0] for r in idle.row_slices):
+        raise AssertionError(f"rank {IDLE_RANK} of this plan is not idle; fix the spec")
 
 
 # --- the generic check ------------------------------------------------------------------
@@ -140,6 +161,8 @@ def check(
 ) -> None:
     """Forward equal to the reference slice; after one SGD step, tables equal too."""
     plan = plan or plan_for(spec)
+    if spec in (EMPTY_RANK, EMPTY_RANK_MP):
+        expect_idle_rank(plan)
     data = make_data(plan, local_batch, seed=_seed(name), layouts=layouts)
     if policy:
         tf.keras.mixed_precision.set_global_policy(policy)
@@ -207,7 +230,8 @@ def constructor():
 
 
 def round_trips():
-    """set/get from arrays and .npy files, small chunks, with and without the lock."""
+    """set/get from arrays and .npy files (str and Path), small chunks, with and without
+    the lock."""
     plan = plan_for(MIXED_GROUPS if hvd.size() == 2 else MERGE_OPTIMIZED)
     data = make_data(plan, 2, seed=7)
     layer = DistributedEmbedding.from_plan(plan, name="de_round_trips")
@@ -216,7 +240,8 @@ def round_trips():
         for t, array in zip(plan.tables, data.tables, strict=True):
             paths.append(str(Path(folder) / f"{hvd.rank()}_{t.name}.npy"))
             np.save(paths[-1], array)
-        cases = ((data.tables, 7, False), (paths, 5, True), (paths, 10**6, False))
+        path_objects = [Path(p) for p in paths]  # path-like, memory-mapped as well
+        cases = ((data.tables, 7, False), (paths, 5, True), (path_objects, 10**6, False))
         for weights, chunk, lock in cases:
             layer.set_weights([np.zeros_like(a) for a in data.tables])
             layer.set_weights(weights, chunk=chunk, use_lock=lock)
@@ -249,6 +274,7 @@ def expect_error(what: str, fn, *needles: str) -> None:
 def errors():
     """Clear errors, raised on every rank, without hangs."""
     size, rank = hvd.size(), hvd.rank()
+    last = size - 1  # the rank that feeds bad inputs
     other = make_plan_for_world(size + 1)
     expect_error("plan for another world size", lambda: DistributedEmbedding.from_plan(other),
                  f"{size + 1} ranks", f"{size} are running")
@@ -260,21 +286,101 @@ def errors():
     combiners = [runtime.Embedding(t.rows, t.width, combiner="sum") for t in plan.tables]
     expect_error("combiner not matching the plan",
                  lambda: DistributedEmbedding.from_plan(plan, embeddings=combiners), "combiner")
+    expect_error("placement options with a plan",
+                 lambda: DistributedEmbedding.from_plan(plan, dp_input=False, strategy="basic"),
+                 "dp_input, strategy", "re-plan")
     layer = DistributedEmbedding.from_plan(plan, name="de_errors")
     data = make_data(plan, 4, seed=3)
     good = feed(plan, data, 4)
-    uneven = [x[: 3 + rank] for x in good]
-    expect_error("batch sizes differ (eager)", lambda: layer(uneven), "different local batch sizes")
-    expect_error("batch sizes differ (tf.function)", lambda: tf.function(layer)(uneven),
-                 "different local batch sizes")
-    fewer = good[:-1] if rank == size - 1 else good
-    expect_error("one rank passes too few inputs", lambda: layer(fewer),
-                 f"rank {size - 1} passed {len(good) - 1} inputs")
-    mixed = [tf.cast(x, tf.int64) for x in good] if rank == 0 else good
-    expect_error("id types differ", lambda: layer(mixed), "different integer types")
+    names = [i.name for i in plan.inputs]
+
+    def on_last(change):
+        """``good`` with ``change(input name, tensor)`` applied on the last rank only."""
+        if rank != last:
+            return good
+        return [change(names[n], x) for n, x in enumerate(good)]
+
+    function = tf.function(layer)
+    if size > 1:
+        uneven = [x[: 3 + rank] for x in good]
+        expect_error("batch sizes differ (eager)", lambda: layer(uneven),
+                     "different local batch sizes")
+        expect_error("batch sizes differ (tf.function)", lambda: tf.function(layer)(uneven),
+                     "different local batch sizes")
+        mixed = [tf.cast(x, tf.int64) for x in good] if rank == 0 else good
+        expect_error("id types differ", lambda: layer(mixed), "different integer types")
+        # Input b (table b, combiner sum) is 3-hot; two ids per sample are fine alone.
+        layouts = on_last(lambda name, x: x[:, :2] if name == "b" else x)
+        expect_error("layouts differ", lambda: layer(layouts), "different layouts")
+    fewer = good[:-1] if rank == last else good
+    count = f"rank {last} passed {len(good) - 1} inputs"
+    expect_error("one rank passes too few inputs", lambda: layer(fewer), count)
+
+    optimizer = tf.keras.optimizers.SGD(0.1)
+
+    @tf.function
+    def then_static_batch(inputs):
+        # A training step whose ops need the layer's batch statically, and an optimizer
+        # that refuses to apply no gradients at all: the failing rank must trace it too.
+        with tf.GradientTape() as tape:
+            outputs = layer(inputs)
+            joined = tf.concat([*outputs, tf.zeros([4, 2])], axis=1)
+            stacked = tf.stack([outputs[0], tf.ones([4, 4])])
+            loss = tf.reduce_sum(joined) + tf.reduce_sum(stacked)
+        variables = layer.trainable_variables
+        grads = DistributedGradientTape(tape).gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+    expect_error("too few inputs, then a static batch (tf.function)",
+                 lambda: then_static_batch(fewer), count)
+    floats = on_last(lambda name, x: tf.cast(x, tf.float32) if name == "b" else x)
+    float_ids = f"rank {last}: input 'b': ids must be int32 or int64, got float32"
+    expect_error("float ids (eager)", lambda: layer(floats), float_ids)
+    expect_error("float ids (tf.function)", lambda: then_static_batch(floats), float_ids)
+    # Table a has no combiner: one id per sample.
+    two_hot = on_last(lambda name, x: tf.concat([x, x], axis=1) if name == "a" else x)
+    expect_error("several ids without a combiner", lambda: function(two_hot),
+                 f"rank {last}: input 'a' has several ids per sample", "no combiner")
+    for what, change, needle in (
+        ("id = rows", lambda x: tf.tensor_scatter_nd_update(x, [[1, 0]], [25]), "id 25"),
+        ("negative id", lambda x: tf.tensor_scatter_nd_update(x, [[2, 1]], [-3]), "id -3"),
+    ):
+        bad = on_last(lambda name, x, change=change: change(x) if name == "c" else x)
+        message = [f"rank {last}: input 'c' has", needle, "outside table 'c'", "0..24"]
+        expect_error(f"{what} (eager)", lambda bad=bad: layer(bad), *message)
+        expect_error(f"{what} (tf.function)", lambda bad=bad: function(bad), *message)
     expect_error("set_weights with a wrong shape",
                  lambda: layer.set_weights([np.zeros((1, 1))] * len(plan.tables)), "shaped (1, 1)")
     layer(good)  # still in step after all that
+    out_of_range_kinds()
+
+
+def out_of_range_kinds():
+    """Ids beyond a table that sits in a fused weight (1 rank) or is row-sliced (2 ranks)."""
+    plan = plan_for(MIXED_GROUPS)
+    layer = DistributedEmbedding.from_plan(plan, name="de_errors_ranges")
+    good = feed(plan, make_data(plan, 4, seed=4), 4)
+    last = hvd.size() - 1
+    for name in ("m", "b"):  # tables mid (fused with big on 1 rank) and big (row-sliced)
+        index = [i.name for i in plan.inputs].index(name)
+        rows = plan.table(plan.inputs[index].table).rows
+        bad = list(good)
+        if hvd.rank() == last:
+            bad[index] = good[index] + rows
+        expect_error(f"ids beyond table of input {name}", lambda bad=bad: layer(bad),
+                     f"rank {last}: input {name!r} has id", f"0..{rows - 1}")
+    layer(good)
+
+
+def empty_batch():
+    """A local batch of 0 samples on every rank: empty outputs, tables unchanged."""
+    if hvd.size() == 3:
+        spec, layouts = EMPTY_RANK, {"t1": "ragged", "r": "ragged"}
+    else:
+        spec, layouts = MIXED_GROUPS, MIXED_LAYOUTS
+    check("empty_batch", spec, layouts=layouts, local_batch=0, function=True)
+    check("empty_batch_mp", MODEL_PARALLEL_INPUT, layouts={"y": "ragged"}, local_batch=0)
 
 
 def make_plan_for_world(world: int):
@@ -295,8 +401,14 @@ def plan_file():
 
 
 def fit():
-    """model.fit with DistributedOptimizer and the broadcast callback (momentum slots)."""
-    spec = MIXED_GROUPS if hvd.size() == 2 else EMPTY_RANK
+    """model.fit with DistributedOptimizer and the broadcast callback (momentum slots).
+
+    Ranks start from different dense and data-parallel weights; the callback broadcasts
+    rank 0's after the first batch. The reference replays exactly that: the first step
+    averages gradients each rank takes at its own weights and applies them to rank 0's,
+    the second step is a plain single-process step on the global batch.
+    """
+    spec = {1: MIXED_GROUPS, 2: MIXED_GROUPS}.get(hvd.size(), EMPTY_RANK)
     plan = plan_for(spec)
     b, steps, world = 4, 2, hvd.size()
     data = make_data(plan, b * steps, seed=11)
@@ -304,26 +416,44 @@ def fit():
     width = sum(plan.table(i.table).width for i in plan.inputs)
     kernel = rng.normal(size=(width, 1)).astype(np.float32) * 0.1
     labels = rng.normal(size=(b * steps * world, 1)).astype(np.float32)
+    # What rank r adds to rank 0's starting weights (rank 0: nothing).
+    shifts = [np.random.default_rng(100 + r) for r in range(world)]
+    kernel_shift = [0.1 * r * g.normal(size=kernel.shape).astype(np.float32)
+                    for r, g in enumerate(shifts)]
+    bias_shift = [np.float32(0.2 * r) for r in range(world)]
+    data_parallel = {n for n, t in enumerate(plan.tables) if t.name in plan.groups.data_parallel}
+    table_shift = [
+        [0.3 * r * np.ones_like(t) if n in data_parallel else np.zeros_like(t)
+         for n, t in enumerate(data.tables)]
+        for r in range(world)
+    ]
+    rank = hvd.rank()
 
     class Model(tf.keras.Model):
         def __init__(self):
             super().__init__()
             self.embedding = DistributedEmbedding.from_plan(plan, name="de_fit")
             self.head = tf.keras.layers.Dense(
-                1, kernel_initializer=tf.constant_initializer(kernel), bias_initializer="zeros"
+                1,
+                kernel_initializer=tf.constant_initializer(kernel + kernel_shift[rank]),
+                bias_initializer=tf.constant_initializer(bias_shift[rank]),
             )
 
         def call(self, inputs):
             return self.head(tf.concat(self.embedding(inputs), axis=1))
 
     # Global batch k is rank 0's k-th local batch, then rank 1's, ...
-    order = list(range(steps * world * b))
-    mine = [i for s in range(steps) for i in order[(s * world + hvd.rank()) * b :][:b]]
+    def local_batch(step, r):
+        return list(range((step * world + r) * b, (step * world + r + 1) * b))
+
+    mine = [i for s in range(steps) for i in local_batch(s, rank)]
     x = [tf.constant(data.ids[i.name][mine], tf.int32) for i in plan.inputs]
     y = labels[mine]
     model = Model()
     model(x)
-    model.embedding.set_weights(data.tables)
+    model.embedding.set_weights(
+        [t + shift for t, shift in zip(data.tables, table_shift[rank], strict=True)]
+    )
     opt = runtime.DistributedOptimizer(tf.keras.optimizers.SGD(0.1, momentum=0.9))
     model.compile(optimizer=opt, loss="mse")
     model.fit(x, y, batch_size=b, epochs=1, shuffle=False, verbose=0,
@@ -333,17 +463,24 @@ def fit():
     head_k, head_b = tf.Variable(kernel), tf.Variable(tf.zeros([1]))
     ref_opt = tf.keras.optimizers.SGD(0.1, momentum=0.9)
     index = {t.name: n for n, t in enumerate(plan.tables)}
+
+    def loss_of(rows, r):
+        outs = []
+        for i in plan.inputs:
+            table = tables[index[i.table]] + table_shift[r][index[i.table]]
+            looked = tf.gather(table, data.ids[i.name][rows])
+            combiner = plan.table(i.table).combiner
+            outs.append(tf.reduce_mean(looked, 1) if combiner == "mean"
+                        else tf.reduce_sum(looked, 1))
+        pred = tf.concat(outs, 1) @ (head_k + kernel_shift[r]) + (head_b + bias_shift[r])
+        return tf.reduce_mean((pred - labels[rows]) ** 2)
+
     for s in range(steps):
-        rows = order[s * world * b:(s + 1) * world * b]
         with tf.GradientTape() as tape:
-            outs = []
-            for i in plan.inputs:
-                looked = tf.gather(tables[index[i.table]], data.ids[i.name][rows])
-                combiner = plan.table(i.table).combiner
-                outs.append(tf.reduce_mean(looked, 1) if combiner == "mean"
-                            else tf.reduce_sum(looked, 1))
-            pred = tf.concat(outs, 1) @ head_k + head_b
-            loss = tf.reduce_mean((pred - labels[rows]) ** 2)
+            if s == 0:  # each rank at its own weights, gradients averaged
+                loss = tf.add_n([loss_of(local_batch(s, r), r) for r in range(world)]) / world
+            else:
+                loss = loss_of([i for r in range(world) for i in local_batch(s, r)], 0)
         variables = [*tables, head_k, head_b]
         ref_opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
     for t, got, want in zip(plan.tables, model.embedding.get_weights(True), tables, strict=True):
@@ -373,6 +510,9 @@ SCENARIOS = {
     ),
     "merge_balanced": lambda: check("merge_balanced", MERGE_BALANCED, layouts={"t1": "ragged"}),
     "merge_optimized": lambda: check("merge_optimized", MERGE_OPTIMIZED, function=True),
+    "no_table_parallel": lambda: check(
+        "no_table_parallel", NO_TABLE_PARALLEL, layouts={"t1": "ragged", "r": "ragged"}
+    ),
     "empty_rank": lambda: check("empty_rank", EMPTY_RANK, layouts={"t1": "ragged", "r": "ragged"}),
     "empty_rank_function": lambda: check(
         "empty_rank_function", EMPTY_RANK, dtype=tf.int64, function=True
@@ -381,6 +521,7 @@ SCENARIOS = {
     "empty_rank_mp_function": lambda: check(
         "empty_rank_mp_function", EMPTY_RANK_MP, layouts={"t1": "ragged"}, function=True
     ),
+    "empty_batch": empty_batch,
     "constructor": constructor,
     "round_trips": round_trips,
     "errors": errors,
