@@ -34,7 +34,7 @@ Range = tuple[int, int]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Parameters(_Frozen):
@@ -60,16 +60,18 @@ class Parameters(_Frozen):
     dp_input: bool
     optimizer: Optimizer = "sgd"
     optimizer_slots: int = Field(0, description="Optimizer state values per weight element.")
-    device_memory: int | None = Field(None, description="Bytes per GPU (null = not checked).")
-    memory_reserve: float = Field(0.0, description="Fraction of device_memory kept free.")
+    device_memory: int | None = Field(None, gt=0, description="Bytes per GPU (null = not checked).")
+    memory_reserve: float = Field(
+        0.0, ge=0, lt=1, description="Fraction of device_memory kept free."
+    )
     global_batch_size: int | None = Field(
         None, description="Samples per step over all ranks (null = no communication estimate)."
     )
-    id_bytes: int = Field(8, description="Bytes per id sent.")
+    id_bytes: Literal[4, 8] = Field(8, description="Bytes per id sent.")
     compute_dtype: DType = Field("float32", description="Type of the embeddings exchanged.")
-    alltoall_bandwidth: float = Field(25.0, description="GB/s per rank in an all-to-all.")
+    alltoall_bandwidth: float = Field(25.0, gt=0, description="GB/s per rank in an all-to-all.")
     allreduce_bandwidth: float = Field(
-        25.0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
+        25.0, gt=0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
     )
 
 
@@ -301,7 +303,9 @@ def load_plan(path: str | Path) -> Plan:
     """Read and schema-check a plan file; raises PlanFileError with a one-line reason."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PlanFileError(f"{path}: not a plan file (not UTF-8 text)") from exc
     except OSError as exc:
         raise PlanFileError(f"{path}: cannot read the plan ({exc.strerror})") from exc
     except json.JSONDecodeError as exc:

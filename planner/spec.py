@@ -37,7 +37,7 @@ DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TableSpec(_Frozen):
@@ -224,7 +224,9 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not a YAML spec (not UTF-8 text)") from exc
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from exc
     try:

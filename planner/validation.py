@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from planner.comm import CommConfig, estimate_comm
 from planner.layout import fusion_key, weight_key
 from planner.memory import optimizer_slots
 from planner.plan import Plan
@@ -113,24 +114,36 @@ def _check_groups(plan: Plan) -> list[str]:
     if sorted(grouped) != sorted(tables):
         problems.append("groups: every table must be in exactly one group")
     group_of = {name: g for g, names in plan.groups for name in names}
+    table_of = {i.name: i.table for i in plan.inputs}
     for group, names in plan.input_groups:
-        for name in names:
-            table = next((i.table for i in plan.inputs if i.name == name), None)
-            if table is None or group_of.get(table) != group:
-                problems.append(
-                    f"input_groups.{group}: input {name!r} reads a table not in {group}"
-                )
-    counted = sum(len(names) for _, names in plan.input_groups)
-    if counted != len(plan.inputs):
+        problems += [
+            f"input_groups.{group}: input {name!r} reads a table not in {group}"
+            for name in names
+            if group_of.get(table_of[name]) != group
+        ]
+    grouped_inputs = [name for _, names in plan.input_groups for name in names]
+    if sorted(grouped_inputs) != sorted(table_of):
         problems.append("input_groups: every input must be in exactly one group")
+    if (plan.world_size == 1 or not plan.parameters.dp_input) and (
+        plan.groups.data_parallel or plan.groups.row_sliced
+    ):
+        problems.append(
+            "groups: with one rank or dp_input false every table must be table-parallel"
+        )
     return problems
 
 
 def _check_coverage(plan: Plan) -> list[str]:
-    """Each table-parallel or row-sliced table is tiled exactly once by its shards."""
+    """Each table is tiled exactly once, the way its group cuts it.
+
+    Table-parallel tables are cut by columns (every shard holds all rows), row-sliced
+    tables by rows, in rank order (every shard holds all columns); data-parallel
+    tables have no shards.
+    """
     by_table = defaultdict(list)
     for shard in plan.shards:
         by_table[shard.table].append(shard)
+    row_sliced = set(plan.groups.row_sliced)
     problems = []
     for table in plan.tables:
         shards = by_table.pop(table.name, [])
@@ -138,16 +151,22 @@ def _check_coverage(plan: Plan) -> list[str]:
             if shards:
                 problems.append(f"shards: data-parallel table {table.name!r} must have no shards")
             continue
-        whole_rows = all(s.rows == (0, table.rows) for s in shards)
-        whole_cols = all(s.cols == (0, table.width) for s in shards)
-        if whole_rows and _tiles([s.cols for s in shards], table.width):
-            continue
-        if whole_cols and _tiles([s.rows for s in shards], table.rows):
-            continue
-        problems.append(
-            f"shards: the shards of {table.name!r} do not cover its {table.rows} x "
-            f"{table.width} elements exactly once"
-        )
+        if table.name in row_sliced:
+            whole, spans, length = (0, table.width), [s.rows for s in shards], table.rows
+            cut_along = "whole-column row ranges, in rank order"
+            in_rank_order = [s.rows for s in sorted(shards, key=lambda s: s.rank)] == sorted(spans)
+        else:
+            whole, spans, length = (0, table.rows), [s.cols for s in shards], table.width
+            cut_along = "whole-row column ranges"
+            in_rank_order = True
+        other_axis = [s.cols if table.name in row_sliced else s.rows for s in shards]
+        if not (all(span == whole for span in other_axis) and in_rank_order):
+            problems.append(f"shards: {table.name!r} must be cut into {cut_along}")
+        elif not _tiles(spans, length):
+            problems.append(
+                f"shards: the shards of {table.name!r} do not cover its {table.rows} x "
+                f"{table.width} elements exactly once"
+            )
     problems += [f"shards: table {name!r} is not in the plan" for name in by_table]
     return problems
 
@@ -244,6 +263,13 @@ def _check_totals(plan: Plan) -> list[str]:
         for rank, counted in zip(plan.ranks, rank_footprints(plan), strict=True)
         if counted != (rank.elements, rank.bytes, rank.optimizer_bytes)
     ]
+    config = CommConfig.from_parameters(params)
+    estimate = [None] * len(plan.ranks) if config is None else estimate_comm(plan, config)
+    if [rank.comm for rank in plan.ranks] != estimate:
+        problems.append(
+            "ranks: the traffic estimates do not follow from the plan and its parameters; "
+            "re-run planner plan"
+        )
     if summarize(plan.ranks, plan.tables) != plan.stats:
         problems.append("stats: do not match the ranks")
     return problems
