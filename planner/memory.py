@@ -71,11 +71,6 @@ def optimizer_slots(optimizer: str) -> int:
     return OPTIMIZER_SLOTS[optimizer]
 
 
-def with_optimizer_state(weight_bytes: int, optimizer: str) -> int:
-    """Bytes of ``weight_bytes`` of weights plus their optimizer state."""
-    return weight_bytes * (1 + OPTIMIZER_SLOTS[optimizer])
-
-
 def parse_size(value: str | int) -> int:
     """Bytes from a size: an integer, or a number with a unit (80GiB, 80GB, 512MiB, 1.5TiB).
 
@@ -153,14 +148,16 @@ def capacity_lines(plan: Plan, verify: bool = True) -> list[str]:
     """One line per rank over the limit: by how much, why, and what to change.
 
     With ``verify``, single changes (another strategy, the thresholds the diagnosis
-    suggests, a larger world size) are re-planned and those that make every rank fit
-    are named; otherwise, or when none does, the advice is worked out from this plan.
+    suggests, a larger world size up to ``largest_world_to_try``) are re-planned and those
+    that make every rank fit are named; otherwise, or when none does, the advice is
+    worked out from this plan (and, when no world size up to the bound fits, from the
+    plan at the largest one tried).
     """
     params = plan.parameters
     overflows = over_capacity(plan)
     if not overflows or params.device_memory is None:
         return []
-    fixes = fixes_that_fit(plan, overflows) if verify else []
+    fixes, unfit = fixes_that_fit(plan, overflows) if verify else ([], None)
     verified = (
         None
         if not fixes
@@ -174,13 +171,28 @@ def capacity_lines(plan: Plan, verify: bool = True) -> list[str]:
     )
     return [
         f"rank {o.rank} needs {human_bytes(o.needs)}, {human_bytes(o.over)} over {limit_text}; "
-        f"{o.diagnosis}; {verified or o.advice}"
+        f"{o.diagnosis}; {verified or _advice(o, unfit)}"
         for o in overflows
     ]
 
 
-def fixes_that_fit(plan: Plan, overflows: list[RankOverflow]) -> list[str]:
-    """CLI options, each of which alone makes the plan fit; checked by planning again."""
+def _advice(overflow: RankOverflow, unfit: tuple[int, RankOverflow] | None) -> str:
+    """The plan's own advice, unless it is to add ranks and even the most tried did not fit:
+    then what the plan at that many ranks advises."""
+    if unfit is None or "--world-size" not in overflow.advice:
+        return overflow.advice
+    size, there = unfit
+    return f"even {size:,} ranks do not fit (at {size:,}, {there.diagnosis}); {there.advice}"
+
+
+def fixes_that_fit(
+    plan: Plan, overflows: list[RankOverflow]
+) -> tuple[list[str], tuple[int, RankOverflow] | None]:
+    """CLI options, each of which alone makes the plan fit; checked by planning again.
+
+    Also, when larger world sizes were tried and none fits: the largest tried and the
+    first overflow of the plan made with it (None otherwise).
+    """
     from planner import planning  # planning imports this module
     from planner import spec as spec_module
 
@@ -195,27 +207,41 @@ def fixes_that_fit(plan: Plan, overflows: list[RankOverflow]) -> list[str]:
             if strategy not in (spec.strategy, plan.strategy):
                 candidates[f"--strategy {strategy}"] = {"strategy": strategy}
 
-    def fits(update: dict) -> bool:
+    def overflows_with(update: dict) -> list[RankOverflow]:
         candidate = spec_module.Spec.model_validate({**spec.model_dump(), **update})
-        return not over_capacity(planning.make_plan(candidate))
+        return over_capacity(planning.make_plan(candidate))
 
-    found = [option for option, update in candidates.items() if fits(update)]
-    for size in _world_sizes_to_try(max(plan.world_size + 1, _world_lower_bound(plan))):
-        if fits({"world_size": size}):
-            found.append(f"--world-size {size}")
-            break
-    return found
+    found = [option for option, update in candidates.items() if not overflows_with(update)]
+    largest = largest_world_to_try(plan.world_size)
+    lowest = max(plan.world_size + 1, _world_lower_bound(plan))
+    if lowest > largest:  # even perfectly balanced, the largest size would not fit
+        return found, None
+    unfit = None
+    for size in _world_sizes_to_try(lowest, largest):
+        over = overflows_with({"world_size": size})
+        if not over:
+            return [*found, f"--world-size {size}"], None
+        unfit = (size, over[0])
+    return found, unfit
 
 
-def _world_sizes_to_try(lowest: int) -> list[int]:
-    """A few sizes from the lower bound up, then powers of two up to eight times it."""
+def largest_world_to_try(world_size: int) -> int:
+    """Capacity advice re-plans at most this many ranks: 8x the plan's, or 4,096."""
+    return max(8 * world_size, 4096)
+
+
+def _world_sizes_to_try(lowest: int, highest: int) -> list[int]:
+    """A few sizes from the lower bound up, then powers of two up to eight times it,
+    none above ``highest``; the last is ``highest`` when eight times ``lowest`` passes it."""
     sizes = set(range(lowest, lowest + 4))
     power = 1
     while power <= 8 * lowest:
         if power > lowest + 3:
             sizes.add(power)
         power *= 2
-    return sorted(sizes)
+    if 8 * lowest > highest >= lowest:
+        sizes.add(highest)
+    return sorted(size for size in sizes if size <= highest)
 
 
 # --- why a rank overflows, and what would help ---------------------------------------
@@ -323,7 +349,13 @@ def _too_few_ranks(
     """Even a perfect balance overflows: more ranks (or fewer data-parallel copies)."""
     spread = _spread(plan)
     needed = math.ceil(spread / (limit - replicas))
-    advice = f"raise --world-size to at least {needed}"
+    largest = largest_world_to_try(plan.world_size)
+    advice = (
+        f"raise --world-size to at least {needed}"
+        if needed <= largest
+        else f"even {largest:,} ranks do not fit (balanced perfectly the tables need "
+        f"{needed:,}); use devices with more memory or raise --world-size to at least {needed}"
+    )
     if replicas and (spread + replicas) / plan.world_size <= limit:
         advice += (
             f", or lower data_parallel_threshold (the data-parallel copies take "

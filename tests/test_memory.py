@@ -16,9 +16,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shared import SMALL, SMALL_YAML
 
+from planner import planning
 from planner.cli import main
 from planner.errors import PlanFileError, SpecError
-from planner.memory import OPTIMIZER_SLOTS, over_capacity, parse_size, usable_memory
+from planner.memory import (
+    OPTIMIZERS,
+    _world_sizes_to_try,
+    capacity_lines,
+    largest_world_to_try,
+    over_capacity,
+    parse_size,
+    usable_memory,
+)
 from planner.plan import load_plan, plan_from_dict
 from planner.planning import make_plan
 from planner.spec import COST_FIELDS, DTYPE_BYTES, spec_from_dict
@@ -143,18 +152,34 @@ def test_adam_triples_every_rank() -> None:
     assert plan_problems(plan) == []
 
 
-@pytest.mark.parametrize(("optimizer", "slots"), sorted(OPTIMIZER_SLOTS.items()))
+# State values per weight: sgd none; momentum (velocity), adagrad (accumulator) and
+# rmsprop (mean square) one; the Adam family (two moments), lamb, ftrl (accumulator and
+# linear term) and adadelta (two running averages) two.
+SLOTS = [
+    ("sgd", 0),
+    ("momentum", 1),
+    ("adagrad", 1),
+    ("rmsprop", 1),
+    ("adam", 2),
+    ("adamw", 2),
+    ("lazy_adam", 2),
+    ("nadam", 2),
+    ("adamax", 2),
+    ("lamb", 2),
+    ("ftrl", 2),
+    ("adadelta", 2),
+]
+
+
+def test_every_optimizer_is_listed_above() -> None:
+    assert sorted(name for name, _ in SLOTS) == sorted(OPTIMIZERS)
+
+
+@pytest.mark.parametrize(("optimizer", "slots"), SLOTS)
 def test_every_optimizer_multiplies_by_its_slots(optimizer, slots) -> None:
     plan = plan_of(optimizer=optimizer)
+    assert plan.parameters.optimizer_slots == slots
     assert [r.bytes for r in plan.ranks] == [3280 * (1 + slots), 2240 * (1 + slots)]
-
-
-def test_slot_counts() -> None:
-    assert OPTIMIZER_SLOTS["sgd"] == 0
-    assert OPTIMIZER_SLOTS["momentum"] == OPTIMIZER_SLOTS["adagrad"] == 1
-    assert OPTIMIZER_SLOTS["rmsprop"] == 1
-    for name in ("adam", "adamw", "lazy_adam", "lamb", "ftrl", "adadelta", "nadam"):
-        assert OPTIMIZER_SLOTS[name] == 2
 
 
 def test_half_precision_state_stays_half_precision() -> None:
@@ -233,7 +258,7 @@ def specs(draw):
         {
             "world_size": draw(st.integers(1, 6)),
             "strategy": draw(st.sampled_from(["basic", "memory_balanced", "memory_optimized"])),
-            "optimizer": draw(st.sampled_from(sorted(OPTIMIZER_SLOTS))),
+            "optimizer": draw(st.sampled_from(sorted(OPTIMIZERS))),
             "data_parallel_threshold": draw(st.one_of(st.none(), st.integers(1, 800))),
             "row_slice_threshold": draw(st.one_of(st.none(), st.integers(1, 4000))),
             "column_slice_threshold": draw(st.one_of(st.none(), st.integers(0, 2000))),
@@ -246,7 +271,7 @@ def specs(draw):
 @given(specs())
 def test_ranks_hold_every_table_once_and_replicas_on_each(spec) -> None:
     plan = make_plan(spec)
-    factor = 1 + OPTIMIZER_SLOTS[spec.optimizer]
+    factor = 1 + dict(SLOTS)[spec.optimizer]
     size = {t.name: t.rows * t.width * DTYPE_BYTES[t.dtype] for t in spec.tables}
     replicas = sum(size[name] for name in plan.groups.data_parallel)
     placed = sum(size.values()) - replicas
@@ -374,6 +399,88 @@ def test_a_table_too_wide_to_column_slice_is_told_to_row_slice() -> None:
         "table 'wide' alone takes 7.81 KiB here and does not fit even cut into 2 column slices"
     )
     assert overflow.advice == "row-slice it: set row_slice_threshold to 2,000 or less"
+
+
+def counting_make_plan(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
+    """(world size, strategy) of every plan the capacity advice makes from now on."""
+    calls, make = [], planning.make_plan
+
+    def counted(spec):
+        calls.append((spec.world_size, spec.strategy))
+        return make(spec)
+
+    monkeypatch.setattr(planning, "make_plan", counted)
+    return calls
+
+
+def test_world_sizes_tried_stop_at_eight_times_the_plan_or_4096() -> None:
+    assert [largest_world_to_try(n) for n in (1, 2, 512, 1024)] == [4096, 4096, 4096, 8192]
+    assert _world_sizes_to_try(3, 4096) == [3, 4, 5, 6, 8, 16]
+    assert _world_sizes_to_try(1000, 4800) == [1000, 1001, 1002, 1003, 1024, 2048, 4096, 4800]
+    assert _world_sizes_to_try(4094, 4096) == [4094, 4095, 4096]
+    assert _world_sizes_to_try(5000, 4096) == []
+
+
+def test_a_spec_that_needs_thousands_of_ranks_is_not_replanned_at_them(monkeypatch) -> None:
+    # 6,400,000 float32 elements (25.6 MB) on 1000 B devices: perfectly balanced they need
+    # ceil(25,600,000 / 1000) = 25,600 ranks, past the 4,096 tried. Only the other
+    # strategies are re-planned, at 2 ranks.
+    spec = spec_from_dict(
+        {
+            "world_size": 2,
+            "device_memory": 1000,
+            "tables": [{"name": "a", "rows": 100_000, "width": 64}],
+        }
+    )
+    plan = make_plan(spec)
+    calls = counting_make_plan(monkeypatch)
+    lines = capacity_lines(plan)
+    assert calls == [(2, "memory_balanced"), (2, "memory_optimized"), (2, "auto")]
+    assert len(lines) == 2
+    for line in lines:
+        assert line.endswith(
+            "even perfectly balanced the tables need 12.21 MiB per rank; even 4,096 ranks do "
+            "not fit (balanced perfectly the tables need 25,600); use devices with more memory "
+            "or raise --world-size to at least 25600"
+        )
+
+
+def test_when_no_world_size_tried_fits_the_largest_one_advises(monkeypatch) -> None:
+    # a 1000 x 2 float32 table (8000 B) and x (4 B), limit 3000 B: at least
+    # ceil(8004 / 3000) = 3 ranks. Without row slicing a is cut into 2 column slices at
+    # most, 4000 B each, so no world size fits: 3, 4, 5, 6, then powers of two up to
+    # 8 x 3 = 24 are tried, and at 16 ranks the advice is to row-slice a.
+    spec = spec_from_dict(
+        {
+            "world_size": 2,
+            "device_memory": 3000,
+            "tables": [
+                {"name": "a", "rows": 1000, "width": 2},
+                {"name": "x", "rows": 1, "width": 1},
+            ],
+        }
+    )
+    plan = make_plan(spec)
+    calls = counting_make_plan(monkeypatch)
+    (line,) = capacity_lines(plan)
+    assert calls == [
+        (2, "memory_balanced"), (2, "memory_optimized"), (2, "auto"),
+        (3, "basic"), (4, "basic"), (5, "basic"), (6, "basic"), (8, "basic"), (16, "basic"),
+    ]  # fmt: skip
+    assert line.endswith(
+        "even 16 ranks do not fit (at 16, table 'a' alone takes 3.91 KiB here and does not fit "
+        "even cut into 2 column slices); row-slice it: set row_slice_threshold to 2,000 or less"
+    )
+
+
+def test_the_search_stops_at_the_first_world_size_that_fits(monkeypatch) -> None:
+    # 3000 B (see test_plan_over_the_limit_fails_with_one_line_per_rank): 5 ranks fit,
+    # so 3 and 4 are tried before it and nothing after
+    plan = plan_of(device_memory=3000)
+    calls = counting_make_plan(monkeypatch)
+    (line,) = capacity_lines(plan)
+    assert [size for size, _ in calls if size != 2] == [3, 4, 5]
+    assert "--world-size 5" in line
 
 
 def test_a_plan_that_fits_is_written_and_says_so(work: Path) -> None:
