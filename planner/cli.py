@@ -221,11 +221,17 @@ def plan(
 @_shards_option
 def show(plan_path: str, fmt: str, list_shards: bool | None) -> None:
     """Print the layout of a saved plan."""
+    saved = _load_whole_plan(plan_path)
+    click.echo(render(saved, fmt, _shard_limit(list_shards)))
+
+
+def _load_whole_plan(plan_path: str) -> Plan:
+    """A saved plan whose ranks, names and indices all refer to something that exists."""
     saved: Plan = _fail_cleanly(lambda: load_plan(plan_path))
     broken = reference_problems(saved)
     if broken:
         raise InputError(f"{plan_path}: {broken[0]}; run planner validate for every problem")
-    click.echo(render(saved, fmt, _shard_limit(list_shards)))
+    return saved
 
 
 @main.command()
@@ -312,8 +318,7 @@ def compare(
 )
 def diff(old_path: str, new_path: str, exit_code: bool, fmt: str) -> None:
     """What moved from plan OLD to plan NEW: the summary first, then each change."""
-    old: Plan = _fail_cleanly(lambda: load_plan(old_path))
-    new: Plan = _fail_cleanly(lambda: load_plan(new_path))
+    old, new = _load_whole_plan(old_path), _load_whole_plan(new_path)
     result = diff_plans(old, new)
     click.echo(render_diff(result, old, new, fmt))
     if exit_code and result.changed:

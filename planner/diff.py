@@ -1,9 +1,12 @@
 """What moved between two plans, for reviewing a committed plan's change.
 
 The summary comes first; then settings, tables and inputs added, removed or changed,
-tables that moved (group, ranks, column or row ranges), per-rank bytes and the traffic
-estimate. Anything else that differs (fused weight order, exchange order) is named by
-its field so that no difference goes unreported.
+tables that moved, per-rank bytes and the traffic estimate. A table moved when its group
+or the ranks holding it changed, or a shard's column ranges changed while the table's
+width stayed, or its row ranges while its row count stayed: resizing a table changes its
+ranges by itself, so a resize alone is a table change, not a move.
+Anything else that differs (fused weight order, exchange order) is named by its field so
+that no difference goes unreported.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from planner.memory import human_bytes
 from planner.plan import Plan, Shard
+from planner.spec import TableSpec
 
 
 @dataclass(frozen=True)
@@ -73,19 +77,16 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
     )
 
     old_layout, new_layout = _layouts(old), _layouts(new)
-    for name in new_layout:
-        if name in old_layout and old_layout[name] != new_layout[name]:
-            result.moved.append(
-                Change(
-                    name,
-                    _describe(old, name, old_layout[name]),
-                    _describe(new, name, new_layout[name]),
-                )
-            )
+    old_tables = {t.name: t for t in old.tables}
+    for table in new.tables:
+        before, after = old_layout.get(table.name), new_layout[table.name]
+        if before is not None and _moved(before, after, old_tables[table.name], table):
+            result.moved.append(Change(table.name, _describe(before), _describe(after)))
 
+    old_bytes = {r.rank: r.bytes for r in old.ranks}
+    new_bytes = {r.rank: r.bytes for r in new.ranks}
     for rank in range(max(old.world_size, new.world_size)):
-        before = old.ranks[rank].bytes if rank < old.world_size else None
-        after = new.ranks[rank].bytes if rank < new.world_size else None
+        before, after = old_bytes.get(rank), new_bytes.get(rank)
         if before != after:
             result.rank_bytes.append(Change(f"rank {rank}", before, after))
 
@@ -137,11 +138,25 @@ def _layouts(plan: Plan) -> dict[str, tuple]:
     }
 
 
-def _describe(plan: Plan, name: str, layout: tuple) -> str:
+def _moved(before: tuple, after: tuple, old: TableSpec, new: TableSpec) -> bool:
+    """Group or ranks changed, or ranges changed along a dimension whose size stayed."""
+
+    def placement(shards: tuple) -> list[tuple]:
+        return [
+            (rank, rows if old.rows == new.rows else None, cols if old.width == new.width else None)
+            for rank, rows, cols in shards
+        ]
+
+    return before[0] != after[0] or placement(before[1]) != placement(after[1])
+
+
+def _describe(layout: tuple) -> str:
     """A table's placement in a few words: 'rank 3', 'cols 0:8 on rank 0, 8:16 on rank 5'."""
     group, shards = layout
     if group == "data_parallel":
         return "data-parallel"
+    if not shards:  # only in a plan that fails validation
+        return f"{(group or 'no group').replace('_', '-')}, no shards"
     if group == "row_sliced":
         ranks = [rank for rank, _, _ in shards]
         span = f"ranks {ranks[0]}-{ranks[-1]}" if len(ranks) > 1 else f"rank {ranks[0]}"
