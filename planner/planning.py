@@ -52,7 +52,7 @@ class Placement:
 def make_plan(spec: Spec) -> Plan:
     """Place ``spec``'s tables over its ranks and describe the result as a plan."""
     spec = spec.normalized()
-    if spec.strategy == "auto":
+    if spec.strategy == "auto" and spec.world_size > 1:  # one rank: basic, whatever was asked
         from planner.auto import auto_placement  # auto scores upstream's placements too
 
         return describe(spec, auto_placement(spec))

@@ -281,12 +281,34 @@ CONFIG_NAMES = sorted(path.stem for path in CONFIGS.glob("*.yaml"))
 @pytest.mark.parametrize("world_size", [8, 16, 32, 128])
 @pytest.mark.parametrize("config", CONFIG_NAMES)
 def test_bundled_models_are_balanced(config: str, world_size: int) -> None:
-    # Every bundled model reaches max/mean <= 1.05 at these sizes (most within 1.01);
-    # tables whose single column is too big for an even share are row-sliced.
+    # README: "at most 1.03x the mean" on every bundled config at 8 to 128 ranks (most
+    # within 1.01; the largest measured, 1.0252, is synthetic_tiny on 32 ranks). Tables
+    # whose single column is too big for an even share are row-sliced.
     spec = load_spec(CONFIGS / f"{config}.yaml", {"world_size": world_size})
     plan = auto_plan(spec)
-    assert plan.stats.imbalance <= 1.05
+    assert plan.stats.imbalance <= 1.03
     assert plan.stats.max_rank_bytes <= best_upstream(spec)
+
+
+def test_the_bundled_configs_worst_balance_is_the_one_the_readme_quotes() -> None:
+    spec = load_spec(CONFIGS / "synthetic_tiny.yaml", {"world_size": 32})
+    assert round(auto_plan(spec).stats.imbalance, 4) == 1.0252
+
+
+def test_one_rank_uses_basic_even_when_auto_is_asked() -> None:
+    # README placement rule 1: with one rank the strategy is basic; the plan is basic's,
+    # with auto recorded as the requested strategy
+    tables = [
+        {"name": "a", "rows": 100, "width": 8},
+        {"name": "b", "rows": 50, "width": 8},
+        {"name": "c", "rows": 10, "width": 4, "dtype": "float16"},
+    ]
+    auto = make_plan(spec_from_dict({"world_size": 1, "strategy": "auto", "tables": tables}))
+    basic = make_plan(spec_from_dict({"world_size": 1, "strategy": "basic", "tables": tables}))
+    assert (auto.strategy, auto.parameters.requested_strategy) == ("basic", "auto")
+    assert auto.shards == basic.shards
+    assert auto.ranks == basic.ranks
+    assert auto.parameters.column_slice_threshold_source == "none"
 
 
 @pytest.mark.parametrize("world_size", [8, 128])
@@ -313,9 +335,6 @@ def test_upstream_balance_as_quoted_in_the_issue() -> None:
         assert auto_plan(spec).stats.imbalance <= 1.01
 
 
-@pytest.mark.skipif(
-    "global_batch_size" not in Spec.model_fields, reason="no communication estimate here"
-)
 @pytest.mark.parametrize("strategy", ["auto", "memory_balanced"])
 @pytest.mark.parametrize(
     ("config", "world_size"),
