@@ -38,7 +38,8 @@ itself, within what the runtime builds:
    the plan names that strategy (``parameters.requested_strategy`` stays ``auto``).
 
 The communication estimate is planner.comm's model (docs/cost_model.md), computed from
-the pieces directly, at the spec's global batch size or ``DEFAULT_BATCH`` samples.
+the pieces directly with comm's all-to-all and allreduce arithmetic (no plan is written
+per candidate), at the spec's global batch size or ``DEFAULT_BATCH`` samples.
 
 Without data-parallel input (``dp_input: false``) or with one rank there are neither
 replicas nor row-sliced tables: only column slicing and placement. The spec's column and
@@ -55,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from planner.comm import GIGABYTE, all_to_all, ring_allreduce_bytes
 from planner.grouping import EffectiveThresholds, TableGroups
 from planner.layout import Piece, rank_layout
 from planner.slicing import ranges_from_sizes
@@ -71,7 +73,6 @@ TOLERANCE = 0.01  # largest ranks within 1% of the best count as equal; communic
 BALANCED = 0.03  # and so do all within 3% of the mean rank
 CAP_PRECISION = 1e-6  # binary search on the cap stops within this fraction of the mean
 DEFAULT_BATCH = 65536  # samples per step for the communication estimate, if the spec has none
-GIGABYTE = 10**9
 LIGHT = 1 / 64  # tables up to this share of a rank are dealt by traffic
 
 PieceList = list[tuple[int, int, int]]  # (table, rank, columns)
@@ -142,9 +143,9 @@ class _Model:
         """Per table: bytes a holder receives from each other rank (ids), and sends to
         each other rank per column it holds (embeddings), in one step."""
         spec = self.spec
-        local = (getattr(spec, "global_batch_size", None) or DEFAULT_BATCH) / self.world
-        id_bytes = getattr(spec, "id_bytes", 8) if spec.dp_input else 0
-        out = DTYPE_BYTES[getattr(spec, "compute_dtype", "float32")]
+        local = (spec.global_batch_size or DEFAULT_BATCH) / self.world
+        id_bytes = spec.id_bytes if spec.dp_input else 0
+        out = DTYPE_BYTES[spec.compute_dtype]
         self.id_cost = [local * h * id_bytes for h in self.hotness]
         self.column_cost = [local * n * out for n in self.readers]
         # traffic per sample, for ordering only
@@ -152,8 +153,8 @@ class _Model:
             h * id_bytes + n * t.width * out
             for h, n, t in zip(self.hotness, self.readers, self.tables, strict=True)
         ]
-        self.alltoall_rate = getattr(spec, "alltoall_bandwidth", 25.0) * GIGABYTE
-        self.allreduce_rate = getattr(spec, "allreduce_bandwidth", 25.0) * GIGABYTE
+        self.alltoall_rate = spec.alltoall_bandwidth * GIGABYTE
+        self.allreduce_rate = spec.allreduce_bandwidth * GIGABYTE
 
     def comm_seconds(self, pieces: PieceList, row_sliced: list[int], replicas: list[int]) -> float:
         """Estimated communication time per step: each phase lasts as long as its busiest
@@ -163,14 +164,13 @@ class _Model:
         for t, rank, width in pieces:
             held_ids[rank] += self.id_cost[t]
             sent_columns[rank] += self.column_cost[t] * width
-        all_ids, all_columns = sum(held_ids), sum(sent_columns)
-        ids = max(max(all_ids - h, (world - 1) * h) for h in held_ids)
-        embeddings = max(max((world - 1) * e, all_columns - e) for e in sent_columns)
+        ids = max(map(max, *all_to_all(held_ids)))
+        embeddings = max(map(max, *all_to_all(sent_columns)))
         rows = (world - 1) * sum(
             self.id_cost[t] + 2 * self.column_cost[t] * self.tables[t].width for t in row_sliced
         )
         gradients = sum(
-            -(-2 * (world - 1) * self.bytes[t] // world) for t in replicas if self.readers[t]
+            ring_allreduce_bytes(self.bytes[t], world) for t in replicas if self.readers[t]
         )
         return (ids + 2 * embeddings) / self.alltoall_rate + (
             rows + gradients
@@ -419,7 +419,7 @@ class _Model:
         return high
 
     def _placement(self, rows: list[int], splits: dict, pieces: PieceList) -> Placement:
-        from planner.planning import Placement
+        from planner.planning import Placement, group_inputs
 
         per_rank: list[list[Piece]] = [[] for _ in range(self.world)]
         widest: dict[int, int] = {}
@@ -440,13 +440,14 @@ class _Model:
             rank_layout(sorted(held, key=lambda p: p.table), self.tables, inputs_by_table)
             for held in per_rank
         ]
+        groups = TableGroups(
+            data_parallel=list(self.replicas),
+            table_parallel=sorted(count),
+            row_sliced=sorted(rows),
+        )
         return Placement(
             strategy="auto",
-            groups=TableGroups(
-                data_parallel=list(self.replicas),
-                table_parallel=sorted(count),
-                row_sliced=sorted(rows),
-            ),
+            groups=groups,
             thresholds=EffectiveThresholds(
                 data_parallel=self.replica_threshold,
                 row_slice=min((self.tables[t].elements for t in rows), default=None),
@@ -455,4 +456,5 @@ class _Model:
             threshold_source="auto" if cut else "none",
             layouts=layouts,
             row_ranges={t: self._row_ranges(splits[t], self.world) for t in sorted(rows)},
+            input_groups=group_inputs(groups, self.table_of_input),
         )

@@ -91,23 +91,18 @@ def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
         if s.table in plan.groups.table_parallel:
             holders[s.table].append((s.rank, s.cols[1] - s.cols[0]))
 
-    ids, fwd = phases["id_alltoall"], phases["embedding_alltoall"]
-    ids_to_all = 0  # ids every rank sends to every holder, corrected below for its own
-    outputs_from_all = 0  # embeddings every rank receives, corrected below for its own
+    held_ids, held_outputs = [0] * world, [0] * world  # per rank, per other rank
     for name in plan.input_groups.table_parallel:
         table = tables[table_of[name]]
         id_block = b * hotness[name] * config.id_bytes if plan.parameters.dp_input else 0
-        ids_to_all += id_block * len(holders[table.name])
-        outputs_from_all += b * table.width * out
         for rank, width in holders[table.name]:
-            ids.sent[rank] -= id_block
-            ids.received[rank] += (world - 1) * id_block
-            fwd.sent[rank] += (world - 1) * b * width * out
-            fwd.received[rank] -= b * width * out
-    for rank in range(world):
-        ids.sent[rank] += ids_to_all
-        fwd.received[rank] += outputs_from_all
-    phases["embedding_grad_alltoall"] = _Phase(list(fwd.received), list(fwd.sent))
+            held_ids[rank] += id_block
+            held_outputs[rank] += b * width * out
+    ids_received, ids_sent = all_to_all(held_ids)
+    outputs_sent, outputs_received = all_to_all(held_outputs)
+    phases["id_alltoall"] = _Phase(ids_sent, ids_received)
+    phases["embedding_alltoall"] = _Phase(outputs_sent, outputs_received)
+    phases["embedding_grad_alltoall"] = _Phase(outputs_received, outputs_sent)
 
     for name in plan.input_groups.row_sliced:
         width = tables[table_of[name]].width
@@ -119,8 +114,25 @@ def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
     for name in plan.groups.data_parallel:
         if name in read:
             size = tables[name].elements * tables[name].itemsize
-            _everyone(phases["dp_allreduce"], -(-2 * (world - 1) * size // world))
+            _everyone(phases["dp_allreduce"], ring_allreduce_bytes(size, world))
     return phases
+
+
+def all_to_all(per_peer: list[int] | list[float]) -> tuple[list, list]:
+    """Rank r exchanges ``per_peer[r]`` bytes with each other rank, in one direction.
+
+    Returns, per rank, the bytes between it and all other ranks on its own account
+    (``(world - 1) x per_peer[r]``), and on theirs (the others' ``per_peer`` summed). A
+    holder of ids receives the first and sends the second; a holder of outputs sends the
+    first and receives the second.
+    """
+    world, total = len(per_peer), sum(per_peer)
+    return [(world - 1) * x for x in per_peer], [total - x for x in per_peer]
+
+
+def ring_allreduce_bytes(size: int, world: int) -> int:
+    """Bytes each rank sends (and receives) to allreduce ``size`` bytes over a ring."""
+    return -(-2 * (world - 1) * size // world)
 
 
 def _everyone(phase: _Phase, count: int) -> None:

@@ -47,6 +47,7 @@ class Placement:
     threshold_source: str
     layouts: list[RankLayout]
     row_ranges: dict[int, list[tuple[int, int]]]
+    input_groups: TableGroups  # input indices by the group of the table each reads
 
 
 def make_plan(spec: Spec) -> Plan:
@@ -65,7 +66,7 @@ def upstream_placement(spec: Spec) -> Placement:
     thresholds = effective_thresholds(spec)
     groups = group_tables(spec, thresholds)
     table_of_input = _table_of_input(tables, spec.resolved_inputs())
-    input_groups = _input_groups(groups, table_of_input)
+    input_groups = group_inputs(groups, table_of_input)
     column_threshold, threshold_source = _column_threshold(spec, groups)
     strategy = "basic" if world == 1 else spec.strategy
     layouts = _table_parallel_layouts(
@@ -88,6 +89,7 @@ def upstream_placement(spec: Spec) -> Placement:
         threshold_source=threshold_source,
         layouts=layouts,
         row_ranges=row_ranges,
+        input_groups=input_groups,
     )
 
 
@@ -95,7 +97,7 @@ def describe(spec: Spec, placement: Placement) -> Plan:
     """Write a placement out as a plan: everything a worker needs, nothing to recompute."""
     tables, inputs = spec.tables, spec.resolved_inputs()
     groups, layouts, row_ranges = placement.groups, placement.layouts, placement.row_ranges
-    input_groups = _input_groups(groups, _table_of_input(tables, inputs))
+    input_groups = placement.input_groups
     held_everywhere = [tables[t] for t in groups.data_parallel]
     ranks = [
         _rank_plan(rank, layout, held_everywhere, row_ranges, tables, inputs, spec.optimizer)
@@ -156,7 +158,7 @@ def _table_of_input(tables: list[TableSpec], inputs: list[InputSpec]) -> list[in
     return [index[i.table] for i in inputs]
 
 
-def _input_groups(groups: TableGroups, table_of_input: list[int]) -> TableGroups:
+def group_inputs(groups: TableGroups, table_of_input: list[int]) -> TableGroups:
     """Input indices by the group of the table they read, in input order."""
     group_of = {}
     for name, members in vars(groups).items():

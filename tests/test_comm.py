@@ -179,10 +179,24 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused() -> None:
         spec_from_dict({**SPEC, "global_batch_size": 7})
 
 
-def test_estimate_is_a_function_of_the_plan() -> None:
+def test_the_estimate_of_a_plan_without_one_at_twice_the_batch() -> None:
+    # b = 12 / 3 = 4 samples per rank, twice the hand count's 2: every id and embedding
+    # volume in EXPECTED doubles; the dense gradients of s (80 B) do not depend on the batch
     plan = plan_of(global_batch_size=None)
-    comms = estimate_comm(plan, CommConfig(global_batch_size=6))
-    assert comms == [r.comm for r in plan_of().ranks]
+    comms = estimate_comm(plan, CommConfig(global_batch_size=12))
+    got = {
+        phase: [(getattr(c, phase).sent, getattr(c, phase).received) for c in comms]
+        for phase in PHASES
+    }
+    assert got == {
+        "id_alltoall": [(128, 256), (160, 192), (224, 64)],
+        "embedding_alltoall": [(96, 48), (64, 64), (32, 80)],
+        "embedding_grad_alltoall": [(48, 96), (64, 64), (80, 32)],
+        "row_id_allgather": [(128, 128)] * 3,
+        "row_reduce_scatter": [(256, 256)] * 3,
+        "row_grad_allgather": [(256, 256)] * 3,
+        "dp_allreduce": [(80, 80)] * 3,
+    }
 
 
 def test_plan_with_estimate_round_trips_and_validates(tmp_path: Path) -> None:
