@@ -92,6 +92,7 @@ def DistributedGradientTape(gradtape, *args, **kwargs):
     tape = hvd.DistributedGradientTape(gradtape, *args, **kwargs)
     horovod_gradient = tape.gradient
 
+    @tf.autograph.experimental.do_not_convert  # plain Python over the sources: no graph code
     def gradient(target, sources, output_gradients=None, use_generic_names=True):
         for source in tf.nest.flatten(sources):
             if is_local(source):

@@ -274,6 +274,13 @@ class DistributedEmbedding(tf.keras.layers.Layer):
     # --- forward ----------------------------------------------------------------------
 
     def call(self, inputs):
+        return self._run(inputs)
+
+    # AutoGraph would convert all of the layer's Python (about 90% of tracing a step);
+    # the layer branches only on Python values from the plan, so there is nothing to
+    # convert. Keras inspects ``call``'s signature, so the decorator sits on a helper.
+    @tf.autograph.experimental.do_not_convert
+    def _run(self, inputs):
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         expected = self._expected[self.rank]
         status, detail, problem, hotness = self._inspect(inputs, expected)
