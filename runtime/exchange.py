@@ -50,8 +50,10 @@ def return_embeddings(
     """Send looked-up embeddings back to the ranks that own the samples, in one step.
 
     ``packed`` (table-parallel lookups, see :func:`pack_outputs`) goes through an
-    all-to-all; each row-slice partial result [global_batch, width] is summed over
-    ranks and scattered by samples. Returns (received embeddings, row-slice outputs).
+    all-to-all; the row-slice partial results [global_batch, width] are placed side by
+    side and summed over ranks and scattered by samples in one reduce-scatter (one
+    collective however many row-sliced inputs; their gradients likewise come back in
+    one all-gather). Returns (received embeddings, row-slice outputs).
 
     All of it is one differentiable function so that the backward collectives run in
     one fixed order on every rank. Eagerly, Horovod pairs collectives by the order in
@@ -70,6 +72,7 @@ def return_embeddings(
       depend on ``after`` (the earlier collectives of the layer) the same way.
     """
     has_packed = packed is not None
+    row_widths = [int(part.shape[1]) for part in row_parts]
     tensors = ([packed] if has_packed else []) + list(row_parts)
     if not tensors:
         return None, []
@@ -87,9 +90,10 @@ def return_embeddings(
                 rest.pop(0), splits=tf.fill([world_size], share), **_named(name)
             )
             outputs.append(received)
-        for i, part in enumerate(rest):
-            part = _after(part, outputs[-1] if outputs else None)
-            outputs.append(hvd.reducescatter(part, op=hvd.Sum, **_named(f"{name}_rows_{i}")))
+        if rest:  # every row-sliced output in one reduce-scatter, side by side
+            stacked = _after(tf.concat(rest, axis=1), outputs[-1] if outputs else None)
+            summed = hvd.reducescatter(stacked, op=hvd.Sum, **_named(f"{name}_rows"))
+            outputs.extend(tf.split(summed, row_widths, axis=1))
         outputs = _tied(outputs)
 
         def _grad(*upstream):
@@ -103,9 +107,10 @@ def return_embeddings(
                     upstream.pop(0), splits=received_splits, **_named(f"{name}_grad")
                 )
                 grads.append(back)
-            for i, grad in enumerate(upstream):
-                grad = _after(grad, grads[-1] if grads else None)
-                grads.append(hvd.allgather(grad, **_named(f"{name}_rows_{i}_grad")))
+            if upstream:
+                stacked = _after(tf.concat(upstream, axis=1), grads[-1] if grads else None)
+                gathered = hvd.allgather(stacked, **_named(f"{name}_rows_grad"))
+                grads.extend(tf.split(gathered, row_widths, axis=1))
             return _tied(grads)
 
         return outputs, _grad
