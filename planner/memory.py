@@ -139,8 +139,12 @@ def over_capacity(plan: Plan) -> list[RankOverflow]:
     if params.device_memory is None:
         return []
     limit = usable_memory(params.device_memory, params.memory_reserve)
+    over = [rank for rank in plan.ranks if rank.bytes > limit]
+    if not over:
+        return []
+    holdings, spread = _rank_holdings(plan), _spread(plan)
     return [
-        _overflow(plan, rank.rank, rank.bytes, limit) for rank in plan.ranks if rank.bytes > limit
+        _overflow(plan, rank.rank, rank.bytes, limit, holdings[rank.rank], spread) for rank in over
     ]
 
 
@@ -260,31 +264,35 @@ def _factor(plan: Plan) -> int:
     return 1 + plan.parameters.optimizer_slots
 
 
-def _held(plan: Plan, rank: int) -> _Held:
-    factor = _factor(plan)
+def _replica_bytes(plan: Plan) -> int:
+    """Bytes every rank holds for the data-parallel tables, optimizer state included."""
     tables = {t.name: t for t in plan.tables}
     replicas = sum(tables[n].elements * tables[n].itemsize for n in plan.groups.data_parallel)
+    return replicas * _factor(plan)
+
+
+def _rank_holdings(plan: Plan) -> list[_Held]:
+    """What each rank holds, from one pass over the shards (not one pass per rank)."""
+    factor = _factor(plan)
+    itemsize = {t.name: t.itemsize for t in plan.tables}
     row_sliced = set(plan.groups.row_sliced)
-    rows = 0
-    pieces = []
+    rows = [0] * plan.world_size
+    pieces: list[list[tuple[str, int]]] = [[] for _ in range(plan.world_size)]
     for s in plan.shards:
-        if s.rank != rank:
-            continue
-        size = (s.rows[1] - s.rows[0]) * (s.cols[1] - s.cols[0]) * tables[s.table].itemsize
+        size = (s.rows[1] - s.rows[0]) * (s.cols[1] - s.cols[0]) * itemsize[s.table] * factor
         if s.table in row_sliced:
-            rows += size * factor
+            rows[s.rank] += size
         else:
-            pieces.append((s.table, size * factor))
-    return _Held(replicas * factor, rows, pieces)
+            pieces[s.rank].append((s.table, size))
+    replicas = _replica_bytes(plan)
+    return [_Held(replicas, rows[r], pieces[r]) for r in range(plan.world_size)]
 
 
 def _spread(plan: Plan) -> int:
     """Bytes of every table that is not data-parallel, optimizer state included."""
-    return sum(
-        t.elements * t.itemsize * _factor(plan)
-        for t in plan.tables
-        if t.name not in plan.groups.data_parallel
-    )
+    replicated = set(plan.groups.data_parallel)
+    spread = sum(t.elements * t.itemsize for t in plan.tables if t.name not in replicated)
+    return spread * _factor(plan)
 
 
 def _world_lower_bound(plan: Plan) -> int:
@@ -293,20 +301,24 @@ def _world_lower_bound(plan: Plan) -> int:
     if params.device_memory is None:
         return plan.world_size
     limit = usable_memory(params.device_memory, params.memory_reserve)
-    replicas = _held(plan, 0).replicas
+    replicas = _replica_bytes(plan)
     if replicas >= limit:
         return plan.world_size
     return max(1, math.ceil(_spread(plan) / (limit - replicas)))
 
 
-def _overflow(plan: Plan, rank: int, needs: int, limit: int) -> RankOverflow:
-    """The most specific reason this rank overflows, and the change that addresses it."""
-    held = _held(plan, rank)
+def _overflow(
+    plan: Plan, rank: int, needs: int, limit: int, held: _Held, spread: int
+) -> RankOverflow:
+    """The most specific reason this rank overflows, and the change that addresses it.
+
+    ``spread`` is the bytes of every table that is not data-parallel (see _spread).
+    """
     if held.replicas and held.replicas >= limit:
         return _too_many_replicas(plan, rank, needs, limit, held.replicas)
-    even = held.replicas + _spread(plan) / plan.world_size
+    even = held.replicas + spread / plan.world_size
     if even > limit:
-        return _too_few_ranks(plan, rank, needs, limit, held.replicas, even)
+        return _too_few_ranks(plan, rank, needs, limit, held.replicas, even, spread)
     room = limit - held.replicas - held.row_slices
     if held.pieces:
         table, size = max(held.pieces, key=lambda item: item[1])
@@ -344,10 +356,9 @@ def _too_many_replicas(
 
 
 def _too_few_ranks(
-    plan: Plan, rank: int, needs: int, limit: int, replicas: int, even: float
+    plan: Plan, rank: int, needs: int, limit: int, replicas: int, even: float, spread: int
 ) -> RankOverflow:
     """Even a perfect balance overflows: more ranks (or fewer data-parallel copies)."""
-    spread = _spread(plan)
     needed = math.ceil(spread / (limit - replicas))
     largest = largest_world_to_try(plan.world_size)
     advice = (
