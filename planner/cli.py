@@ -15,11 +15,12 @@ from planner.compare import render as render_comparison
 from planner.diff import diff_plans
 from planner.diff import render as render_diff
 from planner.errors import PlannerError
-from planner.memory import OPTIMIZERS, capacity_lines
+from planner.memory import capacity_lines
 from planner.plan import Plan, load_plan, plan_json_schema, save_plan
 from planner.planning import make_plan
 from planner.preview import DEFAULT_SHARD_LIMIT, FORMATS, render
 from planner.spec import STRATEGIES, DType, Spec, load_spec
+from planner.units import OPTIMIZERS
 from planner.validation import plan_problems, reference_problems, spec_problems
 
 

@@ -6,11 +6,12 @@ import json
 from dataclasses import asdict, dataclass
 
 from planner import spec as spec_module
-from planner.memory import human_bytes, over_capacity
+from planner.memory import over_capacity
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.preview import table_lines
 from planner.spec import Spec, spec_from_dict
+from planner.units import human_bytes
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from planner.memory import human_bytes
 from planner.plan import Plan, Shard
 from planner.spec import TableSpec
+from planner.units import human_bytes
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.errors import PlanFileError
-from planner.memory import Optimizer
 from planner.spec import (
     Combiner,
     DType,
@@ -27,6 +26,7 @@ from planner.spec import (
     TableSpec,
     describe_validation_error,
 )
+from planner.units import Optimizer
 
 FORMAT_VERSION = 1
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from planner.comm import CommConfig, estimate_comm, summarize_comm
 from planner.grouping import EffectiveThresholds, TableGroups, effective_thresholds, group_tables
 from planner.layout import RankLayout, merge_slices, rank_layout
-from planner.memory import optimizer_slots
 from planner.plan import (
     Exchange,
     FusedMember,
@@ -30,6 +29,7 @@ from planner.slicing import (
 )
 from planner.spec import COST_FIELDS, DTYPE_BYTES, InputSpec, Spec, TableSpec
 from planner.strategies import STRATEGIES
+from planner.units import optimizer_slots
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from planner.memory import human_bytes, over_capacity, usable_memory
+from planner.memory import over_capacity, usable_memory
 from planner.plan import Plan
+from planner.units import human_bytes
 
 DEFAULT_SHARD_LIMIT = 200
 FORMATS = ("table", "json", "markdown")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from planner.errors import SpecError
-from planner.memory import Optimizer, parse_size
+from planner.units import Optimizer, parse_size
 
 Strategy = Literal["basic", "memory_balanced", "memory_optimized", "auto"]
 Combiner = Literal["sum", "mean"] | None
@@ -32,7 +32,7 @@ Initializer = str | dict[str, Any]
 # libyaml's loader when available: ten times faster on specs with thousands of tables.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-STRATEGIES: tuple[str, ...] = ("basic", "memory_balanced", "memory_optimized", "auto")
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 

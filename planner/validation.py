@@ -10,10 +10,10 @@ from collections import defaultdict
 
 from planner.comm import CommConfig, estimate_comm
 from planner.layout import fusion_key, weight_key
-from planner.memory import optimizer_slots
 from planner.plan import Plan
 from planner.planning import make_plan, rank_footprints, summarize
 from planner.spec import Spec
+from planner.units import optimizer_slots
 
 
 def plan_problems(plan: Plan) -> list[str]:

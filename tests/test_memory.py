@@ -20,17 +20,16 @@ from planner import planning
 from planner.cli import main
 from planner.errors import PlanFileError, SpecError
 from planner.memory import (
-    OPTIMIZERS,
     _world_sizes_to_try,
     capacity_lines,
     largest_world_to_try,
     over_capacity,
-    parse_size,
     usable_memory,
 )
 from planner.plan import load_plan, plan_from_dict
 from planner.planning import make_plan
 from planner.spec import COST_FIELDS, DTYPE_BYTES, spec_from_dict
+from planner.units import OPTIMIZERS, parse_size
 from planner.validation import plan_problems, spec_problems
 
 # Four tables, two ranks, round-robin ("basic"):
