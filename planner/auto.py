@@ -56,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from planner.comm import GIGABYTE, all_to_all, ring_allreduce_bytes
+from planner.costs.comm import GIGABYTE, all_to_all, ring_allreduce_bytes
 from planner.grouping import EffectiveThresholds, TableGroups
 from planner.layout import Piece, rank_layout
 from planner.slicing import ranges_from_sizes

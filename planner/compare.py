@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from planner import spec as spec_module
-from planner.memory import over_capacity
+from planner.costs.memory import ranks_over_limit
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.preview import table_lines
@@ -83,7 +83,7 @@ def compare(
 
 def row_of(plan: Plan, strategy: str) -> Row:
     comm = plan.stats.comm
-    over = over_capacity(plan)
+    over = ranks_over_limit(plan)
     return Row(
         world_size=plan.world_size,
         strategy=strategy,

@@ -14,15 +14,20 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from planner.costs.memory import (
+    Holdings,
+    memory_limit,
+    rank_holdings,
+    ranks_over_limit,
+    replica_bytes,
+    spread_bytes,
+    state_factor,
+    usable_memory,
+)
 from planner.units import human_bytes
 
 if TYPE_CHECKING:
     from planner.plan import Plan
-
-
-def usable_memory(device_memory: int, reserve: float) -> int:
-    """Bytes a rank may fill with weights and optimizer state: the device less the reserve."""
-    return math.floor(device_memory * (1 - reserve))
 
 
 @dataclass(frozen=True)
@@ -46,14 +51,10 @@ def over_capacity(plan: Plan) -> list[RankOverflow]:
 
     A plan made without ``device_memory`` always fits.
     """
-    params = plan.parameters
-    if params.device_memory is None:
+    limit, over = memory_limit(plan), ranks_over_limit(plan)
+    if limit is None or not over:
         return []
-    limit = usable_memory(params.device_memory, params.memory_reserve)
-    over = [rank for rank in plan.ranks if rank.bytes > limit]
-    if not over:
-        return []
-    holdings, spread = _rank_holdings(plan), _spread(plan)
+    holdings, spread = rank_holdings(plan), spread_bytes(plan)
     return [
         _overflow(plan, rank.rank, rank.bytes, limit, holdings[rank.rank], spread) for rank in over
     ]
@@ -162,68 +163,24 @@ def _world_sizes_to_try(lowest: int, highest: int) -> list[int]:
 # --- why a rank overflows, and what would help ---------------------------------------
 
 
-@dataclass(frozen=True)
-class _Held:
-    """What one rank holds, in bytes including optimizer state."""
-
-    replicas: int
-    row_slices: int
-    pieces: list[tuple[str, int]]  # (table, bytes) of table-parallel pieces
-
-
-def _factor(plan: Plan) -> int:
-    return 1 + plan.parameters.optimizer_slots
-
-
-def _replica_bytes(plan: Plan) -> int:
-    """Bytes every rank holds for the data-parallel tables, optimizer state included."""
-    tables = {t.name: t for t in plan.tables}
-    replicas = sum(tables[n].elements * tables[n].itemsize for n in plan.groups.data_parallel)
-    return replicas * _factor(plan)
-
-
-def _rank_holdings(plan: Plan) -> list[_Held]:
-    """What each rank holds, from one pass over the shards (not one pass per rank)."""
-    factor = _factor(plan)
-    itemsize = {t.name: t.itemsize for t in plan.tables}
-    row_sliced = set(plan.groups.row_sliced)
-    rows = [0] * plan.world_size
-    pieces: list[list[tuple[str, int]]] = [[] for _ in range(plan.world_size)]
-    for s in plan.shards:
-        size = (s.rows[1] - s.rows[0]) * (s.cols[1] - s.cols[0]) * itemsize[s.table] * factor
-        if s.table in row_sliced:
-            rows[s.rank] += size
-        else:
-            pieces[s.rank].append((s.table, size))
-    replicas = _replica_bytes(plan)
-    return [_Held(replicas, rows[r], pieces[r]) for r in range(plan.world_size)]
-
-
-def _spread(plan: Plan) -> int:
-    """Bytes of every table that is not data-parallel, optimizer state included."""
-    replicated = set(plan.groups.data_parallel)
-    spread = sum(t.elements * t.itemsize for t in plan.tables if t.name not in replicated)
-    return spread * _factor(plan)
-
-
 def _world_lower_bound(plan: Plan) -> int:
     """Fewest ranks that could hold the tables perfectly balanced, data-parallel ones kept."""
     params = plan.parameters
     if params.device_memory is None:
         return plan.world_size
     limit = usable_memory(params.device_memory, params.memory_reserve)
-    replicas = _replica_bytes(plan)
+    replicas = replica_bytes(plan)
     if replicas >= limit:
         return plan.world_size
-    return max(1, math.ceil(_spread(plan) / (limit - replicas)))
+    return max(1, math.ceil(spread_bytes(plan) / (limit - replicas)))
 
 
 def _overflow(
-    plan: Plan, rank: int, needs: int, limit: int, held: _Held, spread: int
+    plan: Plan, rank: int, needs: int, limit: int, held: Holdings, spread: int
 ) -> RankOverflow:
     """The most specific reason this rank overflows, and the change that addresses it.
 
-    ``spread`` is the bytes of every table that is not data-parallel (see _spread).
+    ``spread`` is the bytes of every table that is not data-parallel (see spread_bytes).
     """
     if held.replicas and held.replicas >= limit:
         return _too_many_replicas(plan, rank, needs, limit, held.replicas)
@@ -242,7 +199,7 @@ def _too_many_replicas(
     plan: Plan, rank: int, needs: int, limit: int, replicas: int
 ) -> RankOverflow:
     """Data-parallel copies alone overflow: keep fewer (the smaller) tables data-parallel."""
-    factor = _factor(plan)
+    factor = state_factor(plan)
     dp = sorted(
         (t.elements, t.elements * t.itemsize * factor)
         for t in plan.tables
@@ -298,7 +255,7 @@ def _piece_too_large(
     """One table's piece cannot fit next to what every rank holds anyway: cut it finer."""
     table = plan.table(name)
     world = plan.world_size
-    factor = _factor(plan)
+    factor = state_factor(plan)
     diagnosis = f"table {name!r} alone takes {human_bytes(size)} here"
     cap = min(world, table.width)
     wanted = 2

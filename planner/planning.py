@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.comm import CommConfig, estimate_comm, summarize_comm
+from planner.costs.comm import CommConfig, estimate_comm
+from planner.costs.memory import footprint
+from planner.costs.summary import summarize
 from planner.grouping import EffectiveThresholds, TableGroups, effective_thresholds, group_tables
 from planner.layout import RankLayout, merge_slices, rank_layout
 from planner.plan import (
@@ -19,7 +21,6 @@ from planner.plan import (
     RankPlan,
     RowSlice,
     Shard,
-    Stats,
 )
 from planner.slicing import (
     automatic_column_threshold,
@@ -27,7 +28,7 @@ from planner.slicing import (
     ranges_from_sizes,
     split_evenly,
 )
-from planner.spec import COST_FIELDS, DTYPE_BYTES, InputSpec, Spec, TableSpec
+from planner.spec import COST_FIELDS, InputSpec, Spec, TableSpec
 from planner.strategies import STRATEGIES
 from planner.units import optimizer_slots
 
@@ -246,40 +247,6 @@ def _rank_plan(
     )
 
 
-def footprint(
-    weights: list[LocalWeight],
-    row_slices: list[RowSlice],
-    data_parallel: list[TableSpec],
-    tables: dict[str, TableSpec],
-) -> tuple[int, int]:
-    """(elements, bytes) of weights a rank holds, data-parallel replicas included.
-
-    The bytes are the weights' alone; optimizer state adds ``optimizer_slots`` times as
-    much (see rank_footprints).
-    """
-    held = [(w.rows * w.width, DTYPE_BYTES[w.dtype]) for w in weights]
-    held += [
-        (_length(s.rows) * tables[s.table].width, tables[s.table].itemsize) for s in row_slices
-    ]
-    held += [(t.elements, t.itemsize) for t in data_parallel]
-    return sum(n for n, _ in held), sum(n * size for n, size in held)
-
-
-def rank_footprints(plan: Plan, ranks: list[RankPlan] | None = None) -> list[tuple[int, int, int]]:
-    """(elements, bytes, optimizer bytes) each rank holds, recounted from what it lists.
-
-    ``bytes`` includes the optimizer state, as ``RankPlan.bytes`` does.
-    """
-    tables = {t.name: t for t in plan.tables}
-    replicas = [tables[name] for name in plan.groups.data_parallel]
-    slots = optimizer_slots(plan.parameters.optimizer)
-    counts = []
-    for rank in plan.ranks if ranks is None else ranks:
-        elements, size = footprint(rank.table_parallel_weights, rank.row_slices, replicas, tables)
-        counts.append((elements, size * (1 + slots), size * slots))
-    return counts
-
-
 def _length(span: tuple[int, int]) -> int:
     return span[1] - span[0]
 
@@ -322,18 +289,3 @@ def _exchange(layouts: list[RankLayout], tp_inputs: list[int], input_names: list
 
 def _named(groups: TableGroups, names: list[str]) -> Groups:
     return Groups(**{group: [names[i] for i in ids] for group, ids in vars(groups).items()})
-
-
-def summarize(ranks: list[RankPlan], tables: list[TableSpec]) -> Stats:
-    """Totals and balance over ranks; the traffic summary when ranks carry estimates."""
-    per_rank = [rank.bytes for rank in ranks]
-    mean = sum(per_rank) / len(per_rank)
-    comms = [rank.comm for rank in ranks if rank.comm is not None]
-    return Stats(
-        total_elements=sum(t.elements for t in tables),
-        total_bytes=sum(t.elements * t.itemsize for t in tables),
-        max_rank_bytes=max(per_rank),
-        mean_rank_bytes=mean,
-        imbalance=max(per_rank) / mean if mean else 1.0,
-        comm=summarize_comm(comms) if len(comms) == len(ranks) else None,
-    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from planner.memory import over_capacity, usable_memory
+from planner.costs.memory import ranks_over_limit, usable_memory
 from planner.plan import Plan
 from planner.units import human_bytes
 
@@ -72,7 +72,7 @@ def _memory_lines(plan: Plan) -> list[str]:
         )
     if p.device_memory is not None:
         limit = usable_memory(p.device_memory, p.memory_reserve)
-        over = over_capacity(plan)
+        over = ranks_over_limit(plan)
         verdict = (
             f"DOES NOT FIT: {len(over)} of {plan.world_size} ranks over"
             if over
@@ -270,6 +270,6 @@ def _capacity_json(plan: Plan) -> dict:
             "device_memory": p.device_memory,
             "memory_reserve": p.memory_reserve,
             "usable_bytes": usable_memory(p.device_memory, p.memory_reserve),
-            "ranks_over": [o.rank for o in over_capacity(plan)],
+            "ranks_over": [r.rank for r in ranks_over_limit(plan)],
         }
     }

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from planner.comm import CommConfig, estimate_comm
+from planner.costs.comm import CommConfig, estimate_comm
+from planner.costs.memory import rank_footprints
+from planner.costs.summary import summarize
 from planner.layout import fusion_key, weight_key
 from planner.plan import Plan
-from planner.planning import make_plan, rank_footprints, summarize
+from planner.planning import make_plan
 from planner.spec import Spec
 from planner.units import optimizer_slots
 

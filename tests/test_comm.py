@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planner.cli import main
-from planner.comm import PHASES, CommConfig, estimate_comm, phase_bytes
+from planner.costs.comm import PHASES, CommConfig, estimate_comm, phase_bytes
 from planner.errors import SpecError
 from planner.plan import load_plan, plan_from_dict
 from planner.planning import make_plan

@@ -18,13 +18,13 @@ from shared import SMALL, SMALL_YAML
 
 from planner import planning
 from planner.cli import main
+from planner.costs.memory import usable_memory
 from planner.errors import PlanFileError, SpecError
 from planner.memory import (
     _world_sizes_to_try,
     capacity_lines,
     largest_world_to_try,
     over_capacity,
-    usable_memory,
 )
 from planner.plan import load_plan, plan_from_dict
 from planner.planning import make_plan

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from planner import make_plan, plan_from_dict, plan_problems, spec_from_dict
 from planner.cli import main
-from planner.planning import rank_footprints, summarize
+from planner.costs.memory import rank_footprints
+from planner.costs.summary import summarize
 
 # a (1000 x 4) is row-sliced over 2 ranks (4000 >= 3000 elements); b (10 x 4) is
 # table-parallel on rank 0; c (2 x 4) is data-parallel; d is read by two inputs.

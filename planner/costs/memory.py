@@ -1,0 +1,118 @@
+"""Bytes on each rank: weights, their optimizer state, data-parallel copies, and the limit.
+
+A rank holds, for every weight element it stores, the element itself plus one value
+per optimizer slot (Adam's two moments, Adagrad's accumulator, ...), each of the
+weight's dtype, as TensorFlow's optimizers create their slots like the variable.
+Data-parallel tables are held, with their optimizer state, by every rank.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from planner.plan import LocalWeight, Plan, RankPlan, RowSlice
+from planner.spec import DTYPE_BYTES, TableSpec
+from planner.units import optimizer_slots
+
+
+def usable_memory(device_memory: int, reserve: float) -> int:
+    """Bytes a rank may fill with weights and optimizer state: the device less the reserve."""
+    return math.floor(device_memory * (1 - reserve))
+
+
+def memory_limit(plan: Plan) -> int | None:
+    """The plan's usable bytes per rank; None when it was made without ``device_memory``."""
+    params = plan.parameters
+    if params.device_memory is None:
+        return None
+    return usable_memory(params.device_memory, params.memory_reserve)
+
+
+def ranks_over_limit(plan: Plan) -> list[RankPlan]:
+    """The ranks holding more than the plan's usable memory, in rank order.
+
+    A plan made without ``device_memory`` has no limit, and no rank is over it.
+    """
+    limit = memory_limit(plan)
+    return [] if limit is None else [rank for rank in plan.ranks if rank.bytes > limit]
+
+
+def footprint(
+    weights: list[LocalWeight],
+    row_slices: list[RowSlice],
+    data_parallel: list[TableSpec],
+    tables: dict[str, TableSpec],
+) -> tuple[int, int]:
+    """(elements, bytes) of weights a rank holds, data-parallel replicas included.
+
+    The bytes are the weights' alone; optimizer state adds ``optimizer_slots`` times as
+    much (see rank_footprints).
+    """
+    held = [(w.rows * w.width, DTYPE_BYTES[w.dtype]) for w in weights]
+    held += [
+        ((s.rows[1] - s.rows[0]) * tables[s.table].width, tables[s.table].itemsize)
+        for s in row_slices
+    ]
+    held += [(t.elements, t.itemsize) for t in data_parallel]
+    return sum(n for n, _ in held), sum(n * size for n, size in held)
+
+
+def rank_footprints(plan: Plan, ranks: list[RankPlan] | None = None) -> list[tuple[int, int, int]]:
+    """(elements, bytes, optimizer bytes) each rank holds, recounted from what it lists.
+
+    ``bytes`` includes the optimizer state, as ``RankPlan.bytes`` does.
+    """
+    tables = {t.name: t for t in plan.tables}
+    replicas = [tables[name] for name in plan.groups.data_parallel]
+    slots = optimizer_slots(plan.parameters.optimizer)
+    counts = []
+    for rank in plan.ranks if ranks is None else ranks:
+        elements, size = footprint(rank.table_parallel_weights, rank.row_slices, replicas, tables)
+        counts.append((elements, size * (1 + slots), size * slots))
+    return counts
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """What one rank holds, in bytes including optimizer state."""
+
+    replicas: int
+    row_slices: int
+    pieces: list[tuple[str, int]]  # (table, bytes) of table-parallel pieces
+
+
+def state_factor(plan: Plan) -> int:
+    """Bytes held per weight byte: the weight and its optimizer slots."""
+    return 1 + plan.parameters.optimizer_slots
+
+
+def replica_bytes(plan: Plan) -> int:
+    """Bytes every rank holds for the data-parallel tables, optimizer state included."""
+    tables = {t.name: t for t in plan.tables}
+    replicas = sum(tables[n].elements * tables[n].itemsize for n in plan.groups.data_parallel)
+    return replicas * state_factor(plan)
+
+
+def rank_holdings(plan: Plan) -> list[Holdings]:
+    """What each rank holds, from one pass over the shards (not one pass per rank)."""
+    factor = state_factor(plan)
+    itemsize = {t.name: t.itemsize for t in plan.tables}
+    row_sliced = set(plan.groups.row_sliced)
+    rows = [0] * plan.world_size
+    pieces: list[list[tuple[str, int]]] = [[] for _ in range(plan.world_size)]
+    for s in plan.shards:
+        size = (s.rows[1] - s.rows[0]) * (s.cols[1] - s.cols[0]) * itemsize[s.table] * factor
+        if s.table in row_sliced:
+            rows[s.rank] += size
+        else:
+            pieces[s.rank].append((s.table, size))
+    replicas = replica_bytes(plan)
+    return [Holdings(replicas, rows[r], pieces[r]) for r in range(plan.world_size)]
+
+
+def spread_bytes(plan: Plan) -> int:
+    """Bytes of every table that is not data-parallel, optimizer state included."""
+    replicated = set(plan.groups.data_parallel)
+    spread = sum(t.elements * t.itemsize for t in plan.tables if t.name not in replicated)
+    return spread * state_factor(plan)
