@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from planner.costs.comm import CommConfig, estimate_comm
 from planner.costs.memory import footprint
 from planner.costs.summary import summarize
-from planner.grouping import EffectiveThresholds, TableGroups, effective_thresholds, group_tables
-from planner.layout import RankLayout, merge_slices, rank_layout
+from planner.placement.auto import auto_placement
+from planner.placement.grouping import TableGroups
+from planner.placement.layout import RankLayout
+from planner.placement.result import Placement
+from planner.placement.upstream import upstream_placement
 from planner.plan import (
     Exchange,
     FusedMember,
@@ -22,76 +23,16 @@ from planner.plan import (
     RowSlice,
     Shard,
 )
-from planner.slicing import (
-    automatic_column_threshold,
-    column_slice_count,
-    ranges_from_sizes,
-    split_evenly,
-)
 from planner.spec import COST_FIELDS, InputSpec, Spec, TableSpec
-from planner.strategies import STRATEGIES
 from planner.units import optimizer_slots
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where everything goes, before it is written out as a plan.
-
-    A placement function (upstream's pipeline, or another strategy) decides this; the
-    plan's per-rank weights, shards, exchange and totals all follow from it.
-    """
-
-    strategy: str
-    groups: TableGroups
-    thresholds: EffectiveThresholds
-    column_threshold: int | None
-    threshold_source: str
-    layouts: list[RankLayout]
-    row_ranges: dict[int, list[tuple[int, int]]]
-    input_groups: TableGroups  # input indices by the group of the table each reads
 
 
 def make_plan(spec: Spec) -> Plan:
     """Place ``spec``'s tables over its ranks and describe the result as a plan."""
     spec = spec.normalized()
     if spec.strategy == "auto" and spec.world_size > 1:  # one rank: basic, whatever was asked
-        from planner.auto import auto_placement  # auto scores upstream's placements too
-
         return describe(spec, auto_placement(spec))
     return describe(spec, upstream_placement(spec))
-
-
-def upstream_placement(spec: Spec) -> Placement:
-    """Upstream's rules: group, column-slice, assign, merge and fuse, row-slice."""
-    tables, world = spec.tables, spec.world_size
-    thresholds = effective_thresholds(spec)
-    groups = group_tables(spec, thresholds)
-    table_of_input = _table_of_input(tables, spec.resolved_inputs())
-    input_groups = group_inputs(groups, table_of_input)
-    column_threshold, threshold_source = _column_threshold(spec, groups)
-    strategy = "basic" if world == 1 else spec.strategy
-    layouts = _table_parallel_layouts(
-        tables,
-        groups.table_parallel,
-        input_groups.table_parallel,
-        table_of_input,
-        column_threshold,
-        STRATEGIES[strategy],
-        world,
-    )
-    row_ranges = {
-        t: ranges_from_sizes(split_evenly(tables[t].rows, world)) for t in groups.row_sliced
-    }
-    return Placement(
-        strategy=strategy,
-        groups=groups,
-        thresholds=thresholds,
-        column_threshold=column_threshold,
-        threshold_source=threshold_source,
-        layouts=layouts,
-        row_ranges=row_ranges,
-        input_groups=input_groups,
-    )
 
 
 def describe(spec: Spec, placement: Placement) -> Plan:
@@ -152,52 +93,6 @@ def with_comm_estimate(plan: Plan) -> Plan:
         for rank, comm in zip(plan.ranks, estimate_comm(plan, config), strict=True)
     ]
     return plan.model_copy(update={"ranks": ranks, "stats": summarize(ranks, plan.tables)})
-
-
-def _table_of_input(tables: list[TableSpec], inputs: list[InputSpec]) -> list[int]:
-    index = {t.name: i for i, t in enumerate(tables)}
-    return [index[i.table] for i in inputs]
-
-
-def group_inputs(groups: TableGroups, table_of_input: list[int]) -> TableGroups:
-    """Input indices by the group of the table they read, in input order."""
-    group_of = {}
-    for name, members in vars(groups).items():
-        group_of.update(dict.fromkeys(members, name))
-    result = TableGroups([], [], [])
-    for input_index, table in enumerate(table_of_input):
-        getattr(result, group_of[table]).append(input_index)
-    return result
-
-
-def _column_threshold(spec: Spec, groups: TableGroups) -> tuple[int | None, str]:
-    if spec.column_slice_threshold is not None:
-        return spec.column_slice_threshold, "spec"
-    sizes = [spec.tables[t].elements for t in groups.table_parallel]
-    threshold = automatic_column_threshold(sizes, spec.world_size) if sizes else None
-    return threshold, "none" if threshold is None else "automatic"
-
-
-def _table_parallel_layouts(
-    tables, table_ids, input_ids, table_of_input, threshold, assign, world
-) -> list[RankLayout]:
-    slice_widths = {
-        t: split_evenly(
-            tables[t].width,
-            column_slice_count(tables[t].elements, tables[t].width, threshold, world),
-        )
-        for t in table_ids
-    }
-    owners = [t for t in table_ids for _ in slice_widths[t]]
-    sizes = [tables[t].rows * width for t in table_ids for width in slice_widths[t]]
-    assignment = assign(sizes, owners, world) if owners else [[] for _ in range(world)]
-    inputs_by_table: dict[int, list[int]] = {}
-    for input_index in input_ids:
-        inputs_by_table.setdefault(table_of_input[input_index], []).append(input_index)
-    return [
-        rank_layout(pieces, tables, inputs_by_table)
-        for pieces in merge_slices(assignment, slice_widths)
-    ]
 
 
 def _rank_plan(

@@ -11,7 +11,7 @@ from collections import defaultdict
 from planner.costs.comm import CommConfig, estimate_comm
 from planner.costs.memory import rank_footprints
 from planner.costs.summary import summarize
-from planner.layout import fusion_key, weight_key
+from planner.placement.layout import fusion_key, weight_key
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.spec import Spec

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.auto import BALANCED, TOLERANCE, Candidate, _Model, auto_placement, choose
+from planner.placement.auto import BALANCED, TOLERANCE, Candidate, _Model, auto_placement, choose
+from planner.placement.upstream import upstream_placement
 from planner.plan import Plan
-from planner.planning import describe, make_plan, upstream_placement
+from planner.planning import describe, make_plan
 from planner.spec import Spec, load_spec, spec_from_dict
 from planner.validation import plan_problems
 

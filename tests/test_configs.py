@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from planner import Plan, Spec, load_spec, make_plan, plan_problems
-from planner.auto import UPSTREAM_STRATEGIES
 from planner.cli import main
+from planner.placement.upstream import UPSTREAM_STRATEGIES
 from planner.spec import STRATEGIES
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -37,7 +37,7 @@ itself, within what the runtime builds:
    never worse than upstream's best strategy, and when it takes an upstream placement
    the plan names that strategy (``parameters.requested_strategy`` stays ``auto``).
 
-The communication estimate is planner.comm's model (docs/cost_model.md), computed from
+The communication estimate is planner.costs.comm's model (docs/cost_model.md), computed from
 the pieces directly with comm's all-to-all and allreduce arithmetic (no plan is written
 per candidate), at the spec's global batch size or ``DEFAULT_BATCH`` samples.
 
@@ -54,19 +54,20 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from planner.costs.comm import GIGABYTE, all_to_all, ring_allreduce_bytes
-from planner.grouping import EffectiveThresholds, TableGroups
-from planner.layout import Piece, rank_layout
-from planner.slicing import ranges_from_sizes
+from planner.placement.grouping import (
+    EffectiveThresholds,
+    TableGroups,
+    group_inputs,
+    table_of_input,
+)
+from planner.placement.layout import Piece, rank_layout
+from planner.placement.result import Placement
+from planner.placement.slicing import ranges_from_sizes
+from planner.placement.upstream import UPSTREAM_STRATEGIES, upstream_placement
 from planner.spec import DTYPE_BYTES, Spec
-from planner.strategies import STRATEGIES
 
-if TYPE_CHECKING:
-    from planner.planning import Placement
-
-UPSTREAM_STRATEGIES = tuple(STRATEGIES)  # the three upstream placements, by name
 REPLICA_BUDGET = 1e-3  # all automatic replicas together, as a fraction of a rank's share
 ROW_TIERS = (None, *(1 / 2**k for k in range(1, 10)))  # None: no row slicing; 1/2 ... 1/512
 TOLERANCE = 0.01  # largest ranks within 1% of the best count as equal; communication decides
@@ -121,8 +122,7 @@ class _Model:
         self.world = spec.world_size
         self.split_ok = spec.dp_input and self.world > 1
         inputs = spec.resolved_inputs()
-        index = {t.name: i for i, t in enumerate(self.tables)}
-        self.table_of_input = [index[i.table] for i in inputs]
+        self.table_of_input = table_of_input(self.tables, inputs)
         count = len(self.tables)
         self.hotness, self.readers = [0] * count, [0] * count
         for inp, table in zip(inputs, self.table_of_input, strict=True):
@@ -207,8 +207,6 @@ class _Model:
     # -- upstream's placements ----------------------------------------------------------
 
     def upstream_candidates(self) -> list[Candidate]:
-        from planner.planning import upstream_placement
-
         names = UPSTREAM_STRATEGIES if self.world > 1 else ("basic",)
         candidates = []
         for name in names:
@@ -419,8 +417,6 @@ class _Model:
         return high
 
     def _placement(self, rows: list[int], splits: dict, pieces: PieceList) -> Placement:
-        from planner.planning import Placement, group_inputs
-
         per_rank: list[list[Piece]] = [[] for _ in range(self.world)]
         widest: dict[int, int] = {}
         count: dict[int, int] = {}

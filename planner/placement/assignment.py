@@ -53,7 +53,8 @@ def memory_optimized(
     return [held for _, held in sorted(ranks)]
 
 
-STRATEGIES: dict[str, Assign] = {
+# Upstream's strategies by name: the rule each deals column slices to ranks with.
+ASSIGNMENTS: dict[str, Assign] = {
     "basic": basic,
     "memory_balanced": memory_balanced,
     "memory_optimized": memory_optimized,
