@@ -16,10 +16,11 @@ from planner.diff import diff_plans
 from planner.diff import render as render_diff
 from planner.errors import PlannerError
 from planner.memory import capacity_lines
+from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan, load_plan, plan_json_schema, save_plan
 from planner.planning import make_plan
 from planner.preview import DEFAULT_SHARD_LIMIT, FORMATS, render
-from planner.spec import STRATEGIES, DType, Spec, load_spec
+from planner.spec import DType, Spec, load_spec
 from planner.units import OPTIMIZERS
 from planner.validation import plan_problems, reference_problems, spec_problems
 
@@ -126,7 +127,7 @@ def spec_options(command: Callable) -> Callable:
     """Options that override the spec file: placement, then memory and communication."""
     options = [
         click.option("--world-size", type=int, help="Number of ranks (GPUs)."),
-        click.option("--strategy", type=click.Choice(STRATEGIES), help="Placement strategy."),
+        click.option("--strategy", type=click.Choice(STRATEGY_NAMES), help="Placement strategy."),
         *THRESHOLD_OPTIONS,
         *COST_OPTIONS,
     ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from planner import spec as spec_module
 from planner.costs.memory import ranks_over_limit
+from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.preview import table_lines
@@ -48,7 +48,7 @@ def parse_world_sizes(text: str) -> list[int]:
 
 def parse_strategies(text: str) -> list[str]:
     """``"all"`` (every strategy this planner knows) or names separated by commas."""
-    known = spec_module.STRATEGIES
+    known = STRATEGY_NAMES
     if text.strip() == "all":
         return list(known)
     names = [part.strip() for part in text.split(",")]

@@ -24,6 +24,7 @@ from planner.costs.memory import (
     state_factor,
     usable_memory,
 )
+from planner.placement.registry import STRATEGY_NAMES
 from planner.units import human_bytes
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def fixes_that_fit(
             option, value = o.option
             candidates.setdefault(f"--{option.replace('_', '-')} {value}", {option: value})
     if plan.world_size > 1:
-        for strategy in spec_module.STRATEGIES:
+        for strategy in STRATEGY_NAMES:
             if strategy not in (spec.strategy, plan.strategy):
                 candidates[f"--strategy {strategy}"] = {"strategy": strategy}
 

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from planner.describe import describe
 from planner.placement.auto import BALANCED, TOLERANCE, Candidate, _Model, auto_placement, choose
 from planner.placement.upstream import upstream_placement
 from planner.plan import Plan
-from planner.planning import describe, make_plan
+from planner.planning import make_plan
 from planner.spec import Spec, load_spec, spec_from_dict
 from planner.validation import plan_problems
 
