@@ -9,17 +9,17 @@ from typing import Any, get_args
 
 import click
 
-from planner.compare import compare as compare_plans
-from planner.compare import parse_strategies, parse_world_sizes
-from planner.compare import render as render_comparison
-from planner.diff import diff_plans
-from planner.diff import render as render_diff
 from planner.errors import PlannerError
-from planner.memory import capacity_lines
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan, load_plan, plan_json_schema, save_plan
 from planner.planning import make_plan
-from planner.preview import DEFAULT_SHARD_LIMIT, FORMATS, render
+from planner.reports.capacity import capacity_lines
+from planner.reports.compare import compare as compare_plans
+from planner.reports.compare import parse_strategies, parse_world_sizes
+from planner.reports.compare import render as render_comparison
+from planner.reports.diff import diff_plans
+from planner.reports.diff import render as render_diff
+from planner.reports.preview import DEFAULT_SHARD_LIMIT, FORMATS, render
 from planner.spec import DType, Spec, load_spec
 from planner.units import OPTIMIZERS
 from planner.validation import plan_problems, reference_problems, spec_problems

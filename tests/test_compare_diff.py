@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from shared import SMALL
 
 from planner.cli import main
-from planner.compare import compare, parse_strategies, parse_world_sizes
-from planner.diff import diff_plans
 from planner.plan import load_plan
 from planner.planning import make_plan
+from planner.reports.compare import compare, parse_strategies, parse_world_sizes
+from planner.reports.diff import diff_plans
 from planner.spec import STRATEGIES, spec_from_dict
 
 # a 100 x 8 float32 (800 elements, 3200 B), b 50 x 8 (400, 1600 B),

@@ -16,18 +16,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shared import SMALL, SMALL_YAML
 
-from planner import planning
 from planner.cli import main
 from planner.costs.memory import usable_memory
 from planner.errors import PlanFileError, SpecError
-from planner.memory import (
+from planner.plan import load_plan, plan_from_dict
+from planner.planning import make_plan
+from planner.reports import capacity
+from planner.reports.capacity import (
     _world_sizes_to_try,
     capacity_lines,
     largest_world_to_try,
     over_capacity,
 )
-from planner.plan import load_plan, plan_from_dict
-from planner.planning import make_plan
 from planner.spec import COST_FIELDS, DTYPE_BYTES, spec_from_dict
 from planner.units import OPTIMIZERS, parse_size
 from planner.validation import plan_problems, spec_problems
@@ -402,13 +402,13 @@ def test_a_table_too_wide_to_column_slice_is_told_to_row_slice() -> None:
 
 def counting_make_plan(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
     """(world size, strategy) of every plan the capacity advice makes from now on."""
-    calls, make = [], planning.make_plan
+    calls, make = [], capacity.make_plan
 
     def counted(spec):
         calls.append((spec.world_size, spec.strategy))
         return make(spec)
 
-    monkeypatch.setattr(planning, "make_plan", counted)
+    monkeypatch.setattr(capacity, "make_plan", counted)
     return calls
 
 

@@ -9,7 +9,7 @@ from planner.costs.memory import ranks_over_limit
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
-from planner.preview import table_lines
+from planner.reports.preview import table_lines
 from planner.spec import Spec, spec_from_dict
 from planner.units import human_bytes
 

@@ -1,9 +1,8 @@
-"""Memory in bytes: whether a plan fits a GPU, and what to change when it does not.
+"""Capacity advice: why a rank does not fit its GPU, and what to change so it does.
 
-A rank holds, for every weight element it stores, the element itself plus one value
-per optimizer slot (Adam's two moments, Adagrad's accumulator, ...), each of the
-weight's dtype, as TensorFlow's optimizers create their slots like the variable.
-Data-parallel tables are held, with their optimizer state, by every rank.
+The bytes come from ``planner.costs.memory``; the advice is worked out from the plan
+and, to name only changes that work, checked by planning again with each change (the
+one report that re-plans for its answer besides compare).
 
 This module knows nothing of click; the CLI turns its results into messages.
 """
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from planner.costs.memory import (
     Holdings,
@@ -25,10 +23,10 @@ from planner.costs.memory import (
     usable_memory,
 )
 from planner.placement.registry import STRATEGY_NAMES
+from planner.plan import Plan
+from planner.planning import make_plan
+from planner.spec import Spec
 from planner.units import human_bytes
-
-if TYPE_CHECKING:
-    from planner.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -110,9 +108,6 @@ def fixes_that_fit(
     Also, when larger world sizes were tried and none fits: the largest tried and the
     first overflow of the plan made with it (None otherwise).
     """
-    from planner import planning  # planning imports this module
-    from planner import spec as spec_module
-
     spec = plan.spec().model_copy(update={"global_batch_size": None})  # memory only
     candidates: dict[str, dict] = {}
     for o in overflows:
@@ -125,8 +120,8 @@ def fixes_that_fit(
                 candidates[f"--strategy {strategy}"] = {"strategy": strategy}
 
     def overflows_with(update: dict) -> list[RankOverflow]:
-        candidate = spec_module.Spec.model_validate({**spec.model_dump(), **update})
-        return over_capacity(planning.make_plan(candidate))
+        candidate = Spec.model_validate({**spec.model_dump(), **update})
+        return over_capacity(make_plan(candidate))
 
     found = [option for option, update in candidates.items() if not overflows_with(update)]
     largest = largest_world_to_try(plan.world_size)
