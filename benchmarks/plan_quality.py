@@ -98,7 +98,7 @@ def main() -> None:
     print(f"machine: {machine()}; timings are medians of {args.repeats} runs of make_plan")
     if comm:
         print(
-            f"comm: planner/comm.py's estimate at global batch {args.batch:,}: MB = the "
+            f"comm: planner/costs/comm.py's estimate at global batch {args.batch:,}: MB = the "
             f"busiest rank's bytes sent or received per step (10^6 bytes); ms = the step's "
             f"communication time (each phase as slow as its busiest rank, phases summed)"
         )

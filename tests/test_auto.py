@@ -350,7 +350,7 @@ def test_upstream_balance_as_quoted_in_the_issue() -> None:
 def test_auto_scores_communication_as_the_plan_reports_it(
     config: str, world_size: int, strategy: str
 ) -> None:
-    # auto picks among placements by planner.comm's step time, computed from the pieces
+    # auto picks among placements by planner.costs.comm's step time, computed from the pieces
     # without writing each candidate out as a plan; both must agree.
     overrides = {"world_size": world_size, "strategy": strategy, "global_batch_size": 2**16}
     spec = load_spec(CONFIGS / f"{config}.yaml", overrides).normalized()
