@@ -1,4 +1,4 @@
-"""Step 3: assign column slices to ranks.
+"""Step 3: assign column slices to ranks, by upstream's three rules (its strategies).
 
 Each strategy takes the slices in table order (``owners[i]`` is the table of slice i,
 ``sizes[i]`` its element count) and returns, for each rank, the owners of the slices it

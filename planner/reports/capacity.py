@@ -1,8 +1,8 @@
 """Capacity advice: why a rank does not fit its GPU, and what to change so it does.
 
-The bytes come from ``planner.costs.memory``; the advice is worked out from the plan
-and, to name only changes that work, checked by planning again with each change (the
-one report that re-plans for its answer besides compare).
+The bytes come from ``planner.costs.memory``. The advice is worked out from the plan;
+to name only changes that work, each candidate change is planned again, so this report,
+like compare, sits above ``make_plan``.
 
 This module knows nothing of click; the CLI turns its results into messages.
 """
