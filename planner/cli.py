@@ -13,13 +13,21 @@ from planner.errors import PlannerError
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan, load_plan, plan_json_schema, save_plan
 from planner.planning import make_plan
-from planner.reports.capacity import capacity_lines
+from planner.reports.capacity import capacity_report
 from planner.reports.compare import compare as compare_plans
 from planner.reports.compare import parse_strategies, parse_world_sizes
 from planner.reports.compare import render as render_comparison
 from planner.reports.diff import diff_plans
 from planner.reports.diff import render as render_diff
-from planner.reports.preview import DEFAULT_SHARD_LIMIT, FORMATS, render
+from planner.reports.preview import (
+    DEFAULT_RANKS,
+    DEFAULT_SHARD_LIMIT,
+    FORMATS,
+    LIST_EVERY_RANK_UP_TO,
+    TOP_RANKS,
+    parse_ranks,
+    render,
+)
 from planner.spec import DType, Spec, load_spec
 from planner.units import OPTIMIZERS
 from planner.validation import plan_problems, reference_problems, spec_problems
@@ -158,6 +166,26 @@ def _shards_option(command: Callable) -> Callable:
     )(command)
 
 
+def _check_ranks(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if value != DEFAULT_RANKS:
+        try:
+            parse_ranks(value)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+    return value
+
+
+def _ranks_option(command: Callable) -> Callable:
+    return click.option(
+        "--ranks",
+        default=DEFAULT_RANKS,
+        callback=_check_ranks,
+        metavar="all|none|'top N'",
+        help=f"Which ranks get a row: every rank up to {LIST_EVERY_RANK_UP_TO} ranks, else the "
+        f"{TOP_RANKS} largest and the smallest (JSON: every rank).",
+    )(command)
+
+
 def _shard_limit(list_shards: bool | None) -> int | None:
     if list_shards is None:
         return DEFAULT_SHARD_LIMIT
@@ -200,20 +228,28 @@ def main() -> None:
 @spec_options
 @_format_option
 @_shards_option
+@_ranks_option
 def plan(
-    spec_path: str, output: str | None, fmt: str, list_shards: bool | None, **overrides: Any
+    spec_path: str,
+    output: str | None,
+    fmt: str,
+    list_shards: bool | None,
+    ranks: str,
+    **overrides: Any,
 ) -> None:
     """Plan SPEC (a tables YAML file): print the layout and write the plan JSON."""
     spec = _load_spec(spec_path, overrides)
-    result = _fail_cleanly(lambda: make_plan(spec))
     target = Path(output) if output else Path(Path(spec_path).stem + ".plan.json")
     if not target.parent.is_dir():
         raise InputError(f"{target}: folder {target.parent} does not exist; create it first")
-    overflow = capacity_lines(result)
-    if overflow:
-        raise CapacityExceeded("\n".join(overflow))
+    result = _fail_cleanly(lambda: make_plan(spec))
+    capacity = capacity_report(result)
+    if not capacity.fits:
+        if fmt == "json":
+            click.echo(render(result, fmt, _shard_limit(list_shards), ranks, capacity))
+        raise CapacityExceeded("\n".join(capacity.lines()))
     _fail_cleanly(lambda: save_plan(result, target))
-    click.echo(render(result, fmt, _shard_limit(list_shards)))
+    click.echo(render(result, fmt, _shard_limit(list_shards), ranks, capacity))
     click.echo(f"wrote {target}", err=fmt == "json")
 
 
@@ -221,10 +257,11 @@ def plan(
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @_format_option
 @_shards_option
-def show(plan_path: str, fmt: str, list_shards: bool | None) -> None:
+@_ranks_option
+def show(plan_path: str, fmt: str, list_shards: bool | None, ranks: str) -> None:
     """Print the layout of a saved plan."""
     saved = _load_whole_plan(plan_path)
-    click.echo(render(saved, fmt, _shard_limit(list_shards)))
+    click.echo(render(saved, fmt, _shard_limit(list_shards), ranks))
 
 
 def _load_whole_plan(plan_path: str) -> Plan:

@@ -295,13 +295,14 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def assert_capacity_failure(result: Result, work: Path, ranks: list[int]) -> list[str]:
-    """Exit 3, nothing on stdout, one stderr line per rank over, no file written."""
+def assert_capacity_failure(result: Result, work: Path, ranks: list[str]) -> list[str]:
+    """Exit 3, nothing on stdout, no file written, and on stderr one line per group of
+    ranks with the same advice, each starting with its ranks (``rank 0``, ``ranks 0-1``)."""
     assert result.exit_code == 3, result.output
     assert result.stdout == ""
     assert "Traceback" not in result.output
     lines = result.stderr.splitlines()
-    assert [line.split(" ")[1] for line in lines] == [str(r) for r in ranks], lines
+    assert [" ".join(line.split(" ")[:2]) for line in lines] == ranks, lines
     assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]
     return lines
 
@@ -313,7 +314,7 @@ def test_plan_over_the_limit_fails_with_one_line_per_rank(work: Path) -> None:
     # that threshold does not fit with basic (a0, b, d = 3840 B on rank 0), 5 ranks do
     # (automatic slicing gives every rank one slice, 1600 B at most).
     result = invoke("plan", "small.yaml", "--device-memory", "3000", "-o", "p.json")
-    (line,) = assert_capacity_failure(result, work, [0])
+    (line,) = assert_capacity_failure(result, work, ["rank 0"])
     assert line.startswith(
         "rank 0 needs 3.20 KiB, 280 B over the 2.93 KiB limit (2.93 KiB less 0% reserve); "
         "table 'a' alone takes 3.12 KiB here; it fits with"
@@ -327,15 +328,17 @@ def test_plan_over_the_limit_fails_with_one_line_per_rank(work: Path) -> None:
     assert (overflow.needs, overflow.limit, overflow.over) == (3280, 3000, 280)
 
 
-def test_every_rank_over_gets_a_line_and_the_world_size_it_needs(work: Path) -> None:
-    # 2000 B: both ranks over; even balanced 5520 / 2 = 2760 B > 2000, so no placement on
-    # two ranks fits; at least ceil(5520 / 2000) = 3 ranks are needed
+def test_ranks_over_for_the_same_reason_share_one_line(work: Path) -> None:
+    # 2000 B: both ranks over (3280 B is 1280 B over, 2240 B is 240 B over); even balanced
+    # 5520 / 2 = 2760 B > 2000, so no placement on two ranks fits; at least
+    # ceil(5520 / 2000) = 3 ranks are needed. Same reason, same advice: one line.
     result = invoke("plan", "small.yaml", "--device-memory", "2000", "-o", "p.json")
-    lines = assert_capacity_failure(result, work, [0, 1])
-    assert lines[0].startswith("rank 0 needs 3.20 KiB, 1.25 KiB over the 1.95 KiB limit")
-    assert lines[1].startswith("rank 1 needs 2.19 KiB, 240 B over the 1.95 KiB limit")
-    for line in lines:
-        assert "even perfectly balanced the tables need 2.70 KiB per rank" in line
+    (line,) = assert_capacity_failure(result, work, ["ranks 0-1"])
+    assert line.startswith(
+        "ranks 0-1 need 2.19 KiB to 3.20 KiB, up to 1.25 KiB over the 1.95 KiB limit "
+        "(1.95 KiB less 0% reserve); even perfectly balanced the tables need 2.70 KiB per "
+        "rank; it fits with --world-size"
+    )
     overflows = over_capacity(plan_of(device_memory=2000))
     assert [o.advice for o in overflows] == ["raise --world-size to at least 3"] * 2
 
@@ -345,7 +348,7 @@ def test_the_reserve_lowers_the_limit(work: Path) -> None:
     result = invoke(
         "plan", "small.yaml", "--device-memory", "4000", "--memory-reserve", "0.25", "-o", "p"
     )
-    (line,) = assert_capacity_failure(result, work, [0])
+    (line,) = assert_capacity_failure(result, work, ["rank 0"])
     assert "280 B over the 2.93 KiB limit (3.91 KiB less 25% reserve)" in line
 
 
@@ -355,9 +358,9 @@ def test_optimizer_state_can_push_a_plan_over(work: Path) -> None:
     result = invoke(
         "plan", "small.yaml", "--device-memory", "4KiB", "--optimizer", "adam", "-o", "p.json"
     )
-    # adam: 9840 and 6720 B against 4096 B
-    lines = assert_capacity_failure(result, work, [0, 1])
-    assert lines[0].startswith("rank 0 needs 9.61 KiB, 5.61 KiB over the 4.00 KiB limit")
+    # adam: 9840 and 6720 B against 4096 B; balanced 8280 B each, so the same reason
+    (line,) = assert_capacity_failure(result, work, ["ranks 0-1"])
+    assert line.startswith("ranks 0-1 need 6.56 KiB to 9.61 KiB, up to 5.61 KiB over the 4.00 KiB")
 
 
 def test_data_parallel_copies_that_fill_a_rank_name_the_threshold(work: Path) -> None:
@@ -375,10 +378,10 @@ def test_data_parallel_copies_that_fill_a_rank_name_the_threshold(work: Path) ->
         "-o",
         "p.json",
     )
-    lines = assert_capacity_failure(result, work, [0, 1])
-    for line in lines:
-        assert "the data-parallel tables alone take 5.39 KiB on every rank" in line
-        assert "--data-parallel-threshold 799" in line
+    (line,) = assert_capacity_failure(result, work, ["ranks 0-1"])
+    assert line.startswith("ranks 0-1 need 5.39 KiB each, 520 B over the 4.88 KiB limit")
+    assert "the data-parallel tables alone take 5.39 KiB on every rank" in line
+    assert "--data-parallel-threshold 799" in line
 
 
 def test_a_table_too_wide_to_column_slice_is_told_to_row_slice() -> None:
@@ -433,15 +436,14 @@ def test_a_spec_that_needs_thousands_of_ranks_is_not_replanned_at_them(monkeypat
     )
     plan = make_plan(spec)
     calls = counting_make_plan(monkeypatch)
-    lines = capacity_lines(plan)
+    (line,) = capacity_lines(plan)  # both ranks, one reason: one line
     assert calls == [(2, "memory_balanced"), (2, "memory_optimized"), (2, "auto")]
-    assert len(lines) == 2
-    for line in lines:
-        assert line.endswith(
-            "even perfectly balanced the tables need 12.21 MiB per rank; even 4,096 ranks do "
-            "not fit (balanced perfectly the tables need 25,600); use devices with more memory "
-            "or raise --world-size to at least 25600"
-        )
+    assert line.startswith("ranks 0-1 need ")
+    assert line.endswith(
+        "even perfectly balanced the tables need 12.21 MiB per rank; even 4,096 ranks do "
+        "not fit (balanced perfectly the tables need 25,600); use devices with more memory "
+        "or raise --world-size to at least 25600"
+    )
 
 
 def test_when_no_world_size_tried_fits_the_largest_one_advises(monkeypatch) -> None:
@@ -524,7 +526,11 @@ def test_preview_shows_optimizer_state_and_free_memory(work: Path) -> None:
         "device_memory": 10240,
         "memory_reserve": 0.0,
         "usable_bytes": 10240,
+        "fits": True,
         "ranks_over": [],
+        "overflows": [],
+        "fixes": [],
+        "advice": [],
     }
 
 

@@ -25,6 +25,7 @@ from planner.costs.memory import (
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
+from planner.reports.folding import rank_ranges
 from planner.spec import Spec
 from planner.units import human_bytes
 
@@ -59,8 +60,89 @@ def over_capacity(plan: Plan) -> list[RankOverflow]:
     ]
 
 
-def capacity_lines(plan: Plan, verify: bool = True) -> list[str]:
-    """One line per rank over the limit: by how much, why, and what to change.
+MAX_ADVICE_LINES = 20  # groups of ranks with their own advice printed before folding the rest
+
+
+@dataclass(frozen=True)
+class AdviceGroup:
+    """Ranks over the limit for the same reason, with the same advice: said once."""
+
+    ranks: list[int]
+    needs: list[int]  # bytes, per rank in ``ranks``
+    limit: int
+    diagnosis: str
+    advice: str
+
+    def line(self, limit_text: str) -> str:
+        """``rank 0 needs ...`` or ``ranks 0-63 need ...``; the advice once."""
+        low, high = min(self.needs), max(self.needs)
+        if len(self.ranks) == 1:
+            amount = f"{rank_ranges(self.ranks)} needs {human_bytes(high)}, "
+            amount += f"{human_bytes(high - self.limit)} over"
+        elif low == high:
+            amount = f"{rank_ranges(self.ranks)} need {human_bytes(high)} each, "
+            amount += f"{human_bytes(high - self.limit)} over"
+        else:
+            amount = f"{rank_ranges(self.ranks)} need {human_bytes(low)} to {human_bytes(high)}, "
+            amount += f"up to {human_bytes(high - self.limit)} over"
+        return f"{amount} {limit_text}; {self.diagnosis}; {self.advice}"
+
+
+@dataclass(frozen=True)
+class CapacityReport:
+    """Whether a plan fits its device memory, and if not, why and what to change."""
+
+    device_memory: int | None
+    memory_reserve: float
+    limit: int | None  # usable bytes per rank; None without device_memory
+    overflows: list[RankOverflow]  # one per rank over, in rank order
+    fixes: list[str]  # CLI options each of which alone makes the plan fit (re-planned)
+    groups: list[AdviceGroup]  # the overflows grouped by identical diagnosis and advice
+
+    @property
+    def fits(self) -> bool:
+        return not self.overflows
+
+    def lines(self) -> list[str]:
+        """One line per group of ranks with the same advice, in order of their first rank."""
+        if self.fits or self.device_memory is None:
+            return []
+        limit_text = (
+            f"the {human_bytes(self.overflows[0].limit)} limit "
+            f"({human_bytes(self.device_memory)} less {self.memory_reserve * 100:g}% reserve)"
+        )
+        shown = self.groups[:MAX_ADVICE_LINES]
+        lines = [group.line(limit_text) for group in shown]
+        rest = [rank for group in self.groups[MAX_ADVICE_LINES:] for rank in group.ranks]
+        if rest:
+            lines.append(
+                f"and {rank_ranges(rest)} over with other advice ({len(rest):,} ranks; "
+                "--format json lists the advice for every rank)"
+            )
+        return lines
+
+    def as_json(self) -> dict:
+        """The same, for tools: the limit, every rank over with its bytes, the options that
+        were re-planned and fit, and the advice by group of ranks."""
+        return {
+            "device_memory": self.device_memory,
+            "memory_reserve": self.memory_reserve,
+            "usable_bytes": self.limit,
+            "fits": self.fits,
+            "ranks_over": [o.rank for o in self.overflows],
+            "overflows": [
+                {"rank": o.rank, "bytes": o.needs, "over": o.over} for o in self.overflows
+            ],
+            "fixes": self.fixes,
+            "advice": [
+                {"ranks": g.ranks, "diagnosis": g.diagnosis, "advice": g.advice}
+                for g in self.groups
+            ],
+        }
+
+
+def capacity_report(plan: Plan, verify: bool = True) -> CapacityReport:
+    """The ranks over the limit, grouped by what to change.
 
     With ``verify``, single changes (another strategy, the thresholds the diagnosis
     suggests, a larger world size up to ``largest_world_to_try``) are re-planned and those
@@ -70,9 +152,7 @@ def capacity_lines(plan: Plan, verify: bool = True) -> list[str]:
     """
     params = plan.parameters
     overflows = over_capacity(plan)
-    if not overflows or params.device_memory is None:
-        return []
-    fixes, unfit = fixes_that_fit(plan, overflows) if verify else ([], None)
+    fixes, unfit = fixes_that_fit(plan, overflows) if verify and overflows else ([], None)
     verified = (
         None
         if not fixes
@@ -80,15 +160,22 @@ def capacity_lines(plan: Plan, verify: bool = True) -> list[str]:
         if len(fixes) == 1
         else "it fits with any one of: " + "; ".join(fixes)
     )
-    limit_text = (
-        f"the {human_bytes(overflows[0].limit)} limit ({human_bytes(params.device_memory)} "
-        f"less {params.memory_reserve * 100:g}% reserve)"
-    )
-    return [
-        f"rank {o.rank} needs {human_bytes(o.needs)}, {human_bytes(o.over)} over {limit_text}; "
-        f"{o.diagnosis}; {verified or _advice(o, unfit)}"
-        for o in overflows
+    grouped: dict[tuple[str, str], list[RankOverflow]] = {}
+    for o in overflows:
+        grouped.setdefault((o.diagnosis, verified or _advice(o, unfit)), []).append(o)
+    groups = [
+        AdviceGroup([o.rank for o in members], [o.needs for o in members], members[0].limit, *key)
+        for key, members in grouped.items()
     ]
+    return CapacityReport(
+        params.device_memory, params.memory_reserve, memory_limit(plan), overflows, fixes, groups
+    )
+
+
+def capacity_lines(plan: Plan, verify: bool = True) -> list[str]:
+    """What ``planner plan`` prints when a plan does not fit: the advice, once per group
+    of ranks it applies to (see capacity_report); empty when the plan fits."""
+    return capacity_report(plan, verify).lines()
 
 
 def _advice(overflow: RankOverflow, unfit: tuple[int, RankOverflow] | None) -> str:

@@ -7,10 +7,50 @@ from dataclasses import dataclass
 
 from planner.costs.memory import ranks_over_limit, usable_memory
 from planner.plan import Plan
+from planner.reports.capacity import CapacityReport, capacity_report
+from planner.reports.folding import fold_names
 from planner.units import human_bytes
 
 DEFAULT_SHARD_LIMIT = 200
 FORMATS = ("table", "json", "markdown")
+
+# Which ranks get a row: None every rank, 0 none, N the N largest by bytes and the smallest.
+RankChoice = int | None
+DEFAULT_RANKS = "auto"  # every rank up to LIST_EVERY_RANK_UP_TO, else TOP_RANKS (JSON: all)
+LIST_EVERY_RANK_UP_TO = 64
+TOP_RANKS = 10
+
+
+def parse_ranks(text: str) -> RankChoice:
+    """``all``, ``none`` or ``top N`` (also ``topN``); ValueError says what is accepted."""
+    word = text.strip().lower()
+    if word in ("all", "none"):
+        return None if word == "all" else 0
+    count = word.removeprefix("top").strip()
+    if word.startswith("top") and count.isdigit() and int(count) > 0:
+        return int(count)
+    raise ValueError(f"--ranks: expected all, none or 'top N' with N above 0 (got {text!r})")
+
+
+def resolve_ranks(ranks: RankChoice | str, fmt: str, world_size: int) -> RankChoice:
+    """DEFAULT_RANKS as a choice: tools (JSON) get every rank, people the first
+    LIST_EVERY_RANK_UP_TO ranks in full and beyond that the TOP_RANKS largest."""
+    if ranks != DEFAULT_RANKS:
+        return parse_ranks(ranks) if isinstance(ranks, str) else ranks
+    return None if fmt == "json" or world_size <= LIST_EVERY_RANK_UP_TO else TOP_RANKS
+
+
+def choose_ranks(plan: Plan, choice: RankChoice) -> list[int]:
+    """The ranks to list, in listing order: every rank in rank order, none, or the
+    ``choice`` largest by bytes (ties by rank) and then the smallest."""
+    if choice is None or choice >= plan.world_size:
+        return list(range(plan.world_size))
+    if choice == 0:
+        return []
+    by_size = sorted(plan.ranks, key=lambda r: (-r.bytes, r.rank))
+    chosen = [r.rank for r in by_size[:choice]]
+    smallest = min(plan.ranks, key=lambda r: (r.bytes, r.rank)).rank
+    return chosen if smallest in chosen else [*chosen, smallest]
 
 
 @dataclass(frozen=True)
@@ -56,8 +96,15 @@ def _header_lines(plan: Plan) -> list[str]:
         f"groups: {len(plan.groups.data_parallel)} data-parallel, "
         f"{len(plan.groups.table_parallel)} table-parallel, "
         f"{len(plan.groups.row_sliced)} row-sliced; {slicing}",
+        _footer(plan),
         *_memory_lines(plan),
     ]
+
+
+def summary_lines(plan: Plan) -> list[str]:
+    """What a reader needs first: sizes, groups, the largest rank against the mean, the
+    device limit, the traffic, and the tables every rank holds."""
+    return [*_header_lines(plan), *_comm_lines(plan), *_data_parallel_line(plan)]
 
 
 def _memory_lines(plan: Plan) -> list[str]:
@@ -133,10 +180,21 @@ def _footer(plan: Plan) -> str:
     )
 
 
-def _rank_table(plan: Plan) -> tuple[list[str], list[list[str]]]:
+def _rank_table(plan: Plan, ranks: list[int]) -> tuple[list[str], list[list[str]]]:
+    """Rows for ``ranks``, in that order; optimizer, free memory and traffic columns when
+    the plan has them."""
+    rows = rank_rows(plan)
     head = ["rank", "shards", "weights", "elements", "bytes", "of largest"]
-    body = [
-        [
+    p = plan.parameters
+    limit = None if p.device_memory is None else usable_memory(p.device_memory, p.memory_reserve)
+    has_comm = all(r.comm is not None for r in plan.ranks)
+    head += ["optimizer"] if p.optimizer_slots else []
+    head += ["free"] if limit is not None else []
+    head += ["sent", "received", "comm time"] if has_comm else []
+    body = []
+    for index in ranks:
+        row, rank = rows[index], plan.ranks[index]
+        cells = [
             str(row.rank),
             str(row.shards),
             str(row.weights),
@@ -144,24 +202,13 @@ def _rank_table(plan: Plan) -> tuple[list[str], list[list[str]]]:
             human_bytes(row.bytes),
             f"{row.share:.1%}",
         ]
-        for row in rank_rows(plan)
-    ]
-    p = plan.parameters
-    extra: list[tuple[str, list[str]]] = []
-    if p.optimizer_slots:
-        extra.append(("optimizer", [human_bytes(r.optimizer_bytes) for r in plan.ranks]))
-    if p.device_memory is not None:
-        limit = usable_memory(p.device_memory, p.memory_reserve)
-        extra.append(("free", [human_bytes(limit - r.bytes) for r in plan.ranks]))
-    if all(r.comm is not None for r in plan.ranks):
-        comms = [r.comm for r in plan.ranks if r.comm is not None]
-        extra.append(("sent", [human_bytes(c.sent_bytes) for c in comms]))
-        extra.append(("received", [human_bytes(c.received_bytes) for c in comms]))
-        extra.append(("comm time", [_ms(c.seconds) for c in comms]))
-    for name, cells in extra:
-        head.append(name)
-        for row, cell in zip(body, cells, strict=True):
-            row.append(cell)
+        cells += [human_bytes(rank.optimizer_bytes)] if p.optimizer_slots else []
+        cells += [human_bytes(limit - rank.bytes)] if limit is not None else []
+        if has_comm and rank.comm is not None:
+            comm = rank.comm
+            cells += [human_bytes(comm.sent_bytes), human_bytes(comm.received_bytes)]
+            cells += [_ms(comm.seconds)]
+        body.append(cells)
     return head, body
 
 
@@ -219,57 +266,72 @@ def _data_parallel_line(plan: Plan) -> list[str]:
     names = plan.groups.data_parallel
     if not names:
         return []
-    return [f"data-parallel on every rank: {', '.join(names)}"]
+    return [f"data-parallel on every rank: {fold_names(names)}"]
 
 
-def render(plan: Plan, fmt: str = "table", shard_limit: int | None = DEFAULT_SHARD_LIMIT) -> str:
-    """The preview ``planner plan`` and ``planner show`` print.
+def render(
+    plan: Plan,
+    fmt: str = "table",
+    shard_limit: int | None = DEFAULT_SHARD_LIMIT,
+    ranks: RankChoice | str = DEFAULT_RANKS,
+    capacity: CapacityReport | None = None,
+) -> str:
+    """The preview ``planner plan`` and ``planner show`` print: the summary first, then the
+    ranks (see choose_ranks), then the shards.
 
     ``shard_limit``: list shards only when there are at most this many (None = always);
-    a plan over 1,000 ranks would otherwise print pages nobody reads.
+    a plan over 1,000 ranks would otherwise print pages nobody reads. ``capacity``: the
+    capacity advice when already worked out (JSON carries it; see capacity_report).
     """
+    choice = resolve_ranks(ranks, fmt, plan.world_size)
+    shown = choose_ranks(plan, choice)
     if fmt == "json":
-        return json.dumps(_as_json(plan), indent=2)
+        return json.dumps(_as_json(plan, shown, capacity), indent=2)
     show_shards = shard_limit is None or len(plan.shards) <= shard_limit
     tabulate = _markdown if fmt == "markdown" else _align
-    lines = [*_header_lines(plan), ""]
-    lines += [*tabulate(*_rank_table(plan)), "", _footer(plan), *_comm_lines(plan)]
-    lines += _data_parallel_line(plan)
+    lines = [*summary_lines(plan), ""]
+    lines += _folded_ranks_line(plan.world_size, len(shown), choice)
+    if shown:
+        lines += tabulate(*_rank_table(plan, shown))
     if show_shards:
         lines += ["", *tabulate(*_shard_table(plan))]
     else:
-        lines += [f"{len(plan.shards)} shards (pass --shards to list them)"]
+        lines += ["", f"{len(plan.shards)} shards (pass --shards to list them)"]
     return "\n".join(lines)
 
 
-def _as_json(plan: Plan) -> dict:
+def _folded_ranks_line(world_size: int, listed: int, choice: RankChoice) -> list[str]:
+    if listed == world_size:
+        return []
+    if not listed:
+        return [f"{world_size:,} ranks not listed (--ranks all or --ranks 'top N' lists them)"]
+    return [
+        f"the {choice:,} largest ranks by bytes and the smallest; {world_size - listed:,} of "
+        f"{world_size:,} ranks not listed (--ranks all lists every rank):"
+    ]
+
+
+def _as_json(plan: Plan, shown: list[int], capacity: CapacityReport | None) -> dict:
+    rows = rank_rows(plan)
+    listed = []
+    for index in shown:
+        rank = plan.ranks[index]
+        entry = {**vars(rows[index]), "optimizer_bytes": rank.optimizer_bytes}
+        listed.append(entry if rank.comm is None else {**entry, "comm": rank.comm.model_dump()})
+    folded = plan.world_size - len(shown)
     return {
         "world_size": plan.world_size,
         "strategy": plan.strategy,
-        "ranks": [
-            {
-                **vars(row),
-                "optimizer_bytes": rank.optimizer_bytes,
-                **({"comm": rank.comm.model_dump()} if rank.comm is not None else {}),
-            }
-            for row, rank in zip(rank_rows(plan), plan.ranks, strict=True)
-        ],
+        "ranks": listed,
+        **({"ranks_not_listed": folded} if folded else {}),
         "stats": plan.stats.model_dump(),
-        **_capacity_json(plan),
+        **_capacity_json(plan, capacity),
         "data_parallel": list(plan.groups.data_parallel),
         "shards": [s.model_dump(mode="json") for s in plan.shards],
     }
 
 
-def _capacity_json(plan: Plan) -> dict:
-    p = plan.parameters
-    if p.device_memory is None:
+def _capacity_json(plan: Plan, capacity: CapacityReport | None) -> dict:
+    if plan.parameters.device_memory is None:
         return {}
-    return {
-        "capacity": {
-            "device_memory": p.device_memory,
-            "memory_reserve": p.memory_reserve,
-            "usable_bytes": usable_memory(p.device_memory, p.memory_reserve),
-            "ranks_over": [r.rank for r in ranks_over_limit(plan)],
-        }
-    }
+    return {"capacity": (capacity or capacity_report(plan)).as_json()}
