@@ -19,6 +19,8 @@ from planner.reports.compare import parse_strategies, parse_world_sizes
 from planner.reports.compare import render as render_comparison
 from planner.reports.diff import diff_plans
 from planner.reports.diff import render as render_diff
+from planner.reports.diff import summary as diff_summary
+from planner.reports.html_report import diff_page, plan_page, save_report
 from planner.reports.preview import (
     DEFAULT_RANKS,
     DEFAULT_SHARD_LIMIT,
@@ -192,6 +194,31 @@ def _shard_limit(list_shards: bool | None) -> int | None:
     return None if list_shards else -1
 
 
+def _html_option(command: Callable) -> Callable:
+    return click.option(
+        "--html",
+        type=click.Path(dir_okay=False),
+        help="Also write a self-contained HTML page with charts of the plan.",
+    )(command)
+
+
+def _check_report_path(html: str | None, *inputs: str | Path) -> None:
+    """Before any work: the report's folder exists and the report overwrites no input."""
+    if html is None:
+        return
+    report = Path(html)
+    if not report.parent.is_dir():
+        raise InputError(f"{report}: folder {report.parent} does not exist; create it first")
+    for other in inputs:
+        if report.resolve() == Path(other).resolve():
+            raise InputError(f"{report}: --html would overwrite {other}; name another file")
+
+
+def _write_report(page: str, html: str, to_stderr: bool) -> None:
+    _fail_cleanly(lambda: save_report(page, html))
+    click.echo(f"wrote {html}", err=to_stderr)
+
+
 class OneLineErrors(click.Group):
     """A usage error (bad option value, unknown command) is one line, like every other error.
 
@@ -229,28 +256,39 @@ def main() -> None:
 @_format_option
 @_shards_option
 @_ranks_option
+@_html_option
 def plan(
     spec_path: str,
     output: str | None,
     fmt: str,
     list_shards: bool | None,
     ranks: str,
+    html: str | None,
     **overrides: Any,
 ) -> None:
-    """Plan SPEC (a tables YAML file): print the layout and write the plan JSON."""
+    """Plan SPEC (a tables YAML file): print the layout and write the plan JSON.
+
+    A plan that does not fit --device-memory is not written (exit 3); its --html report
+    is, to show the ranks over the limit.
+    """
     spec = _load_spec(spec_path, overrides)
     target = Path(output) if output else Path(Path(spec_path).stem + ".plan.json")
     if not target.parent.is_dir():
         raise InputError(f"{target}: folder {target.parent} does not exist; create it first")
+    _check_report_path(html, spec_path, target)
     result = _fail_cleanly(lambda: make_plan(spec))
     capacity = capacity_report(result)
     if not capacity.fits:
+        if html is not None:
+            _write_report(plan_page(result, spec_path, capacity), html, to_stderr=True)
         if fmt == "json":
             click.echo(render(result, fmt, _shard_limit(list_shards), ranks, capacity))
         raise CapacityExceeded("\n".join(capacity.lines()))
     _fail_cleanly(lambda: save_plan(result, target))
     click.echo(render(result, fmt, _shard_limit(list_shards), ranks, capacity))
     click.echo(f"wrote {target}", err=fmt == "json")
+    if html is not None:
+        _write_report(plan_page(result, spec_path), html, to_stderr=fmt == "json")
 
 
 @main.command()
@@ -258,10 +296,14 @@ def plan(
 @_format_option
 @_shards_option
 @_ranks_option
-def show(plan_path: str, fmt: str, list_shards: bool | None, ranks: str) -> None:
-    """Print the layout of a saved plan."""
+@_html_option
+def show(plan_path: str, fmt: str, list_shards: bool | None, ranks: str, html: str | None) -> None:
+    """Print the layout of a saved plan (and with --html, draw it)."""
+    _check_report_path(html, plan_path)
     saved = _load_whole_plan(plan_path)
     click.echo(render(saved, fmt, _shard_limit(list_shards), ranks))
+    if html is not None:
+        _write_report(plan_page(saved, plan_path), html, to_stderr=fmt == "json")
 
 
 def _load_whole_plan(plan_path: str) -> Plan:
@@ -355,11 +397,16 @@ def compare(
     show_default=True,
     help="Output format.",
 )
-def diff(old_path: str, new_path: str, exit_code: bool, fmt: str) -> None:
+@_html_option
+def diff(old_path: str, new_path: str, exit_code: bool, fmt: str, html: str | None) -> None:
     """What moved from plan OLD to plan NEW: the summary first, then each change."""
+    _check_report_path(html, old_path, new_path)
     old, new = _load_whole_plan(old_path), _load_whole_plan(new_path)
     result = diff_plans(old, new)
     click.echo(render_diff(result, old, new, fmt))
+    if html is not None:
+        page = diff_page(old, new, (old_path, new_path), diff_summary(result, old, new))
+        _write_report(page, html, to_stderr=fmt == "json")
     if exit_code and result.changed:
         raise SystemExit(1)
 

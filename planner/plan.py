@@ -273,15 +273,17 @@ def save_plan(plan: Plan, path: str | Path) -> None:
     path = Path(path)
     text = plan.to_json()
     try:
-        if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: nothing to rename
-            path.write_text(text)
-        else:
-            _write_atomically(text, path)
+        write_atomically(text, path)
     except OSError as exc:
         raise PlanFileError(f"{path}: cannot write the plan ({exc.strerror or exc})") from exc
 
 
-def _write_atomically(text: str, path: Path) -> None:
+def write_atomically(text: str, path: Path) -> None:
+    """A temp file in ``path``'s folder renamed over it, removed if anything fails; or
+    straight into ``path`` when it is a device or FIFO (/dev/stdout: nothing to rename)."""
+    if path.exists() and not path.is_file():
+        path.write_text(text)
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "w") as handle:

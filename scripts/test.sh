@@ -14,5 +14,12 @@ if ! "$py" -c 'import horovod.tensorflow' 2>/dev/null; then
   HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
     "$py" -m pip install --quiet --no-build-isolation 'horovod==0.28.1'
 fi
+# Debian's chromium draws the HTML report in the browser tests (which skip without it,
+# except on CI, where they fail). Installed once, quietly, when apt-get can.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends chromium fonts-liberation; } >/dev/null 2>&1 \
+    || echo "chromium could not be installed; the browser tests will skip" >&2
+fi
 "$py" -m ruff check .
 exec "$py" -m pytest -q "$@"
