@@ -208,7 +208,7 @@ def _page(heading: str, lead: list[str], panels: list[Panel]) -> str:
     body = [
         f"<h1>{escape(heading)}</h1>",
         *(f'<p class="lead">{escape(line)}</p>' for line in lead),
-        '<div class="picker"><label for="table-picker">Where is table</label> '
+        '<div class="picker"><label for="table-picker">Find a table:</label> '
         f'<select id="table-picker"><option value="">(choose a table)</option>{options}'
         "</select></div>",
         f'<div class="panels n{len(panels)}">',
