@@ -16,6 +16,10 @@ from __future__ import annotations
 import signal
 from contextlib import contextmanager
 
+from click.testing import CliRunner, Result
+
+from planner.cli import main
+
 SMALL_YAML = """\
 world_size: 2
 strategy: basic
@@ -52,3 +56,20 @@ def time_limit(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def invoke(*args: object) -> Result:
+    """Run the ``planner`` command line in this process, as a user would type it."""
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def rank_lines(text: str) -> list[list[str]]:
+    """The rows of the per-rank table in the text preview, split on whitespace."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["rank", "shards"])
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.strip():
+            break
+        rows.append(line.split())
+    return rows

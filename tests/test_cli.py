@@ -15,8 +15,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from click.testing import CliRunner, Result
-from shared import SMALL_YAML
+from click.testing import Result
+from shared import SMALL_YAML, invoke, rank_lines
 
 from planner import (
     PlanFileError,
@@ -27,7 +27,6 @@ from planner import (
     save_plan,
     spec_problems,
 )
-from planner.cli import main
 
 # SMALL_YAML and its hand-worked placement: see tests/shared.py.
 
@@ -59,21 +58,9 @@ EXPECTED_RANK_ROWS = [
 EXPECTED_FOOTER = "largest rank 3.20 KiB, mean 2.70 KiB, imbalance (max/mean) 1.188"
 
 
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
 def files_in(folder: Path) -> list[str]:
     """Every file under ``folder``, hidden ones (temp files) included."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary current folder holding small.yaml."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(SMALL_YAML)
-    return tmp_path
 
 
 @pytest.fixture
@@ -95,18 +82,6 @@ def assert_clean_failure(result: Result, *fragments: str, code: int = 2) -> str:
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
-
-
-def rank_lines(text: str) -> list[list[str]]:
-    """The rows of the per-rank table in the text preview, split on whitespace."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["rank", "shards"])
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.strip():
-            break
-        rows.append(line.split())
-    return rows
 
 
 def preview_of(result: Result) -> str:

@@ -6,12 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared import SMALL
+from shared import SMALL, invoke
 
-from planner.cli import main
 from planner.plan import load_plan
 from planner.planning import make_plan
 from planner.reports.compare import compare, parse_strategies, parse_world_sizes
@@ -25,17 +23,6 @@ from planner.spec import STRATEGIES, spec_from_dict
 #     b -> r1, d -> r1, c -> r1; ranks end ordered by load, so rank 0 holds b, d, c
 #     (2320 B) and rank 1 holds a (3200 B)
 #   one rank: everything on rank 0 (5520 B), strategy basic whatever was asked
-
-
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(json.dumps(SMALL))  # JSON is YAML
-    return tmp_path
 
 
 def plan_file(work: Path, name: str, **changes) -> Path:

@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 from browser import Browser, chromium_path
-from click.testing import CliRunner, Result
-from shared import SMALL, SMALL_YAML
+from shared import SMALL, SMALL_YAML, invoke
 
 from planner import load_plan, make_plan, spec_from_dict
-from planner.cli import main
 from planner.reports.html_report import bytes_by_group, diff_page, plan_page
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -30,17 +28,6 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 MIXED = {**SMALL, "row_slice_threshold": 800, "data_parallel_threshold": 40}
 MIXED_BY_GROUP = [(80, 1600, 1600, 0), (80, 640, 1600, 0)]
 ODD_NAME = "</script><img src=x onerror=\"console.error('injected')\">&amp; 'quote'"
-
-
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(SMALL_YAML)
-    return tmp_path
 
 
 # --- the numbers ------------------------------------------------------------------------

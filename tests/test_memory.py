@@ -11,12 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared import SMALL, SMALL_YAML
+from shared import SMALL, invoke
 
-from planner.cli import main
 from planner.costs.memory import usable_memory
 from planner.errors import PlanFileError, SpecError
 from planner.plan import load_plan, plan_from_dict
@@ -282,17 +281,6 @@ def test_ranks_hold_every_table_once_and_replicas_on_each(spec) -> None:
 
 
 # --- capacity through the CLI -----------------------------------------------------------
-
-
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(SMALL_YAML)
-    return tmp_path
 
 
 def assert_capacity_failure(result: Result, work: Path, ranks: list[str]) -> list[str]:

@@ -10,11 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-from shared import SMALL_YAML
+from shared import invoke, rank_lines
 
 from planner import load_plan, make_plan, spec_from_dict
-from planner.cli import main
 from planner.reports.capacity import (
     MAX_ADVICE_LINES,
     AdviceGroup,
@@ -23,17 +21,6 @@ from planner.reports.capacity import (
 )
 from planner.reports.folding import fold_names, rank_ranges, runs
 from planner.reports.preview import choose_ranks, parse_ranks
-
-
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(SMALL_YAML)
-    return tmp_path
 
 
 def staircase_yaml(world_size: int, tables: int) -> str:
@@ -46,14 +33,7 @@ def staircase_yaml(world_size: int, tables: int) -> str:
 
 def listed_ranks(text: str) -> list[int]:
     """The rank numbers of the rank table's rows, in printed order."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["rank", "shards"])
-    ranks = []
-    for line in lines[start + 2 :]:
-        if not line.strip():
-            break
-        ranks.append(int(line.split()[0]))
-    return ranks
+    return [int(row[0]) for row in rank_lines(text)]
 
 
 # --- folding helpers ------------------------------------------------------------------

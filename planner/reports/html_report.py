@@ -126,21 +126,20 @@ def _memory_chart(plan: Plan) -> BarChart:
 
 
 def _comm_chart(plan: Plan) -> BarChart | None:
-    comms = [rank.comm for rank in plan.ranks]
-    if any(comm is None for comm in comms) or plan.parameters.global_batch_size is None:
+    comms = [rank.comm for rank in plan.ranks if rank.comm is not None]
+    if len(comms) < plan.world_size or plan.parameters.global_batch_size is None:
         return None
-    phases = [p for p in PHASE_LABELS if any(getattr(c, p).seconds for c in comms if c)]
+    phases = [p for p in PHASE_LABELS if any(getattr(c, p).seconds for c in comms)]
     return BarChart(
         title=f"Estimated communication time per step, by phase (global batch "
         f"{plan.parameters.global_batch_size:,})",
         y_label="time per step",
         series=[Series(PHASE_CSS[p], PHASE_LABELS[p]) for p in phases],
-        values=[[getattr(c, p).seconds for p in phases] for c in comms if c],
+        values=[[getattr(c, p).seconds for p in phases] for c in comms],
         tips=[
             f"rank {index}: {c.seconds * 1000:.3f} ms; sends {human_bytes(c.sent_bytes)}, "
             f"receives {human_bytes(c.received_bytes)}"
             for index, c in enumerate(comms)
-            if c
         ],
         tick_label=millisecond_tick_label,
         ticks=millisecond_ticks,
