@@ -194,12 +194,12 @@ def _shard_limit(list_shards: bool | None) -> int | None:
     return None if list_shards else -1
 
 
-def _html_option(command: Callable) -> Callable:
+def _html_option(drawn: str) -> Callable[[Callable], Callable]:
     return click.option(
         "--html",
         type=click.Path(dir_okay=False),
-        help="Also write a self-contained HTML page with charts of the plan.",
-    )(command)
+        help=f"Also write a self-contained HTML page with charts of {drawn}.",
+    )
 
 
 def _check_report_path(html: str | None, *inputs: str | Path) -> None:
@@ -256,7 +256,7 @@ def main() -> None:
 @_format_option
 @_shards_option
 @_ranks_option
-@_html_option
+@_html_option("the plan")
 def plan(
     spec_path: str,
     output: str | None,
@@ -296,7 +296,7 @@ def plan(
 @_format_option
 @_shards_option
 @_ranks_option
-@_html_option
+@_html_option("the plan")
 def show(plan_path: str, fmt: str, list_shards: bool | None, ranks: str, html: str | None) -> None:
     """Print the layout of a saved plan (and with --html, draw it)."""
     _check_report_path(html, plan_path)
@@ -397,7 +397,7 @@ def compare(
     show_default=True,
     help="Output format.",
 )
-@_html_option
+@_html_option("both plans, side by side")
 def diff(old_path: str, new_path: str, exit_code: bool, fmt: str, html: str | None) -> None:
     """What moved from plan OLD to plan NEW: the summary first, then each change."""
     _check_report_path(html, old_path, new_path)
