@@ -1,6 +1,6 @@
 """Run a plan: the distributed embedding layer and its Horovod integration."""
 
-from runtime.embedding import Embedding
+from runtime.embedding import ConcatOneHotEmbedding, Embedding
 from runtime.horovod_patches import (
     BroadcastGlobalVariablesCallback,
     DistributedGradientTape,
@@ -11,6 +11,7 @@ from runtime.layer import DistributedEmbedding
 
 __all__ = [
     "BroadcastGlobalVariablesCallback",
+    "ConcatOneHotEmbedding",
     "DistributedEmbedding",
     "DistributedGradientTape",
     "DistributedOptimizer",

@@ -33,7 +33,7 @@ from planner.plan import Plan, load_plan, plan_from_dict
 from runtime import checks, exchange
 from runtime.horovod_patches import mark_local
 from runtime.lookup import IdProblem, Ids, describe_input, id_bounds, lookup, to_ids
-from runtime.planning import plan_for_layers
+from runtime.planning import layer_initializer, plan_for_layers
 from runtime.weights import (
     DEFAULT_CHUNK,
     check_global_weights,
@@ -95,7 +95,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         self.plan = plan
         self.dp_input = plan.parameters.dp_input
         self._initializers = [
-            embeddings[i].embeddings_initializer
+            layer_initializer(embeddings[i])
             if embeddings
             else tf.keras.initializers.get(_initializer_identifier(t.initializer))
             for i, t in enumerate(plan.tables)
