@@ -30,7 +30,7 @@ from planner.reports.preview import (
     parse_ranks,
     render,
 )
-from planner.spec import DType, Spec, load_spec
+from planner.spec import DType, Objective, Spec, load_spec
 from planner.units import OPTIMIZERS
 from planner.validation import plan_problems, reference_problems, spec_problems
 
@@ -114,6 +114,25 @@ COST_OPTIONS = [
         "--allreduce-bandwidth",
         type=float,
         help="GB/s per rank in allreduce, allgather, reduce-scatter (default 25).",
+    ),
+    click.option(
+        "--objective",
+        type=click.Choice(get_args(Objective)),
+        help="What auto optimises: time (default with --device-memory) or memory.",
+    ),
+    click.option("--gpus-per-host", type=int, help="Ranks per host (default 8)."),
+    click.option(
+        "--intra-host-bandwidth",
+        type=float,
+        help="GB/s per rank to ranks on its own host (default 200).",
+    ),
+    click.option(
+        "--memory-bandwidth", type=float, help="GB/s of device memory for lookups (default 900)."
+    ),
+    click.option(
+        "--column-multiple",
+        type=int,
+        help="auto's column pieces are a multiple of this many columns (default 4).",
     ),
 ]
 

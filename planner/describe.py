@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from planner.costs.comm import CommConfig, estimate_comm
 from planner.costs.memory import footprint
+from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
 from planner.placement.grouping import TableGroups
 from planner.placement.layout import RankLayout
@@ -79,13 +80,15 @@ def _cost_parameters(spec: Spec) -> dict:
 
 
 def with_comm_estimate(plan: Plan) -> Plan:
-    """The plan with each rank's traffic estimated, when it names a global batch size."""
+    """The plan with each rank's traffic and step time estimated, when it names a global
+    batch size."""
     config = CommConfig.from_parameters(plan.parameters)
-    if config is None:
+    steps = plan_step(plan)
+    if config is None or steps is None:
         return plan
     ranks = [
-        rank.model_copy(update={"comm": comm})
-        for rank, comm in zip(plan.ranks, estimate_comm(plan, config), strict=True)
+        rank.model_copy(update={"comm": comm, "step": step})
+        for rank, comm, step in zip(plan.ranks, estimate_comm(plan, config), steps, strict=True)
     ]
     return plan.model_copy(update={"ranks": ranks, "stats": summarize(ranks, plan.tables)})
 

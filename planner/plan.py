@@ -21,6 +21,7 @@ from planner.spec import (
     DType,
     Initializer,
     InputSpec,
+    Objective,
     Spec,
     Strategy,
     TableSpec,
@@ -73,6 +74,11 @@ class Parameters(_Frozen):
     allreduce_bandwidth: float = Field(
         25.0, gt=0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
     )
+    objective: Objective | None = Field(None, description="As written (null = automatic).")
+    gpus_per_host: int = Field(8, ge=1, description="Ranks per host.")
+    intra_host_bandwidth: float = Field(200.0, gt=0, description="GB/s per rank within a host.")
+    memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
+    column_multiple: int = Field(4, ge=1, description="auto's column pieces: multiples of this.")
 
 
 class Groups(_Frozen):
@@ -150,6 +156,18 @@ class RankComm(_Frozen):
     seconds: float = Field(description="This rank's phases, one after another.")
 
 
+class RankStep(_Frozen):
+    """One rank's estimated step, by stage, in seconds (see docs/cost_model.md)."""
+
+    ids: float = Field(description="Id all-to-all and row-slice id allgather.")
+    forward_lookups: float = Field(description="Its lookups, forward.")
+    outputs: float = Field(description="Output all-to-all and row-slice reduce-scatter.")
+    output_gradients: float = Field(description="Their gradients back (backward).")
+    backward_lookups: float = Field(description="Its lookups, backward.")
+    dp_allreduce: float = Field(description="Data-parallel table gradients, averaged.")
+    seconds: float = Field(description="This rank's stages, one after another.")
+
+
 class RankPlan(_Frozen):
     """What one rank holds and looks up."""
 
@@ -167,6 +185,9 @@ class RankPlan(_Frozen):
     optimizer_bytes: int = Field(0, description="Of bytes, the optimizer state.")
     comm: RankComm | None = Field(
         None, description="Estimated traffic per step (null without a global batch size)."
+    )
+    step: RankStep | None = Field(
+        None, description="Estimated step time by stage (null without a global batch size)."
     )
 
 
@@ -202,6 +223,16 @@ class CommStats(_Frozen):
     step_seconds: float = Field(description="The phases' times summed: no overlap assumed.")
 
 
+class StepStats(_Frozen):
+    """The step's critical path; derived from ``ranks[].step``."""
+
+    stage_seconds: dict[str, float] = Field(
+        description="Per stage, the slowest rank's time (stages as in ranks[].step)."
+    )
+    step_seconds: float = Field(description="The stages' times summed: the estimated step.")
+    slowest_rank: int = Field(description="The rank whose own stages take longest.")
+
+
 class Stats(_Frozen):
     """Summary numbers for review; derived from ``ranks``."""
 
@@ -212,6 +243,9 @@ class Stats(_Frozen):
     imbalance: float = Field(description="Largest rank's bytes over the mean (1.0 = even).")
     comm: CommStats | None = Field(
         None, description="Traffic summary per step (null without a global batch size)."
+    )
+    step: StepStats | None = Field(
+        None, description="Step-time estimate (null without a global batch size)."
     )
 
 
@@ -256,6 +290,11 @@ class Plan(_Frozen):
             compute_dtype=params.compute_dtype,
             alltoall_bandwidth=params.alltoall_bandwidth,
             allreduce_bandwidth=params.allreduce_bandwidth,
+            objective=params.objective,
+            gpus_per_host=params.gpus_per_host,
+            intra_host_bandwidth=params.intra_host_bandwidth,
+            memory_bandwidth=params.memory_bandwidth,
+            column_multiple=params.column_multiple,
             tables=self.tables,
             inputs=self.inputs,
         )

@@ -28,6 +28,7 @@ Strategy = Literal["basic", "memory_balanced", "memory_optimized", "auto"]
 Combiner = Literal["sum", "mean"] | None
 DType = Literal["float32", "float16", "bfloat16"]
 Initializer = str | dict[str, Any]
+Objective = Literal["time", "memory"]
 
 # libyaml's loader when available: ten times faster on specs with thousands of tables.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -132,6 +133,28 @@ class Spec(_Frozen):
         description="GB/s a rank sends (and receives) in a ring allreduce, allgather or "
         "reduce-scatter.",
     )
+    objective: Objective | None = Field(
+        None,
+        description="What strategy auto optimises: time = the least estimated step among "
+        "plans that fit, memory = the smallest largest rank; null = time when device_memory "
+        "is set, else memory.",
+    )
+    gpus_per_host: int = Field(
+        8, ge=1, strict=True, description="Ranks per host; ranks 0..n-1 share the first host."
+    )
+    intra_host_bandwidth: float = Field(
+        200.0, gt=0, description="GB/s a rank sends (and receives) to ranks on its own host."
+    )
+    memory_bandwidth: float = Field(
+        900.0, gt=0, description="GB/s of device memory for embedding lookups (row gathers)."
+    )
+    column_multiple: int = Field(
+        4,
+        ge=1,
+        strict=True,
+        description="Strategy auto cuts tables into column pieces a multiple of this many "
+        "columns wide (fused embedding kernels need 4); 1 = any width.",
+    )
     tables: list[TableSpec] = Field(min_length=1)
     inputs: list[InputSpec] | None = Field(
         None, description="Default: one input per table, named after it."
@@ -178,6 +201,12 @@ class Spec(_Frozen):
             return list(self.inputs)
         return [InputSpec(name=t.name, table=t.name) for t in self.tables]
 
+    def resolved_objective(self) -> Objective:
+        """The objective in effect: time when a device memory bounds the plans, else memory."""
+        if self.objective is not None:
+            return self.objective
+        return "time" if self.device_memory is not None else "memory"
+
     def normalized(self) -> Spec:
         """The same spec with every default written out, so equal specs compare equal."""
         return self.model_copy(update={"inputs": self.resolved_inputs()})
@@ -203,6 +232,11 @@ COST_FIELDS: tuple[str, ...] = (
     "compute_dtype",
     "alltoall_bandwidth",
     "allreduce_bandwidth",
+    "objective",
+    "gpus_per_host",
+    "intra_host_bandwidth",
+    "memory_bandwidth",
+    "column_multiple",
 )
 
 

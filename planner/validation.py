@@ -10,6 +10,7 @@ from collections import defaultdict
 
 from planner.costs.comm import CommConfig, estimate_comm
 from planner.costs.memory import rank_footprints
+from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
 from planner.placement.layout import fusion_key, weight_key
 from planner.plan import Plan
@@ -270,6 +271,12 @@ def _check_totals(plan: Plan) -> list[str]:
     if [rank.comm for rank in plan.ranks] != estimate:
         problems.append(
             "ranks: the traffic estimates do not follow from the plan and its parameters; "
+            "re-run planner plan"
+        )
+    steps = plan_step(plan) if config is not None else None
+    if [rank.step for rank in plan.ranks] != (steps or [None] * len(plan.ranks)):
+        problems.append(
+            "ranks: the step-time estimates do not follow from the plan and its parameters; "
             "re-run planner plan"
         )
     if summarize(plan.ranks, plan.tables) != plan.stats:

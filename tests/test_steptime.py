@@ -1,0 +1,133 @@
+"""The step-time estimate, worked by hand: lookups, exchanges, topology, critical path."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner import make_plan, spec_from_dict
+from planner.costs.steptime import (
+    LOOKUP_SECONDS,
+    Holdings,
+    StepConfig,
+    TableLoad,
+    estimate_step,
+)
+from planner.validation import plan_problems
+
+GB = 10**9
+
+
+def test_two_tables_on_two_ranks_of_one_host() -> None:
+    # Global batch 4, local 2; 8-byte ids, float32 outputs; every bandwidth 1 GB/s.
+    # a: 100 x 4, one input of hotness 1, on rank 0; b: 10 x 8, one input of hotness 3, on 1.
+    config = StepConfig(
+        global_batch_size=4,
+        world_size=2,
+        intra_bandwidth=GB,
+        alltoall_bandwidth=GB,
+        ring_bandwidth=GB,
+        memory_bandwidth=GB,
+    )
+    loads = [TableLoad(1, 1, 100, 4, 4), TableLoad(3, 1, 10, 8, 4)]
+    holdings = Holdings(
+        pieces=[[(0, 4)], [(1, 8)]], row_slices=[[], []], row_sliced=[], replicas=[]
+    )
+    estimate = estimate_step(config, loads, holdings)
+    # ids per peer: rank 0 receives 2 x 1 x 8 = 16 from rank 1 and sends it 2 x 3 x 8 = 48
+    # outputs per peer: rank 0 sends 2 x 4 x 4 = 32, rank 1 sends 2 x 8 x 4 = 64
+    # rank 0 forward: 4 ids x (8 + 4 x 4) + 4 outputs x 4 x 4 = 160 bytes, 4 ids
+    # rank 1 forward: 12 ids x (8 + 8 x 4) + 4 x 8 x 4 = 608 bytes, 12 ids
+    forward = [160e-9 + 4 * LOOKUP_SECONDS, 608e-9 + 12 * LOOKUP_SECONDS]
+    assert estimate.ranks[0] == pytest.approx(
+        {
+            "ids": 48e-9,
+            "forward_lookups": forward[0],
+            "outputs": 64e-9,
+            "output_gradients": 64e-9,
+            "backward_lookups": 2 * forward[0],
+            "dp_allreduce": 0.0,
+        }
+    )
+    assert estimate.stage_seconds["forward_lookups"] == pytest.approx(forward[1])
+    assert estimate.step_seconds == pytest.approx(48e-9 + 64e-9 * 2 + 3 * forward[1])
+
+
+def test_peers_on_other_hosts_use_the_network() -> None:
+    # 4 ranks, 2 per host; a table read by one input of hotness 1 on rank 0, batch 8
+    # (2 per rank), 8-byte ids: rank 0 receives 16 bytes from each peer, one on its host
+    # (NVLink, 100 GB/s here) and two on the other (network, 1 GB/s): 32 bytes over the
+    # network, the slower link.
+    config = StepConfig(
+        global_batch_size=8,
+        world_size=4,
+        gpus_per_host=2,
+        intra_bandwidth=100 * GB,
+        alltoall_bandwidth=GB,
+    )
+    loads = [TableLoad(1, 1, 10, 4, 4)]
+    holdings = Holdings(
+        pieces=[[(0, 4)], [], [], []], row_slices=[[]] * 4, row_sliced=[], replicas=[]
+    )
+    ranks = estimate_step(config, loads, holdings).ranks
+    assert ranks[0]["ids"] == pytest.approx(32e-9)
+    # rank 1 (same host) sends 16 bytes over NVLink; ranks 2 and 3 send 16 over the network
+    assert ranks[1]["ids"] == pytest.approx(16 / (100 * GB))
+    assert ranks[2]["ids"] == ranks[3]["ids"] == pytest.approx(16e-9)
+
+
+def test_a_column_cut_pays_the_ids_twice() -> None:
+    # One hot table (hotness 10, width 8) whole on rank 0, or cut into two 4-column
+    # pieces on ranks 0 and 1: the cut halves the rows read and outputs per rank but each
+    # piece receives every id, so the id stage does not shrink and the lookups' id part
+    # is paid on both ranks.
+    config = StepConfig(global_batch_size=64, world_size=2)
+    loads = [TableLoad(10, 1, 1000, 8, 4)]
+    whole = Holdings([[(0, 8)], []], [[], []], [], [])
+    cut = Holdings([[(0, 4)], [(0, 4)]], [[], []], [], [])
+    whole_step, cut_step = (estimate_step(config, loads, h) for h in (whole, cut))
+    assert cut_step.stage_seconds["ids"] == whole_step.stage_seconds["ids"]
+    assert cut_step.stage_seconds["outputs"] == pytest.approx(
+        whole_step.stage_seconds["outputs"] / 2
+    )
+    # per id: reading it (8 bytes) and the per-id cost, paid in full by each half
+    per_id = 8 / config.memory_bandwidth + LOOKUP_SECONDS
+    assert cut_step.stage_seconds["forward_lookups"] == pytest.approx(
+        whole_step.stage_seconds["forward_lookups"] / 2 + 640 * per_id / 2
+    )
+
+
+def test_replicas_cost_their_gradient_allreduce() -> None:
+    # 4 ranks on one host at 1 GB/s: a 1,000-byte table's gradient is ring-allreduced,
+    # 2 x 3/4 x 1000 = 1500 bytes each way.
+    config = StepConfig(global_batch_size=4, world_size=4, intra_bandwidth=GB)
+    loads = [TableLoad(1, 1, 25, 10, 4)]
+    holdings = Holdings([[]] * 4, [[]] * 4, [], [0])
+    assert estimate_step(config, loads, holdings).stage_seconds["dp_allreduce"] == pytest.approx(
+        1500e-9
+    )
+
+
+def test_plans_carry_the_estimate_and_validate() -> None:
+    spec = spec_from_dict(
+        {
+            "world_size": 2,
+            "global_batch_size": 4,
+            "tables": [
+                {"name": "a", "rows": 100, "width": 4},
+                {"name": "b", "rows": 10, "width": 8, "combiner": "sum"},
+            ],
+            "inputs": [{"name": "a", "table": "a"}, {"name": "b", "table": "b", "hotness": 3}],
+        }
+    )
+    plan = make_plan(spec)
+    assert plan_problems(plan) == []
+    step = plan.stats.step
+    assert step is not None
+    assert step.step_seconds == pytest.approx(sum(step.stage_seconds.values()))
+    assert step.stage_seconds["forward_lookups"] == max(
+        r.step.forward_lookups for r in plan.ranks if r.step
+    )
+    tampered = plan.model_copy(
+        update={"ranks": [plan.ranks[0].model_copy(update={"step": None}), plan.ranks[1]]}
+    )
+    assert any("step-time" in p for p in plan_problems(tampered))
