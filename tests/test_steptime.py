@@ -29,16 +29,14 @@ def test_two_tables_on_two_ranks_of_one_host() -> None:
         memory_bandwidth=GB,
     )
     loads = [TableLoad(1, 1, 100, 4, 4), TableLoad(3, 1, 10, 8, 4)]
-    holdings = Holdings(
-        pieces=[[(0, 4)], [(1, 8)]], row_slices=[[], []], row_sliced=[], replicas=[]
-    )
+    holdings = Holdings(pieces=[[(0, 4)], [(1, 8)]], row_rows={}, replicas=[])
     estimate = estimate_step(config, loads, holdings)
     # ids per peer: rank 0 receives 2 x 1 x 8 = 16 from rank 1 and sends it 2 x 3 x 8 = 48
     # outputs per peer: rank 0 sends 2 x 4 x 4 = 32, rank 1 sends 2 x 8 x 4 = 64
     # rank 0 forward: 4 ids x (8 + 4 x 4) + 4 outputs x 4 x 4 = 160 bytes, 4 ids
     # rank 1 forward: 12 ids x (8 + 8 x 4) + 4 x 8 x 4 = 608 bytes, 12 ids
     forward = [160e-9 + 4 * LOOKUP_SECONDS, 608e-9 + 12 * LOOKUP_SECONDS]
-    assert estimate.ranks[0] == pytest.approx(
+    assert estimate.rank(0) == pytest.approx(
         {
             "ids": 48e-9,
             "forward_lookups": forward[0],
@@ -65,14 +63,12 @@ def test_peers_on_other_hosts_use_the_network() -> None:
         alltoall_bandwidth=GB,
     )
     loads = [TableLoad(1, 1, 10, 4, 4)]
-    holdings = Holdings(
-        pieces=[[(0, 4)], [], [], []], row_slices=[[]] * 4, row_sliced=[], replicas=[]
-    )
-    ranks = estimate_step(config, loads, holdings).ranks
-    assert ranks[0]["ids"] == pytest.approx(32e-9)
+    holdings = Holdings(pieces=[[(0, 4)], [], [], []], row_rows={}, replicas=[])
+    ids = estimate_step(config, loads, holdings).rank_seconds["ids"]
+    assert ids[0] == pytest.approx(32e-9)
     # rank 1 (same host) sends 16 bytes over NVLink; ranks 2 and 3 send 16 over the network
-    assert ranks[1]["ids"] == pytest.approx(16 / (100 * GB))
-    assert ranks[2]["ids"] == ranks[3]["ids"] == pytest.approx(16e-9)
+    assert ids[1] == pytest.approx(16 / (100 * GB))
+    assert ids[2] == ids[3] == pytest.approx(16e-9)
 
 
 def test_a_column_cut_pays_the_ids_twice() -> None:
@@ -82,8 +78,8 @@ def test_a_column_cut_pays_the_ids_twice() -> None:
     # is paid on both ranks.
     config = StepConfig(global_batch_size=64, world_size=2)
     loads = [TableLoad(10, 1, 1000, 8, 4)]
-    whole = Holdings([[(0, 8)], []], [[], []], [], [])
-    cut = Holdings([[(0, 4)], [(0, 4)]], [[], []], [], [])
+    whole = Holdings([[(0, 8)], []], {}, [])
+    cut = Holdings([[(0, 4)], [(0, 4)]], {}, [])
     whole_step, cut_step = (estimate_step(config, loads, h) for h in (whole, cut))
     assert cut_step.stage_seconds["ids"] == whole_step.stage_seconds["ids"]
     assert cut_step.stage_seconds["outputs"] == pytest.approx(
@@ -101,7 +97,7 @@ def test_replicas_cost_their_gradient_allreduce() -> None:
     # 2 x 3/4 x 1000 = 1500 bytes each way.
     config = StepConfig(global_batch_size=4, world_size=4, intra_bandwidth=GB)
     loads = [TableLoad(1, 1, 25, 10, 4)]
-    holdings = Holdings([[]] * 4, [[]] * 4, [], [0])
+    holdings = Holdings([[]] * 4, {}, [0])
     assert estimate_step(config, loads, holdings).stage_seconds["dp_allreduce"] == pytest.approx(
         1500e-9
     )

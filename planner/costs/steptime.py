@@ -27,7 +27,7 @@ on the order in which a placement lists its pieces.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from planner.costs.comm import GIGABYTE, ring_allreduce_bytes
@@ -121,24 +121,26 @@ def table_loads(tables: Sequence[TableSpec], inputs: Sequence[InputSpec]) -> lis
 class Holdings:
     """What each rank holds, by table index: the input of the estimate.
 
-    ``pieces[r]``: (table, columns) of rank r's table-parallel pieces; ``row_slices[r]``:
-    (table, rows) of its slices of row-sliced tables (empty slices may be left out);
-    ``row_sliced``: every row-sliced table; ``replicas``: every data-parallel table.
+    ``pieces[r]``: (table, columns) of rank r's table-parallel pieces; ``row_rows``: for
+    each row-sliced table, the rows every rank holds (in rank order); ``replicas``: every
+    data-parallel table.
     """
 
     pieces: Sequence[Sequence[tuple[int, int]]]
-    row_slices: Sequence[Sequence[tuple[int, int]]]
-    row_sliced: Sequence[int]
+    row_rows: Mapping[int, Sequence[int]]
     replicas: Sequence[int]
 
 
 @dataclass(frozen=True)
 class StepEstimate:
-    """Per rank, each stage's seconds; the step is the stages' slowest ranks summed."""
+    """Per stage, every rank's seconds; the step is the stages' slowest ranks summed."""
 
-    ranks: list[dict[str, float]]
+    rank_seconds: dict[str, list[float]]
     stage_seconds: dict[str, float]
     step_seconds: float
+
+    def rank(self, rank: int) -> dict[str, float]:
+        return {stage: seconds[rank] for stage, seconds in self.rank_seconds.items()}
 
 
 def estimate_step(
@@ -159,17 +161,18 @@ def estimate_step(
             memory[rank] += ids * (config.id_bytes + cols * load.itemsize)
             memory[rank] += batch * load.outputs_per_sample * cols * config.output_bytes
             lookups[rank] += ids
-    for rank, slices in enumerate(holdings.row_slices):
-        for t, rows in slices:
-            if rows <= 0:
-                continue
-            load = loads[t]
-            ids = batch * load.ids_per_sample
-            memory[rank] += (
-                ids * config.id_bytes + ids * rows * load.width * load.itemsize // load.rows
-            )
-            memory[rank] += batch * load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
-            lookups[rank] += ids
+    row_ids = row_outputs = 0
+    for t, counts in holdings.row_rows.items():
+        load = loads[t]
+        ids = batch * load.ids_per_sample
+        fixed = ids * config.id_bytes + batch * load.outputs_per_sample * load.width * 4
+        row_bytes = ids * load.width * load.itemsize
+        for rank, rows in enumerate(counts):
+            if rows > 0:  # the runtime skips an empty slice
+                memory[rank] += fixed + row_bytes * rows // load.rows
+                lookups[rank] += ids
+        row_ids += (world - 1) * b * load.ids_per_sample * config.id_bytes
+        row_outputs += (world - 1) * b * load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
     replica_memory, replica_ids, gradients = 0, 0, 0
     for t in holdings.replicas:
         load = loads[t]
@@ -179,31 +182,26 @@ def estimate_step(
         replica_memory += b * load.ids_per_sample * (config.id_bytes + load.width * load.itemsize)
         replica_memory += b * load.outputs_per_sample * load.width * config.output_bytes
         gradients += ring_allreduce_bytes(load.bytes, world)
-    row_ids = row_outputs = 0
-    for t in holdings.row_sliced:
-        load = loads[t]
-        row_ids += (world - 1) * b * load.ids_per_sample * config.id_bytes
-        row_outputs += (world - 1) * b * load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
 
-    ids_time = _all_to_all_seconds(config, ids_peer)
-    outputs_time = _all_to_all_seconds(config, outputs_peer)
-    ranks = []
-    for rank in range(world):
-        forward = (memory[rank] + replica_memory) / config.memory_bandwidth + (
-            lookups[rank] + replica_ids
-        ) * LOOKUP_SECONDS
-        ranks.append(
-            {
-                "ids": ids_time[rank] + config.ring_seconds(row_ids),
-                "forward_lookups": forward,
-                "outputs": outputs_time[rank] + config.ring_seconds(row_outputs),
-                "output_gradients": outputs_time[rank] + config.ring_seconds(row_outputs),
-                "backward_lookups": BACKWARD_FACTOR * forward,
-                "dp_allreduce": config.ring_seconds(gradients),
-            }
-        )
-    stage_seconds = {stage: max(r[stage] for r in ranks) for stage in STAGES}
-    return StepEstimate(ranks, stage_seconds, sum(stage_seconds.values()))
+    row_id_seconds, row_output_seconds = (
+        config.ring_seconds(row_ids),
+        config.ring_seconds(row_outputs),
+    )
+    outputs = [s + row_output_seconds for s in _all_to_all_seconds(config, outputs_peer)]
+    forward = [
+        (m + replica_memory) / config.memory_bandwidth + (n + replica_ids) * LOOKUP_SECONDS
+        for m, n in zip(memory, lookups, strict=True)
+    ]
+    rank_seconds = {
+        "ids": [s + row_id_seconds for s in _all_to_all_seconds(config, ids_peer)],
+        "forward_lookups": forward,
+        "outputs": outputs,
+        "output_gradients": outputs,
+        "backward_lookups": [BACKWARD_FACTOR * f for f in forward],
+        "dp_allreduce": [config.ring_seconds(gradients)] * world,
+    }
+    stage_seconds = {stage: max(rank_seconds[stage]) for stage in STAGES}
+    return StepEstimate(rank_seconds, stage_seconds, sum(stage_seconds.values()))
 
 
 def _all_to_all_seconds(config: StepConfig, per_peer: list[int]) -> list[float]:
@@ -249,13 +247,13 @@ def plan_holdings(plan: Plan) -> Holdings:
         ]
         for rank in plan.ranks
     ]
-    row_slices = [
-        [(index[s.table], s.rows[1] - s.rows[0]) for s in rank.row_slices] for rank in plan.ranks
-    ]
+    row_rows: dict[int, list[int]] = {index[name]: [] for name in plan.groups.row_sliced}
+    for rank in plan.ranks:
+        for s in rank.row_slices:
+            row_rows[index[s.table]].append(s.rows[1] - s.rows[0])
     return Holdings(
         pieces=pieces,
-        row_slices=row_slices,
-        row_sliced=[index[name] for name in plan.groups.row_sliced],
+        row_rows=row_rows,
         replicas=[index[name] for name in plan.groups.data_parallel],
     )
 
@@ -267,7 +265,11 @@ def plan_step(plan: Plan) -> list[RankStep] | None:
         return None
     config = StepConfig.of(params, plan.world_size, params.global_batch_size)
     estimate = estimate_step(config, table_loads(plan.tables, plan.inputs), plan_holdings(plan))
-    return [RankStep(**stages, seconds=sum(stages.values())) for stages in estimate.ranks]
+    steps = []
+    for rank in range(plan.world_size):
+        stages = estimate.rank(rank)
+        steps.append(RankStep(**stages, seconds=sum(stages.values())))
+    return steps
 
 
 def summarize_step(steps: list[RankStep]) -> StepStats:
