@@ -15,16 +15,15 @@ from planner.placement.grouping import TableGroups
 from planner.placement.layout import RankLayout
 from planner.placement.result import Placement
 from planner.plan import (
-    Exchange,
     FusedMember,
     Groups,
     LocalInput,
     LocalWeight,
-    OutputAssembly,
     Parameters,
     Plan,
     RankPlan,
     RowSlice,
+    RowSplit,
     Shard,
 )
 from planner.spec import COST_FIELDS, InputSpec, Spec, TableSpec
@@ -63,9 +62,9 @@ def describe(spec: Spec, placement: Placement) -> Plan:
         inputs=inputs,
         groups=_named(groups, names),
         input_groups=_named(input_groups, input_names),
-        shards=_shards(layouts, row_ranges, tables),
+        row_splits=[_row_split(tables[t].name, ranges) for t, ranges in row_ranges.items()],
+        shards=_shards(layouts, tables),
         ranks=ranks,
-        exchange=_exchange(layouts, input_groups.table_parallel, input_names),
         stats=summarize(ranks, tables),
     )
     return with_comm_estimate(plan)
@@ -140,40 +139,33 @@ def _rank_plan(
     )
 
 
-def _shards(
-    layouts: list[RankLayout],
-    row_ranges: dict[int, list[tuple[int, int]]],
-    tables: list[TableSpec],
-) -> list[Shard]:
-    """Every non-empty piece, ordered by table (spec order), then rank."""
-    found = [
-        (piece.table, rank, (0, tables[piece.table].rows), piece.cols)
+def _shards(layouts: list[RankLayout], tables: list[TableSpec]) -> list[Shard]:
+    """Every table-parallel piece (the plan adds the row-sliced tables' own)."""
+    return [
+        Shard(
+            table=tables[piece.table].name,
+            rank=rank,
+            rows=(0, tables[piece.table].rows),
+            cols=piece.cols,
+        )
         for rank, layout in enumerate(layouts)
         for piece in layout.pieces
     ]
-    found += [
-        (table, rank, rows, (0, tables[table].width))
-        for table, ranges in row_ranges.items()
-        for rank, rows in enumerate(ranges)
-        if rows[1] > rows[0]
-    ]
-    found.sort(key=lambda item: (item[0], item[1]))
-    return [
-        Shard(table=tables[t].name, rank=rank, rows=rows, cols=cols)
-        for t, rank, rows, cols in found
-    ]
 
 
-def _exchange(layouts: list[RankLayout], tp_inputs: list[int], input_names: list[str]) -> Exchange:
-    """Output widths in worker order, and which received outputs rebuild each input."""
-    flat = [(i, layout.weights[w].width) for layout in layouts for i, w, _ in layout.inputs]
-    positions: dict[int, list[int]] = {}
-    for position, (input_index, _) in enumerate(flat):
-        positions.setdefault(input_index, []).append(position)
-    return Exchange(
-        output_widths=[width for _, width in flat],
-        outputs=[OutputAssembly(input=input_names[i], pieces=positions[i]) for i in tp_inputs],
-    )
+def _row_split(table: str, ranges: list[tuple[int, int]]) -> RowSplit:
+    """The compact form of a row-sliced table's ranges over all ranks, as even as they go.
+
+    Placements split rows evenly (upstream: the remainder to the first ranks; auto: to
+    the ranks after the previous table's); anything else is a bug, not a plan.
+    """
+    counts = [stop - start for start, stop in ranges]
+    even = sum(counts) // len(counts)
+    start = next((j for j in range(len(counts)) if counts[j] > even and counts[j - 1] == even), 0)
+    split = RowSplit(table=table, ranks=(0, len(counts)), remainder_start=start)
+    if split.row_ranges(sum(counts), len(counts)) != ranges:
+        raise ValueError(f"row split of {table!r} is not even: {counts}")
+    return split
 
 
 def _named(groups: TableGroups, names: list[str]) -> Groups:

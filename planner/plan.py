@@ -13,8 +13,16 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
+from planner import jsonlines
 from planner.errors import PlanFileError
 from planner.spec import (
     Combiner,
@@ -29,7 +37,7 @@ from planner.spec import (
 )
 from planner.units import Optimizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 Range = tuple[int, int]
 
@@ -133,6 +141,37 @@ class RowSlice(_Frozen):
     rows: Range
 
 
+class RowSplit(_Frozen):
+    """A row-sliced table's rows spread over consecutive ranks as evenly as they go.
+
+    The ``ranks[1] - ranks[0]`` ranks hold ``rows // count`` rows each, in rank order
+    (consecutive ranges from row 0); ``rows % count`` of them hold one more: those from
+    position ``remainder_start`` in the group on, wrapping around. Other ranks hold none.
+    Written once per table instead of once per rank (plan format 2).
+    """
+
+    table: str
+    ranks: Range = Field(description="Ranks [first, stop) holding the table's rows.")
+    remainder_start: int = Field(
+        0, ge=0, description="Position in the group of the first rank with one row more."
+    )
+
+    def row_ranges(self, rows: int, world_size: int) -> list[Range]:
+        """Every rank's rows (half-open; empty outside the group), in rank order."""
+        first, stop = self.ranks
+        count = max(stop - first, 1)
+        even, extra = divmod(rows, count)
+        ranges, start = [], 0
+        for rank in range(world_size):
+            position = rank - first
+            held = 0
+            if 0 <= position < stop - first:
+                held = even + ((position - self.remainder_start) % count < extra)
+            ranges.append((start, start + held))
+            start += held
+        return ranges
+
+
 class Traffic(_Frozen):
     """Bytes one rank sends to and receives from other ranks in one collective phase."""
 
@@ -176,7 +215,11 @@ class RankPlan(_Frozen):
     table_parallel_inputs: list[LocalInput] = Field(
         description="Inputs this rank serves, in all-to-all order."
     )
-    row_slices: list[RowSlice] = Field(description="One per row-sliced table, in group order.")
+    row_slices: list[RowSlice] = Field(
+        default_factory=list,
+        exclude=True,
+        description="One per row-sliced table, in group order (from the plan's row_splits).",
+    )
     elements: int = Field(description="Weight elements held, data-parallel replicas included.")
     bytes: int = Field(
         description="Bytes held: weights and their optimizer state, data-parallel replicas "
@@ -252,7 +295,7 @@ class Stats(_Frozen):
 class Plan(_Frozen):
     """A complete, versioned placement of a spec's tables over ``world_size`` ranks."""
 
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[2] = FORMAT_VERSION
     fingerprint: str = Field(description="sha256 of the normalized spec this plan was made from.")
     world_size: int = Field(ge=1)
     strategy: Strategy = Field(description="Strategy used (one rank always uses basic).")
@@ -261,16 +304,61 @@ class Plan(_Frozen):
     inputs: list[InputSpec]
     groups: Groups
     input_groups: Groups
-    shards: list[Shard]
+    row_splits: list[RowSplit] = Field(
+        default_factory=list, description="One per row-sliced table, in group order."
+    )
+    shards: list[Shard] = Field(
+        description="Every table-parallel piece, by table (spec order), then rank; in "
+        "memory the row-sliced tables' shards (from row_splits) are among them."
+    )
     ranks: list[RankPlan]
-    exchange: Exchange
+    exchange: Exchange = Field(
+        default_factory=lambda: Exchange(output_widths=[], outputs=[]),
+        exclude=True,
+        description="Follows from ranks: their inputs in order, and each input's pieces.",
+    )
     stats: Stats
+
+    @model_validator(mode="after")
+    def _expand(self) -> Plan:
+        """Fill in what the file leaves out: row slices, row shards and the exchange.
+
+        The plan is frozen; these are set once, here, from the plan's own fields.
+        """
+        tables = {t.name: t for t in self.tables}
+        splits = {s.table: s for s in self.row_splits if s.table in tables}
+        ranges = {
+            name: split.row_ranges(tables[name].rows, self.world_size)
+            for name, split in splits.items()
+        }
+        order = [name for name in self.groups.row_sliced if name in ranges]
+        for rank in self.ranks:
+            if 0 <= rank.rank < self.world_size:
+                slices = [RowSlice(table=name, rows=ranges[name][rank.rank]) for name in order]
+                object.__setattr__(rank, "row_slices", slices)
+        shards = list(self.shards)
+        shards += [
+            Shard(table=name, rank=rank, rows=rows, cols=(0, tables[name].width))
+            for name in order
+            for rank, rows in enumerate(ranges[name])
+            if rows[1] > rows[0]
+        ]
+        index = {name: i for i, name in enumerate(tables)}
+        shards.sort(key=lambda s: (index.get(s.table, len(index)), s.rank))
+        object.__setattr__(self, "shards", shards)
+        object.__setattr__(self, "exchange", _exchange_of(self))
+        return self
+
+    @field_serializer("shards")
+    def _table_parallel_shards(self, shards: list[Shard]) -> list[Shard]:
+        split = {s.table for s in self.row_splits}
+        return [s for s in shards if s.table not in split]
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2) + "\n"
+        return jsonlines.dumps(self.model_dump(mode="json")) + "\n"
 
     def spec(self) -> Spec:
         """The normalized spec this plan was made from."""
@@ -300,8 +388,34 @@ class Plan(_Frozen):
         )
 
 
+def _exchange_of(plan: Plan) -> Exchange:
+    """Output widths in worker order, and which received outputs rebuild each input.
+
+    References a broken plan gets wrong (a weight index out of range) count as width 0;
+    validation names them.
+    """
+    flat = []
+    for rank in plan.ranks:
+        weights = rank.table_parallel_weights
+        for local in rank.table_parallel_inputs:
+            width = weights[local.weight].width if 0 <= local.weight < len(weights) else 0
+            flat.append((local.input, width))
+    positions: dict[str, list[int]] = {}
+    for position, (name, _) in enumerate(flat):
+        positions.setdefault(name, []).append(position)
+    return Exchange(
+        output_widths=[width for _, width in flat],
+        outputs=[
+            OutputAssembly(input=name, pieces=positions.get(name, []))
+            for name in plan.input_groups.table_parallel
+        ],
+    )
+
+
 def plan_json_schema() -> dict:
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Plan.model_json_schema()}
+    """The schema of plan files (what is written; derived parts are left out)."""
+    schema = Plan.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:
@@ -359,6 +473,11 @@ def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
     if not isinstance(raw, dict) or "format_version" not in raw:
         found = f"a JSON {type(raw).__name__}" if not isinstance(raw, dict) else "no format_version"
         raise PlanFileError(f"{source}: not a plan file ({found}); make one with planner plan")
+    if raw["format_version"] == 1:
+        raise PlanFileError(
+            f"{source}: format_version 1 (a plan from an older planner) is not read by this "
+            f"one; re-plan the spec with this version (planner plan SPEC)"
+        )
     if raw["format_version"] != FORMAT_VERSION:
         raise PlanFileError(
             f"{source}: format_version {raw['format_version']!r} is not supported "

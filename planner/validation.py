@@ -30,6 +30,7 @@ def plan_problems(plan: Plan) -> list[str]:
         return problems
     for check in (
         _check_groups,
+        _row_split_problems,
         _check_coverage,
         _check_rank_contents,
         _check_exchange,
@@ -107,6 +108,27 @@ def reference_problems(plan: Plan) -> list[str]:
             problems.append(f"exchange.outputs: {output.input!r} is not in inputs")
         if any(not 0 <= k < outputs for k in output.pieces):
             problems.append(f"exchange.outputs: a piece of {output.input!r} is out of range")
+    return problems
+
+
+def _row_split_problems(plan: Plan) -> list[str]:
+    """One row split per row-sliced table, over ranks that exist."""
+    problems = []
+    split_tables = [s.table for s in plan.row_splits]
+    if sorted(split_tables) != sorted(plan.groups.row_sliced):
+        problems.append("row_splits: must hold one split per row-sliced table, and no other")
+    for split in plan.row_splits:
+        first, stop = split.ranks
+        if not 0 <= first < stop <= plan.world_size:
+            problems.append(
+                f"row_splits: {split.table!r} names ranks {first}..{stop - 1}, "
+                f"outside 0..{plan.world_size - 1}"
+            )
+        elif split.remainder_start >= stop - first:
+            problems.append(
+                f"row_splits: {split.table!r} starts its remainder at position "
+                f"{split.remainder_start} of {stop - first} ranks"
+            )
     return problems
 
 

@@ -25,7 +25,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "planner"
 
 # Bottom first. A module may import from its own layer and the layers below it.
 LAYERS: list[tuple[str, ...]] = [
-    ("planner.errors", "planner.units", "planner.spec", "planner.plan"),  # vocabulary
+    (
+        "planner.errors",
+        "planner.units",
+        "planner.jsonlines",
+        "planner.spec",
+        "planner.plan",
+    ),  # vocabulary
     ("planner.costs",),
     ("planner.placement",),
     ("planner.describe", "planner.planning"),  # a Placement written as a Plan
