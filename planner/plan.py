@@ -334,11 +334,14 @@ class Plan(_Frozen):
         order = [name for name in self.groups.row_sliced if name in ranges]
         for rank in self.ranks:
             if 0 <= rank.rank < self.world_size:
-                slices = [RowSlice(table=name, rows=ranges[name][rank.rank]) for name in order]
+                slices = [
+                    RowSlice.model_construct(table=name, rows=ranges[name][rank.rank])
+                    for name in order
+                ]
                 object.__setattr__(rank, "row_slices", slices)
         shards = list(self.shards)
         shards += [
-            Shard(table=name, rank=rank, rows=rows, cols=(0, tables[name].width))
+            Shard.model_construct(table=name, rank=rank, rows=rows, cols=(0, tables[name].width))
             for name in order
             for rank, rows in enumerate(ranges[name])
             if rows[1] > rows[0]
@@ -403,10 +406,10 @@ def _exchange_of(plan: Plan) -> Exchange:
     positions: dict[str, list[int]] = {}
     for position, (name, _) in enumerate(flat):
         positions.setdefault(name, []).append(position)
-    return Exchange(
+    return Exchange.model_construct(
         output_widths=[width for _, width in flat],
         outputs=[
-            OutputAssembly(input=name, pieces=positions.get(name, []))
+            OutputAssembly.model_construct(input=name, pieces=positions.get(name, []))
             for name in plan.input_groups.table_parallel
         ],
     )
@@ -458,7 +461,16 @@ def load_plan(path: str | Path) -> Plan:
     """Read and schema-check a plan file; raises PlanFileError with a one-line reason."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return Plan.model_validate_json(text)  # the fast path: a sound plan of this format
+    except ValidationError:
+        pass  # say what is wrong below, the slow way
+    except UnicodeDecodeError as exc:
+        raise PlanFileError(f"{path}: not a plan file (not UTF-8 text)") from exc
+    except OSError as exc:
+        raise PlanFileError(f"{path}: cannot read the plan ({exc.strerror})") from exc
+    try:
+        raw = json.loads(text)
     except UnicodeDecodeError as exc:
         raise PlanFileError(f"{path}: not a plan file (not UTF-8 text)") from exc
     except OSError as exc:
