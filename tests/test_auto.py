@@ -224,11 +224,20 @@ def test_choice_is_never_above_the_best_upstream() -> None:
 
 def test_fastest_choice_among_those_that_fit() -> None:
     slow_small, fast_big, fast_small = candidate(100, 5), candidate(300, 1), candidate(200, 1)
-    assert choose_fastest([slow_small, fast_big, fast_small], 250) is fast_small
-    assert choose_fastest([slow_small, fast_big], 250) is slow_small
-    assert choose_fastest([slow_small, fast_big], None) is fast_big
+    assert choose_fastest([slow_small, fast_big, fast_small], [], 250) is fast_small
+    assert choose_fastest([slow_small, fast_big], [], 250) is slow_small
+    assert choose_fastest([slow_small, fast_big], [], None) is fast_big
     # nothing fits: the smallest largest rank
-    assert choose_fastest([fast_big, slow_small], 50) is slow_small
+    assert choose_fastest([fast_big], [slow_small], 50) is slow_small
+
+
+def test_steps_within_1_percent_are_ties_that_memory_decides() -> None:
+    fastest, close, far = candidate(300, 1.0), candidate(200, 1.01), candidate(100, 1.011)
+    assert choose_fastest([fastest, close, far], [], None) is close
+    # never above the fastest fitting upstream candidate, tie or not
+    assert choose_fastest([fastest, close], [candidate(400, 1.005)], None) is fastest
+    # an upstream candidate that does not fit sets no ceiling
+    assert choose_fastest([fastest, close], [candidate(400, 1.005)], 350) is close
 
 
 # --- properties on random specs -------------------------------------------------------

@@ -79,12 +79,12 @@ def test_compare_table_with_traffic_and_fit(work: Path) -> None:
     #     rank 0 sends 16 + 160 + 64 = 240, receives 48 + 64 + 160 = 272 -> 272 B
     #     time: 48 + 160 + 160 = 368 B -> 368 ms
     # step (docs/cost_model.md), one host at 1000 B/s, memory at 1000 B/s: a table's
-    # forward lookups read 4 ids x (8 B + width x itemsize) and write 4 x width x 4 B:
-    # a, b, d (8 wide, float32) 288 B each, c (4 wide, float16) 128 B.
-    #   basic: ids 32, lookups max(288 + 128, 288 + 288) = 576, outputs 128 and
-    #     gradients 128, backward 2 x 576: 2016 B -> 2016 ms
-    #   memory_optimized: ids 48, lookups 288 + 288 + 128 = 704, outputs 160 and
-    #     gradients 160, backward 1408: 2480 ms
+    # forward lookups read 4 ids x (8 B + a 128-byte line, the least a row read moves)
+    # and write 4 x width x 4 B: a, b, d (8 wide) 672 B each, c (4 wide) 608 B.
+    #   basic: ids 32, lookups max(672 + 608, 672 + 672) = 1344, outputs 128 and
+    #     gradients 128, backward 2 x 1344: 4320 B -> 4320 ms
+    #   memory_optimized: ids 48, lookups 672 + 672 + 608 = 1952, outputs 160 and
+    #     gradients 160, backward 3904: 6224 ms
     result = invoke(
         "compare", "small.yaml", "--world-size", "2", "--strategy", "basic,memory_optimized",
         "--global-batch-size", "4", "--alltoall-bandwidth", "1e-6", "--device-memory", "3250",
@@ -97,9 +97,9 @@ def test_compare_table_with_traffic_and_fit(work: Path) -> None:
         "-----  ----------------  --------  ---------  ---------  ------  ---------  ----------"
         "  -----------  -----------",
         "    2  basic             3.20 KiB   2.70 KiB      1.188       4      256 B  288.000 ms"
-        "  2016.000 ms  no (1 over)",
+        "  4320.000 ms  no (1 over)",
         "    2  memory_optimized  3.12 KiB   2.70 KiB      1.159       4      272 B  368.000 ms"
-        "  2480.000 ms  yes",
+        "  6224.000 ms  yes",
     ]
     assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]  # nothing written
 

@@ -5,7 +5,8 @@ the way the runtime executes it (docs/cost_model.md has every formula and consta
 
 - **Lookups.** A rank holding a table-parallel piece looks up every id of the global
   batch for it: it reads the ids, one row of the piece's width per id and writes one
-  pooled output per sample and input, at ``memory_bandwidth``; each id also costs
+  pooled output per sample and input, at ``memory_bandwidth`` (a row read moves at least
+  ``MIN_ROW_BYTES``, one cache line, however narrow the row); each id also costs
   ``LOOKUP_SECONDS`` (kernel work that is not bandwidth). A column piece pays the ids
   and the per-id cost again, so cutting a hot table multiplies them. A row slice reads
   every id of the global batch (the runtime masks those outside its rows) but only its
@@ -37,6 +38,7 @@ from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec
 LOOKUP_SECONDS = 1e-10  # per id looked up, per piece: 10 G ids/s of kernel work
 BACKWARD_FACTOR = 2  # backward lookups (gradient scatter and update) over forward
 ROW_PARTIAL_BYTES = 4  # row-slice partial outputs and their gradients travel in float32
+MIN_ROW_BYTES = 128  # a row read moves at least one 128-byte cache line
 STAGES: tuple[str, ...] = (
     "ids",
     "forward_lookups",
@@ -106,6 +108,11 @@ class TableLoad:
         return self.rows * self.width * self.itemsize
 
 
+def row_read(cols: int, itemsize: int) -> int:
+    """Bytes one lookup reads: the row's, and never less than a cache line."""
+    return max(cols * itemsize, MIN_ROW_BYTES)
+
+
 def table_loads(tables: Sequence[TableSpec], inputs: Sequence[InputSpec]) -> list[TableLoad]:
     index = {t.name: i for i, t in enumerate(tables)}
     ids, outputs = [0] * len(tables), [0] * len(tables)
@@ -158,7 +165,7 @@ def estimate_step(
             ids = batch * load.ids_per_sample
             ids_peer[rank] += b * load.ids_per_sample * id_size
             outputs_peer[rank] += b * load.outputs_per_sample * cols * config.output_bytes
-            memory[rank] += ids * (config.id_bytes + cols * load.itemsize)
+            memory[rank] += ids * (config.id_bytes + row_read(cols, load.itemsize))
             memory[rank] += batch * load.outputs_per_sample * cols * config.output_bytes
             lookups[rank] += ids
     row_ids = row_outputs = 0
@@ -166,7 +173,7 @@ def estimate_step(
         load = loads[t]
         ids = batch * load.ids_per_sample
         fixed = ids * config.id_bytes + batch * load.outputs_per_sample * load.width * 4
-        row_bytes = ids * load.width * load.itemsize
+        row_bytes = ids * row_read(load.width, load.itemsize)
         for rank, rows in enumerate(counts):
             if rows > 0:  # the runtime skips an empty slice
                 memory[rank] += fixed + row_bytes * rows // load.rows
@@ -179,7 +186,9 @@ def estimate_step(
         if not load.outputs_per_sample:
             continue  # no input reads it: no lookup, no gradient
         replica_ids += b * load.ids_per_sample
-        replica_memory += b * load.ids_per_sample * (config.id_bytes + load.width * load.itemsize)
+        replica_memory += (
+            b * load.ids_per_sample * (config.id_bytes + row_read(load.width, load.itemsize))
+        )
         replica_memory += b * load.outputs_per_sample * load.width * config.output_bytes
         gradients += ring_allreduce_bytes(load.bytes, world)
 

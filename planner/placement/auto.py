@@ -12,8 +12,9 @@ plan names it (``parameters.requested_strategy`` stays ``auto``).
 ``memory``):
 
 - ``time``: among candidates that fit the device (weights and optimizer state at most
-  ``device_memory`` less the reserve), the least estimated step; the smaller largest
-  rank breaks ties. When none fits, the least largest rank.
+  ``device_memory`` less the reserve), the least estimated step; steps within ``TIE``
+  of the least are ties, which the smaller largest rank breaks (never above the
+  fastest fitting upstream strategy's step). When none fits, the least largest rank.
 - ``memory``: the smallest largest rank. A candidate counts as balanced when its
   largest rank is within ``BALANCED`` of the mean, or, when none is, within
   ``TOLERANCE`` of the best candidate's; never above the best upstream strategy's.
@@ -57,6 +58,7 @@ from planner.units import optimizer_slots
 
 REPLICA_BUDGET = 1e-3  # memory objective: automatic replicas, as a fraction of a rank's share
 TOLERANCE = 0.01  # memory objective: within 1% of the best counts as equal when none is balanced
+TIE = 0.01  # time objective: steps within 1% of the least are equal; memory balance decides
 DEFAULT_BATCH = 65536  # samples per step for the estimates, if the spec names none
 
 
@@ -70,10 +72,10 @@ def auto_placement(spec: Spec) -> Placement:
     model = _Model(spec)
     upstream = model.upstream_candidates()
     if spec.resolved_objective() == "time":
-        fast = model.fast_candidates() + upstream
-        if not any(model.fits(c) for c in fast):  # the balanced ones fit where anything can
-            fast += model.auto_candidates()
-        return choose_fastest(fast, model.weight_limit).build()
+        fast = model.fast_candidates()
+        if not any(model.fits(c) for c in fast + upstream):
+            fast += model.auto_candidates()  # the balanced ones fit where anything can
+        return choose_fastest(fast, upstream, model.weight_limit).build()
     return choose(model.auto_candidates(), upstream, model.mean).build()
 
 
@@ -96,17 +98,29 @@ def choose(ours: list[Candidate], upstream: list[Candidate], mean: float) -> Can
     return everything[min(eligible)[2]]
 
 
-def choose_fastest(candidates: list[Candidate], limit: int | None) -> Candidate:
-    """Least step among those whose largest rank fits ``limit`` weight bytes (None: all);
-    when none fits, the least largest rank."""
-    fitting = [
-        (c.step_seconds, c.max_bytes, order)
-        for order, c in enumerate(candidates)
-        if limit is None or c.max_bytes <= limit
+def choose_fastest(
+    ours: list[Candidate], upstream: list[Candidate], limit: int | None
+) -> Candidate:
+    """Among those whose largest rank fits ``limit`` weight bytes (None: all), the fewest
+    bytes on the largest rank among those within ``TIE`` of the least step (and never
+    above the fastest fitting upstream candidate's); when none fits, the least largest
+    rank."""
+    everything = ours + upstream
+    fits = [limit is None or c.max_bytes <= limit for c in everything]
+    if not any(fits):
+        return min(everything, key=lambda c: (c.max_bytes, c.step_seconds))
+    fastest = min(c.step_seconds for c, fit in zip(everything, fits, strict=True) if fit)
+    ceiling = fastest * (1 + TIE)
+    upstream_fits = fits[len(ours) :]
+    ceiling = min(
+        [ceiling] + [c.step_seconds for c, fit in zip(upstream, upstream_fits, strict=True) if fit]
+    )
+    eligible = [
+        (c.max_bytes, c.step_seconds, order)
+        for order, (c, fit) in enumerate(zip(everything, fits, strict=True))
+        if fit and c.step_seconds <= ceiling
     ]
-    if not fitting:
-        fitting = [(c.max_bytes, c.step_seconds, order) for order, c in enumerate(candidates)]
-    return candidates[min(fitting)[2]]
+    return everything[min(eligible)[2]]
 
 
 class _Model(WrapAround, FastPlacements):

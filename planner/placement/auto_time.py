@@ -29,11 +29,12 @@ import heapq
 import math
 
 from planner.costs.comm import ring_allreduce_bytes
-from planner.costs.steptime import BACKWARD_FACTOR, LOOKUP_SECONDS
+from planner.costs.steptime import BACKWARD_FACTOR, LOOKUP_SECONDS, row_read
 from planner.placement.candidate import Candidate, PieceList
 from planner.placement.slicing import split_evenly
 
 MEMORY_SHARE = 0.5  # no piece above this share of a rank's room; replicas in this much
+SLACK = 0.02  # balancing bytes may raise a rank's load to this much over the busiest's
 
 
 class FastPlacements:
@@ -53,9 +54,10 @@ class FastPlacements:
         found = []
         for replicas, threshold in choices:
             for cut in (False, True):
-                candidate = self._greedy(replicas, threshold, cut)
-                if candidate is not None:
-                    found.append(candidate)
+                for balance in (False, True):
+                    candidate = self._greedy(replicas, threshold, cut, balance)
+                    if candidate is not None:
+                        found.append(candidate)
         return found
 
     # -- loads ----------------------------------------------------------------------------
@@ -68,7 +70,7 @@ class FastPlacements:
         per_peer = b * load.ids_per_sample * id_size
         per_peer += 2 * b * load.outputs_per_sample * cols * config.output_bytes
         ids = batch * load.ids_per_sample
-        memory = ids * (config.id_bytes + cols * load.itemsize)
+        memory = ids * (config.id_bytes + row_read(cols, load.itemsize))
         memory += batch * load.outputs_per_sample * cols * config.output_bytes
         forward = memory / config.memory_bandwidth + ids * LOOKUP_SECONDS
         return per_peer * self._seconds_per_peer_byte() + (1 + BACKWARD_FACTOR) * forward
@@ -87,7 +89,7 @@ class FastPlacements:
         config, load = self.step_config, self.loads[t]
         b = config.local_batch
         ids = b * load.ids_per_sample
-        memory = ids * (config.id_bytes + load.width * load.itemsize)
+        memory = ids * (config.id_bytes + row_read(load.width, load.itemsize))
         memory += b * load.outputs_per_sample * load.width * config.output_bytes
         forward = memory / config.memory_bandwidth + ids * LOOKUP_SECONDS
         gradient = config.ring_seconds(ring_allreduce_bytes(load.bytes, self.world))
@@ -125,8 +127,13 @@ class FastPlacements:
 
     # -- placement ------------------------------------------------------------------------
 
-    def _greedy(self, replicas: list[int], threshold: int | None, cut: bool) -> Candidate | None:
-        """List scheduling of the non-replicated tables by load, within memory."""
+    def _greedy(
+        self, replicas: list[int], threshold: int | None, cut: bool, balance: bool
+    ) -> Candidate | None:
+        """List scheduling of the non-replicated tables by load, within memory; with
+        ``balance``, the pieces are then dealt again, largest first, each to the rank
+        with the fewest bytes among those it keeps within ``SLACK`` of the busiest
+        rank's load."""
         replicated = set(replicas)
         rest = [t for t in range(len(self.tables)) if t not in replicated]
         replica_bytes = sum(self.bytes[t] for t in replicas)
@@ -152,28 +159,59 @@ class FastPlacements:
                 count = max(count, self._pieces_for_time(t, target))
             pieces += [(t, width) for width in self._widths(t, count)]
         pieces.sort(key=lambda p: (-self.piece_seconds(*p), -p[1] * self.column_bytes[p[0]], p))
-        heap = [(0.0, base[rank], rank) for rank in range(self.world)]
+        limit = room + replica_bytes
+        placement = self._schedule(pieces, base, limit, math.inf)
+        if placement is not None and balance:
+            busiest = [0.0] * self.world
+            for t, rank, width in placement:
+                busiest[rank] += self.piece_seconds(t, width)
+            by_bytes = sorted(pieces, key=lambda p: (-p[1] * self.column_bytes[p[0]], p))
+            placement = self._schedule(by_bytes, base, limit, max(busiest) * (1 + SLACK))
+        if placement is None:
+            return None
+        loads = list(base)
+        for t, rank, width in placement:
+            loads[rank] += width * self.column_bytes[t]
+        return self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
+
+    def _schedule(
+        self, pieces: list[tuple[int, int]], base: list[int], limit: float, bound: float
+    ) -> PieceList | None:
+        """Each piece in turn to a rank with room that holds no other piece of its table:
+        without a ``bound`` the least loaded; with one, the one with the fewest bytes among
+        those it keeps within the bound (the least loaded when there are none)."""
+        by_bytes = bound != math.inf
+        held, load = list(base), [0.0] * self.world
+
+        def key(rank: int) -> tuple:
+            return (held[rank], load[rank], rank) if by_bytes else (load[rank], held[rank], rank)
+
+        heap = [key(rank) for rank in range(self.world)]
+        heapq.heapify(heap)
         placement: PieceList = []
         holds: list[set[int]] = [set() for _ in range(self.world)]
         for t, width in pieces:
             size, seconds = width * self.column_bytes[t], self.piece_seconds(t, width)
-            skipped = []
+            popped, chosen = [], None
             while heap:
-                load, held, rank = heapq.heappop(heap)
-                if held + size <= room + replica_bytes and t not in holds[rank]:
+                rank = heapq.heappop(heap)[2]
+                popped.append(rank)
+                if held[rank] + size > limit or t in holds[rank]:
+                    continue
+                if load[rank] + seconds <= bound:
+                    chosen = rank
                     break
-                skipped.append((load, held, rank))
-            else:
+                if chosen is None or load[rank] < load[chosen]:
+                    chosen = rank  # over the bound: the least loaded so far, if none is within
+            if chosen is None:
                 return None
-            placement.append((t, rank, width))
-            holds[rank].add(t)
-            heapq.heappush(heap, (load + seconds, held + size, rank))
-            for entry in skipped:
-                heapq.heappush(heap, entry)
-        loads = [0] * self.world
-        for _, held, rank in heap:
-            loads[rank] = held
-        return self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
+            placement.append((t, chosen, width))
+            holds[chosen].add(t)
+            held[chosen] += size
+            load[chosen] += seconds
+            for rank in popped:
+                heapq.heappush(heap, key(rank))
+        return placement
 
     def _units(self, t: int) -> int:
         """Pieces a table can be cut into: one per ``column_multiple`` columns."""
