@@ -65,7 +65,7 @@ def main() -> None:
                 plans[name] = timed(lambda spec=spec: make_plan(spec), args.repeats)
             for name, cost in COSTS.items():
                 plans[f"greedy {name}"] = timed(
-                    lambda cost=cost: greedy_plan(base, cost), args.repeats
+                    lambda cost=cost, base=base: greedy_plan(base, cost), args.repeats
                 )
             for name, (plan, seconds) in plans.items():
                 row = [path.stem, str(world), name]

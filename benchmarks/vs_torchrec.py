@@ -5,8 +5,9 @@ For each model and world size, every plan is turned into TorchRec sharding optio
 ROW_WISE, or TABLE_ROW_WISE when they stay on one host; replicas: DATA_PARALLEL) and
 rated by TorchRec's ``EmbeddingPerfEstimator`` and ``EmbeddingStorageEstimator`` for the
 same tables, pooling factors, batch (512 per rank) and topology (8 GPUs per host, 80 GiB
-each, TorchRec's default bandwidths), fused kernels (dense for data-parallel tables). TorchRec's planner plans the
-same tables (``EmbeddingShardingPlanner``) and its plan is rated the same way. Columns:
+each, TorchRec's default bandwidths), fused kernels (dense for data-parallel tables).
+TorchRec's planner plans the same tables (``EmbeddingShardingPlanner``) and its plan is
+rated the same way. Columns:
 
 - *slowest rank ms*: the largest per-rank sum of TorchRec's shard perf totals (forward
   and backward compute and communication), the figure its partitioner balances;

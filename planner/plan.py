@@ -321,10 +321,7 @@ class Plan(_Frozen):
 
     @model_validator(mode="after")
     def _expand(self) -> Plan:
-        """Fill in what the file leaves out: row slices, row shards and the exchange.
-
-        The plan is frozen; these are set once, here, from the plan's own fields.
-        """
+        """Fill in what the file leaves out (row slices, row shards, the exchange), once."""
         tables = {t.name: t for t in self.tables}
         splits = {s.table: s for s in self.row_splits if s.table in tables}
         ranges = {
