@@ -14,7 +14,8 @@ plan names it (``parameters.requested_strategy`` stays ``auto``).
 - ``time``: among candidates that fit the device (weights and optimizer state at most
   ``device_memory`` less the reserve), the least estimated step; steps within ``TIE``
   of the least are ties, which the smaller largest rank breaks (never above the
-  fastest fitting upstream strategy's step). When none fits, the least largest rank.
+  fastest fitting upstream strategy's step). When none fits, the memory objective's
+  choice.
 - ``memory``: the smallest largest rank. A candidate counts as balanced when its
   largest rank is within ``BALANCED`` of the mean, or, when none is, within
   ``TOLERANCE`` of the best candidate's; never above the best upstream strategy's.
@@ -67,15 +68,19 @@ def auto_placement(spec: Spec) -> Placement:
 
     Under ``time`` the balanced candidates join only when no fast or upstream one fits:
     they are the slowest to make, and they fit wherever a placement of the model can.
+    When nothing fits, the plan is the memory objective's.
     """
     spec = spec.normalized()
     model = _Model(spec)
     upstream = model.upstream_candidates()
     if spec.resolved_objective() == "time":
         fast = model.fast_candidates()
-        if not any(model.fits(c) for c in fast + upstream):
-            fast += model.auto_candidates()  # the balanced ones fit where anything can
-        return choose_fastest(fast, upstream, model.weight_limit).build()
+        if any(model.fits(c) for c in fast + upstream):
+            return choose_fastest(fast, upstream, model.weight_limit).build()
+        balanced = model.auto_candidates()  # they fit where anything can
+        if any(model.fits(c) for c in balanced):
+            return choose_fastest(fast + balanced, upstream, model.weight_limit).build()
+        return choose(balanced, upstream, model.mean).build()
     return choose(model.auto_candidates(), upstream, model.mean).build()
 
 
