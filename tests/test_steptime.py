@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from planner import make_plan, spec_from_dict
+from planner import Plan, make_plan, plan_from_dict, spec_from_dict
+from planner.costs.comm import CommConfig, estimate_comm
+from planner.costs.memory import rank_footprints
 from planner.costs.steptime import (
     LOOKUP_SECONDS,
     Holdings,
     StepConfig,
     TableLoad,
     estimate_step,
+    plan_step,
 )
+from planner.costs.summary import summarize
 from planner.validation import plan_problems
 
 GB = 10**9
@@ -127,3 +133,56 @@ def test_plans_carry_the_estimate_and_validate() -> None:
         update={"ranks": [plan.ranks[0].model_copy(update={"step": None}), plan.ranks[1]]}
     )
     assert any("step-time" in p for p in plan_problems(tampered))
+
+
+def test_a_row_split_over_one_host_is_valid_and_costs_only_its_ranks_lookups() -> None:
+    # 4 ranks, 2 per host; big (1000 x 4) row-sliced, first over all 4 ranks, then (by
+    # hand) over host 0 alone. The runtime runs both alike (ranks without rows contribute
+    # zeros to the same world-wide reduce-scatter), so only the lookups move: ranks 2 and
+    # 3 stop looking big's ids up, ranks 0 and 1 read twice the rows.
+    spec = spec_from_dict(
+        {
+            "world_size": 4,
+            "gpus_per_host": 2,
+            "row_slice_threshold": 4000,
+            "global_batch_size": 8,
+            "tables": [
+                {"name": "big", "rows": 1000, "width": 4},
+                {"name": "small", "rows": 10, "width": 4},
+            ],
+        }
+    )
+    plan = make_plan(spec)
+    data = json.loads(plan.to_json())
+    assert data["row_splits"] == [{"table": "big", "ranks": [0, 4], "remainder_start": 0}]
+    data["row_splits"][0]["ranks"] = [0, 2]
+    edited = recounted(plan_from_dict(data))
+    assert plan_problems(edited) == []
+    assert [s.rank for s in edited.shards if s.table == "big"] == [0, 1]
+    assert [r.row_slices[0].rows for r in edited.ranks] == [
+        (0, 500),
+        (500, 1000),
+        (1000, 1000),
+        (1000, 1000),
+    ]
+    before = [r.step.forward_lookups for r in plan.ranks]
+    after = [r.step.forward_lookups for r in edited.ranks]
+    # 8 ids of big: 8 x 8 B read, 8 x 4 x 4 B of float32 partial output; the rows read
+    # are the slice's share of 8 x 128 B (a cache line per id)
+    big_fixed = (8 * 8 + 8 * 4 * 4) / GB / 900 + 8 * LOOKUP_SECONDS
+    assert after[3] == pytest.approx(before[3] - big_fixed - 8 * 128 * 250 // 1000 / (900 * GB))
+    assert after[0] == pytest.approx(before[0] + 8 * 128 * 250 // 1000 / (900 * GB))
+    assert edited.stats.step.stage_seconds["outputs"] == plan.stats.step.stage_seconds["outputs"]
+
+
+def recounted(plan: Plan) -> Plan:
+    """The plan with its bytes, traffic and step estimates recomputed from what it holds."""
+    comms = estimate_comm(plan, CommConfig.from_parameters(plan.parameters))
+    ranks = [
+        rank.model_copy(update={"elements": e, "bytes": b, "optimizer_bytes": o, "comm": c})
+        for rank, (e, b, o), c in zip(plan.ranks, rank_footprints(plan), comms, strict=True)
+    ]
+    plan = plan.model_copy(update={"ranks": ranks})
+    steps = plan_step(plan)
+    ranks = [rank.model_copy(update={"step": s}) for rank, s in zip(ranks, steps, strict=True)]
+    return plan.model_copy(update={"ranks": ranks, "stats": summarize(ranks, plan.tables)})
