@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from planner.costs.comm import GIGABYTE, ring_allreduce_bytes
 from planner.plan import Parameters, Plan, RankStep, StepStats
 from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec
@@ -169,15 +171,22 @@ def estimate_step(
             memory[rank] += batch * load.outputs_per_sample * cols * config.output_bytes
             lookups[rank] += ids
     row_ids = row_outputs = 0
+    row_memory, row_lookups = np.zeros(world, np.int64), np.zeros(world, np.int64)
     for t, counts in holdings.row_rows.items():
         load = loads[t]
         ids = batch * load.ids_per_sample
-        fixed = ids * config.id_bytes + batch * load.outputs_per_sample * load.width * 4
+        fixed = ids * config.id_bytes
+        fixed += batch * load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
         row_bytes = ids * row_read(load.width, load.itemsize)
-        for rank, rows in enumerate(counts):
-            if rows > 0:  # the runtime skips an empty slice
-                memory[rank] += fixed + row_bytes * rows // load.rows
-                lookups[rank] += ids
+        held = np.asarray(counts, np.int64)
+        if row_bytes * max(load.rows, 1) < 2**62:  # exact in int64: one vector step
+            row_memory += np.where(held > 0, fixed + row_bytes * held // load.rows, 0)
+            row_lookups += (held > 0) * ids
+        else:
+            for rank, rows in enumerate(held.tolist()):
+                if rows > 0:  # the runtime skips an empty slice
+                    memory[rank] += fixed + row_bytes * rows // load.rows
+                    lookups[rank] += ids
         row_ids += (world - 1) * b * load.ids_per_sample * config.id_bytes
         row_outputs += (world - 1) * b * load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
     replica_memory, replica_ids, gradients = 0, 0, 0
@@ -198,8 +207,9 @@ def estimate_step(
     )
     outputs = [s + row_output_seconds for s in _all_to_all_seconds(config, outputs_peer)]
     forward = [
-        (m + replica_memory) / config.memory_bandwidth + (n + replica_ids) * LOOKUP_SECONDS
-        for m, n in zip(memory, lookups, strict=True)
+        (m + int(rm) + replica_memory) / config.memory_bandwidth
+        + (n + int(rn) + replica_ids) * LOOKUP_SECONDS
+        for m, n, rm, rn in zip(memory, lookups, row_memory, row_lookups, strict=True)
     ]
     rank_seconds = {
         "ids": [s + row_id_seconds for s in _all_to_all_seconds(config, ids_peer)],

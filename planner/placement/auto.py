@@ -39,6 +39,8 @@ checked with it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from planner.costs.memory import usable_memory
 from planner.costs.steptime import Holdings, StepConfig, estimate_step, table_loads
 from planner.placement.auto_memory import BALANCED, WrapAround
@@ -172,7 +174,7 @@ class _Model(WrapAround, FastPlacements):
     def step_seconds(
         self,
         pieces: PieceList,
-        row_rows: dict[int, list[int]],
+        row_rows: dict[int, Sequence[int]],
         replicas: list[int],
     ) -> float:
         """Estimated step of a placement given by its pieces (table, rank, columns), the
@@ -312,7 +314,8 @@ class _Model(WrapAround, FastPlacements):
             threshold_source="auto" if cut else "none",
             layouts=layouts,
             row_ranges={
-                t: ranges_from_sizes(split_counts(splits[t], self.world)) for t in sorted(rows)
+                t: ranges_from_sizes(split_counts(splits[t], self.world).tolist())
+                for t in sorted(rows)
             },
             input_groups=group_inputs(groups, self.table_of_input),
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from planner.placement.result import Placement
 
 PieceList = list[tuple[int, int, int]]  # (table, rank, columns)
@@ -25,10 +27,9 @@ class Candidate:
     build: Callable[[], Placement]
 
 
-def split_counts(split: Split, world: int) -> list[int]:
+def split_counts(split: Split, world: int) -> np.ndarray:
     """Rows per rank of an even row split whose remainder starts at ``split[2]``."""
     even, extra, start = split
-    counts = [even] * world
-    for k in range(extra):
-        counts[(start + k) % world] += 1
+    counts = np.full(world, even, np.int64)
+    counts[(start + np.arange(extra)) % world] += 1
     return counts
