@@ -13,7 +13,7 @@ from planner.placement.candidate import Candidate, PieceList, Split
 ROW_TIERS = (None, *(1 / 2**k for k in range(1, 10)))  # None: no row slicing; 1/2 ... 1/512
 BALANCED = 0.02  # a candidate within 2% of the mean rank ends the search over tiers
 LIGHT = 1 / 64  # tables up to this share of a rank are dealt by traffic
-CAP_PRECISION = 1e-5  # binary search on the cap stops within this fraction of the mean
+CAP_PRECISION = 1e-4  # binary search on the cap stops within this fraction of the mean
 
 
 class WrapAround:
