@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import sys
 import time
 import warnings
 
@@ -243,6 +244,7 @@ def main() -> None:
                         f"{planning:.2f}",
                     ]
                 )
+                print("  ".join(rows[-1]), file=sys.stderr, flush=True)
     print(f"machine: {machine()}; torch {torch.__version__}")
     print(
         f"TorchRec's estimators: batch {BATCH_PER_RANK} per rank, {GPUS_PER_HOST} GPUs per "
