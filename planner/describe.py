@@ -120,7 +120,10 @@ def _rank_plan(
         )
         for weight in layout.weights
     ]
-    row_slices = [RowSlice(table=tables[t].name, rows=row_ranges[t][rank]) for t in row_ranges]
+    row_slices = [
+        RowSlice.model_construct(table=tables[t].name, rows=row_ranges[t][rank])
+        for t in row_ranges
+    ]
     elements, size = footprint(
         weights, row_slices, data_parallel, {tables[t].name: tables[t] for t in row_ranges}
     )
@@ -132,7 +135,6 @@ def _rank_plan(
             LocalInput(input=inputs[i].name, weight=w, row_offset=offset)
             for i, w, offset in layout.inputs
         ],
-        row_slices=row_slices,
         elements=elements,
         bytes=size + state,
         optimizer_bytes=state,
@@ -140,16 +142,16 @@ def _rank_plan(
 
 
 def _shards(layouts: list[RankLayout], tables: list[TableSpec]) -> list[Shard]:
-    """Every table-parallel piece (the plan adds the row-sliced tables' own)."""
-    return [
-        Shard(
-            table=tables[piece.table].name,
-            rank=rank,
-            rows=(0, tables[piece.table].rows),
-            cols=piece.cols,
-        )
+    """Every table-parallel piece, by table (spec order), then rank; the plan adds the
+    row-sliced tables' from their splits."""
+    found = sorted(
+        (piece.table, rank, piece.cols)
         for rank, layout in enumerate(layouts)
         for piece in layout.pieces
+    )
+    return [
+        Shard(table=tables[t].name, rank=rank, rows=(0, tables[t].rows), cols=cols)
+        for t, rank, cols in found
     ]
 
 

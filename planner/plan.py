@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +19,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_serializer,
     model_validator,
 )
 
@@ -156,20 +156,22 @@ class RowSplit(_Frozen):
         0, ge=0, description="Position in the group of the first rank with one row more."
     )
 
-    def row_ranges(self, rows: int, world_size: int) -> list[Range]:
-        """Every rank's rows (half-open; empty outside the group), in rank order."""
+    def rows_of(self, rank: int, rows: int) -> Range:
+        """The rows ``rank`` holds of a table of ``rows`` rows (half-open; empty outside)."""
         first, stop = self.ranks
         count = max(stop - first, 1)
+        position = min(max(rank - first, 0), count)
         even, extra = divmod(rows, count)
-        ranges, start = [], 0
-        for rank in range(world_size):
-            position = rank - first
-            held = 0
-            if 0 <= position < stop - first:
-                held = even + ((position - self.remainder_start) % count < extra)
-            ranges.append((start, start + held))
-            start += held
-        return ranges
+        start, end = self.remainder_start, self.remainder_start + extra  # the longer ranks
+        before = max(0, min(position, end) - start) + max(0, min(position, end - count))
+        held = 0
+        if rank - first == position < count:
+            held = even + (start <= position < end or position < end - count)
+        return (position * even + before, position * even + before + held)
+
+    def row_ranges(self, rows: int, world_size: int) -> list[Range]:
+        """Every rank's rows, in rank order."""
+        return [self.rows_of(rank, rows) for rank in range(world_size)]
 
 
 class Traffic(_Frozen):
@@ -215,11 +217,6 @@ class RankPlan(_Frozen):
     table_parallel_inputs: list[LocalInput] = Field(
         description="Inputs this rank serves, in all-to-all order."
     )
-    row_slices: list[RowSlice] = Field(
-        default_factory=list,
-        exclude=True,
-        description="One per row-sliced table, in group order (from the plan's row_splits).",
-    )
     elements: int = Field(description="Weight elements held, data-parallel replicas included.")
     bytes: int = Field(
         description="Bytes held: weights and their optimizer state, data-parallel replicas "
@@ -232,6 +229,13 @@ class RankPlan(_Frozen):
     step: RankStep | None = Field(
         None, description="Estimated step time by stage (null without a global batch size)."
     )
+
+    @cached_property
+    def row_slices(self) -> list[RowSlice]:
+        """One per row-sliced table, in group order: from the plan's ``row_splits``, worked
+        out for this rank when first asked (a worker asks for its own rank only)."""
+        splits = self.__dict__.get("_row_splits", ())
+        return [RowSlice.model_construct(table=t, rows=split(self.rank)) for t, split in splits]
 
 
 class OutputAssembly(_Frozen):
@@ -295,6 +299,10 @@ class Stats(_Frozen):
 class Plan(_Frozen):
     """A complete, versioned placement of a spec's tables over ``world_size`` ranks."""
 
+    model_config = ConfigDict(
+        **_Frozen.model_config, validate_by_name=True, serialize_by_alias=True
+    )
+
     format_version: Literal[2] = FORMAT_VERSION
     fingerprint: str = Field(description="sha256 of the normalized spec this plan was made from.")
     world_size: int = Field(ge=1)
@@ -307,52 +315,68 @@ class Plan(_Frozen):
     row_splits: list[RowSplit] = Field(
         default_factory=list, description="One per row-sliced table, in group order."
     )
-    shards: list[Shard] = Field(
-        description="Every table-parallel piece, by table (spec order), then rank; in "
-        "memory the row-sliced tables' shards (from row_splits) are among them."
+    table_parallel_shards: list[Shard] = Field(
+        alias="shards",
+        description="Every table-parallel piece, by table (spec order), then rank.",
     )
     ranks: list[RankPlan]
-    exchange: Exchange = Field(
-        default_factory=lambda: Exchange(output_widths=[], outputs=[]),
-        exclude=True,
-        description="Follows from ranks: their inputs in order, and each input's pieces.",
-    )
     stats: Stats
 
     @model_validator(mode="after")
-    def _expand(self) -> Plan:
-        """Fill in what the file leaves out (row slices, row shards, the exchange), once."""
-        tables = {t.name: t for t in self.tables}
-        splits = {s.table: s for s in self.row_splits if s.table in tables}
-        ranges = {
-            name: split.row_ranges(tables[name].rows, self.world_size)
-            for name, split in splits.items()
-        }
-        order = [name for name in self.groups.row_sliced if name in ranges]
-        for rank in self.ranks:
-            if 0 <= rank.rank < self.world_size:
-                slices = [
-                    RowSlice.model_construct(table=name, rows=ranges[name][rank.rank])
-                    for name in order
-                ]
-                object.__setattr__(rank, "row_slices", slices)
-        shards = list(self.shards)
-        shards += [
-            Shard.model_construct(table=name, rank=rank, rows=rows, cols=(0, tables[name].width))
-            for name in order
-            for rank, rows in enumerate(ranges[name])
-            if rows[1] > rows[0]
+    def _link_row_splits(self) -> Plan:
+        """Let each rank work out its row slices from ``row_splits`` when asked."""
+        rows = {t.name: t.rows for t in self.tables}
+        splits = {s.table: s for s in self.row_splits if s.table in rows}
+        linked = [
+            (name, partial(splits[name].rows_of, rows=rows[name]))
+            for name in self.groups.row_sliced
+            if name in splits
         ]
-        index = {name: i for i, name in enumerate(tables)}
-        shards.sort(key=lambda s: (index.get(s.table, len(index)), s.rank))
-        object.__setattr__(self, "shards", shards)
-        object.__setattr__(self, "exchange", _exchange_of(self))
+        for rank in self.ranks:
+            object.__setattr__(rank, "_row_splits", linked)
+            rank.__dict__.pop("row_slices", None)
         return self
 
-    @field_serializer("shards")
-    def _table_parallel_shards(self, shards: list[Shard]) -> list[Shard]:
-        split = {s.table for s in self.row_splits}
-        return [s for s in shards if s.table not in split]
+    @cached_property
+    def shards(self) -> list[Shard]:
+        """Every piece, by table (spec order), then rank: the table-parallel ones and the
+        row-sliced tables' (from ``row_splits``)."""
+        tables = {t.name: t for t in self.tables}
+        found = list(self.table_parallel_shards)
+        for split in self.row_splits:
+            if split.table in tables:
+                table = tables[split.table]
+                for rank, rows in enumerate(split.row_ranges(table.rows, self.world_size)):
+                    if rows[1] > rows[0]:
+                        found.append(
+                            Shard.model_construct(
+                                table=table.name, rank=rank, rows=rows, cols=(0, table.width)
+                            )
+                        )
+        index = {name: i for i, name in enumerate(tables)}
+        found.sort(key=lambda s: (index.get(s.table, len(index)), s.rank))
+        return found
+
+    @cached_property
+    def exchange(self) -> Exchange:
+        """Follows from the ranks: their inputs in order, and each input's pieces. A weight
+        index out of range (a broken plan; validation names it) counts as width 0."""
+        flat = []
+        for rank in self.ranks:
+            weights = rank.table_parallel_weights
+            for local in rank.table_parallel_inputs:
+                width = weights[local.weight].width if 0 <= local.weight < len(weights) else 0
+                flat.append((local.input, width))
+        positions: dict[str, list[int]] = {}
+        for position, (name, _) in enumerate(flat):
+            positions.setdefault(name, []).append(position)
+        return Exchange.model_construct(
+            output_widths=[width for _, width in flat],
+            outputs=[
+                OutputAssembly.model_construct(input=name, pieces=positions.get(name, []))
+                for name in self.input_groups.table_parallel
+            ],
+        )
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)
@@ -386,30 +410,6 @@ class Plan(_Frozen):
             tables=self.tables,
             inputs=self.inputs,
         )
-
-
-def _exchange_of(plan: Plan) -> Exchange:
-    """Output widths in worker order, and which received outputs rebuild each input.
-
-    References a broken plan gets wrong (a weight index out of range) count as width 0;
-    validation names them.
-    """
-    flat = []
-    for rank in plan.ranks:
-        weights = rank.table_parallel_weights
-        for local in rank.table_parallel_inputs:
-            width = weights[local.weight].width if 0 <= local.weight < len(weights) else 0
-            flat.append((local.input, width))
-    positions: dict[str, list[int]] = {}
-    for position, (name, _) in enumerate(flat):
-        positions.setdefault(name, []).append(position)
-    return Exchange.model_construct(
-        output_widths=[width for _, width in flat],
-        outputs=[
-            OutputAssembly.model_construct(input=name, pieces=positions.get(name, []))
-            for name in plan.input_groups.table_parallel
-        ],
-    )
 
 
 def plan_json_schema() -> dict:

@@ -266,10 +266,10 @@ def plan_holdings(plan: Plan) -> Holdings:
         ]
         for rank in plan.ranks
     ]
-    row_rows: dict[int, list[int]] = {index[name]: [] for name in plan.groups.row_sliced}
-    for rank in plan.ranks:
+    row_rows = {index[name]: [0] * plan.world_size for name in plan.groups.row_sliced}
+    for position, rank in enumerate(plan.ranks):
         for s in rank.row_slices:
-            row_rows[index[s.table]].append(s.rows[1] - s.rows[0])
+            row_rows[index[s.table]][position] = s.rows[1] - s.rows[0]
     return Holdings(
         pieces=pieces,
         row_rows=row_rows,
