@@ -7,6 +7,8 @@ fills in the costs (bytes per rank, optimizer state, traffic) and the totals.
 
 from __future__ import annotations
 
+import numpy as np
+
 from planner.costs.comm import CommConfig, estimate_comm
 from planner.costs.memory import footprint
 from planner.costs.steptime import plan_step
@@ -22,7 +24,6 @@ from planner.plan import (
     Parameters,
     Plan,
     RankPlan,
-    RowSlice,
     RowSplit,
     Shard,
 )
@@ -36,8 +37,9 @@ def describe(spec: Spec, placement: Placement) -> Plan:
     groups, layouts, row_ranges = placement.groups, placement.layouts, placement.row_ranges
     input_groups = placement.input_groups
     held_everywhere = [tables[t] for t in groups.data_parallel]
+    row_held = _row_slice_footprints(row_ranges, tables, spec.world_size)
     ranks = [
-        _rank_plan(rank, layout, held_everywhere, row_ranges, tables, inputs, spec.optimizer)
+        _rank_plan(rank, layout, held_everywhere, row_held, tables, inputs, spec.optimizer)
         for rank, layout in enumerate(layouts)
     ]
     names = [t.name for t in tables]
@@ -96,7 +98,7 @@ def _rank_plan(
     rank: int,
     layout: RankLayout,
     data_parallel: list[TableSpec],
-    row_ranges: dict[int, list[tuple[int, int]]],
+    row_held: tuple[np.ndarray, np.ndarray],
     tables: list[TableSpec],
     inputs: list[InputSpec],
     optimizer: str = "sgd",
@@ -120,13 +122,9 @@ def _rank_plan(
         )
         for weight in layout.weights
     ]
-    row_slices = [
-        RowSlice.model_construct(table=tables[t].name, rows=row_ranges[t][rank])
-        for t in row_ranges
-    ]
-    elements, size = footprint(
-        weights, row_slices, data_parallel, {tables[t].name: tables[t] for t in row_ranges}
-    )
+    elements, size = footprint(weights, [], data_parallel, {})
+    elements += int(row_held[0][rank])
+    size += int(row_held[1][rank])
     state = size * optimizer_slots(optimizer)
     return RankPlan(
         rank=rank,
@@ -155,19 +153,35 @@ def _shards(layouts: list[RankLayout], tables: list[TableSpec]) -> list[Shard]:
     ]
 
 
+def _row_slice_footprints(
+    row_ranges: dict[int, list[tuple[int, int]]], tables: list[TableSpec], world: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per rank, the elements and bytes of its row slices (weights only)."""
+    elements, size = np.zeros(world, np.int64), np.zeros(world, np.int64)
+    for t, ranges in row_ranges.items():
+        rows = np.array([stop - start for start, stop in ranges], np.int64)
+        elements += rows * tables[t].width
+        size += rows * tables[t].width * tables[t].itemsize
+    return elements, size
+
+
 def _row_split(table: str, ranges: list[tuple[int, int]]) -> RowSplit:
     """The compact form of a row-sliced table's ranges over all ranks, as even as they go.
 
     Placements split rows evenly (upstream: the remainder to the first ranks; auto: to
     the ranks after the previous table's); anything else is a bug, not a plan.
     """
-    counts = [stop - start for start, stop in ranges]
-    even = sum(counts) // len(counts)
-    start = next((j for j in range(len(counts)) if counts[j] > even and counts[j - 1] == even), 0)
-    split = RowSplit(table=table, ranks=(0, len(counts)), remainder_start=start)
-    if split.row_ranges(sum(counts), len(counts)) != ranges:
-        raise ValueError(f"row split of {table!r} is not even: {counts}")
-    return split
+    counts = np.array([stop - start for start, stop in ranges], np.int64)
+    world, total = len(counts), int(counts.sum())
+    even, extra = divmod(total, world)
+    longer = np.flatnonzero(counts > even)
+    start = int(next((j for j in longer if counts[j - 1] == even), 0)) if extra else 0
+    expected = np.full(world, even, np.int64)
+    expected[(start + np.arange(extra)) % world] += 1
+    firsts = np.array([first for first, _ in ranges], np.int64)
+    if not np.array_equal(counts, expected) or firsts[0] or np.any(np.diff(firsts) != counts[:-1]):
+        raise ValueError(f"row split of {table!r} is not even: {counts.tolist()}")
+    return RowSplit(table=table, ranks=(0, world), remainder_start=start)
 
 
 def _named(groups: TableGroups, names: list[str]) -> Groups:

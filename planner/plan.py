@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -156,22 +157,23 @@ class RowSplit(_Frozen):
         0, ge=0, description="Position in the group of the first rank with one row more."
     )
 
-    def rows_of(self, rank: int, rows: int) -> Range:
-        """The rows ``rank`` holds of a table of ``rows`` rows (half-open; empty outside)."""
+    def bounds(self, rows: int, world_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every rank's first and last-plus-one row, in rank order (empty outside)."""
         first, stop = self.ranks
         count = max(stop - first, 1)
-        position = min(max(rank - first, 0), count)
         even, extra = divmod(rows, count)
-        start, end = self.remainder_start, self.remainder_start + extra  # the longer ranks
-        before = max(0, min(position, end) - start) + max(0, min(position, end - count))
-        held = 0
-        if rank - first == position < count:
-            held = even + (start <= position < end or position < end - count)
-        return (position * even + before, position * even + before + held)
+        held = np.zeros(world_size, np.int64)
+        group = held[max(first, 0) : max(min(stop, world_size), 0)]
+        group += even
+        longer = (self.remainder_start + np.arange(extra)) % count
+        group[longer[longer < len(group)]] += 1
+        ends = np.cumsum(held)
+        return ends - held, ends
 
     def row_ranges(self, rows: int, world_size: int) -> list[Range]:
-        """Every rank's rows, in rank order."""
-        return [self.rows_of(rank, rows) for rank in range(world_size)]
+        """Every rank's rows (half-open), in rank order."""
+        starts, ends = self.bounds(rows, world_size)
+        return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
 class Traffic(_Frozen):
@@ -234,8 +236,11 @@ class RankPlan(_Frozen):
     def row_slices(self) -> list[RowSlice]:
         """One per row-sliced table, in group order: from the plan's ``row_splits``, worked
         out for this rank when first asked (a worker asks for its own rank only)."""
-        splits = self.__dict__.get("_row_splits", ())
-        return [RowSlice.model_construct(table=t, rows=split(self.rank)) for t, split in splits]
+        r = self.rank
+        return [
+            RowSlice.model_construct(table=t, rows=(int(starts[r]), int(ends[r])))
+            for t, (starts, ends) in self.__dict__.get("_row_splits", ())
+        ]
 
 
 class OutputAssembly(_Frozen):
@@ -328,7 +333,7 @@ class Plan(_Frozen):
         rows = {t.name: t.rows for t in self.tables}
         splits = {s.table: s for s in self.row_splits if s.table in rows}
         linked = [
-            (name, partial(splits[name].rows_of, rows=rows[name]))
+            (name, splits[name].bounds(rows[name], self.world_size))
             for name in self.groups.row_sliced
             if name in splits
         ]
@@ -343,16 +348,13 @@ class Plan(_Frozen):
         row-sliced tables' (from ``row_splits``)."""
         tables = {t.name: t for t in self.tables}
         found = list(self.table_parallel_shards)
-        for split in self.row_splits:
-            if split.table in tables:
-                table = tables[split.table]
-                for rank, rows in enumerate(split.row_ranges(table.rows, self.world_size)):
-                    if rows[1] > rows[0]:
-                        found.append(
-                            Shard.model_construct(
-                                table=table.name, rank=rank, rows=rows, cols=(0, table.width)
-                            )
-                        )
+        for s in (s for s in self.row_splits if s.table in tables):
+            t = tables[s.table]
+            found += [
+                Shard.model_construct(table=t.name, rank=rank, rows=rows, cols=(0, t.width))
+                for rank, rows in enumerate(s.row_ranges(t.rows, self.world_size))
+                if rows[1] > rows[0]
+            ]
         index = {name: i for i, name in enumerate(tables)}
         found.sort(key=lambda s: (index.get(s.table, len(index)), s.rank))
         return found
