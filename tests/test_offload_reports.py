@@ -15,6 +15,7 @@ from shared import ROWS_AND_REPLICAS, SMALL, invoke
 
 from planner import make_plan, plan_from_dict, plan_problems, spec_from_dict
 from planner.reports.capacity import capacity_lines
+from planner.reports.html_report import plan_page
 
 
 def plan_json(**changes) -> dict:
@@ -326,3 +327,14 @@ def test_the_schema_knows_the_offload_fields(work: Path) -> None:
     assert list(validator.iter_errors(data)) == []
     data["shards"][0]["device"] = "cpu"
     assert not validator.is_valid(data)
+
+
+def test_the_html_page_counts_only_gpu_bytes_against_the_limit() -> None:
+    # rank 0 holds 3280 B, 3200 B of it in host memory: under the 3000 B limit on its GPU
+    plan = make_plan(spec_from_dict({**SMALL, "device_memory": 3000, "offload": "auto"}))
+    page = plan_page(plan, "small.yaml")
+    assert "offloaded to host" in page
+    assert "over the limit" not in page
+    data = json.loads(plan.to_json())
+    move(data, 0, 0, "gpu")  # a back on the GPU: 280 B over
+    assert "280 B over the limit" in plan_page(plan_from_dict(data), "small.yaml")
