@@ -30,7 +30,7 @@ from planner.reports.preview import (
     parse_ranks,
     render,
 )
-from planner.spec import DType, Spec, load_spec
+from planner.spec import DType, Offload, Spec, load_spec
 from planner.units import OPTIMIZERS
 from planner.validation import plan_problems, reference_problems, spec_problems
 
@@ -114,6 +114,23 @@ COST_OPTIONS = [
         "--allreduce-bandwidth",
         type=float,
         help="GB/s per rank in allreduce, allgather, reduce-scatter (default 25).",
+    ),
+    click.option(
+        "--gpu-embedding-size",
+        type=int,
+        help="Elements of table-parallel pieces kept per GPU; the largest beyond it go to "
+        "host memory (upstream's rule; implies --offload upstream).",
+    ),
+    click.option(
+        "--offload",
+        type=click.Choice(get_args(Offload)),
+        help="Pieces in host memory: none, upstream (with --gpu-embedding-size), or auto "
+        "(the fewest bytes that fit --device-memory).",
+    ),
+    click.option(
+        "--host-memory",
+        help="Host memory per rank for offloaded pieces, e.g. 128GiB; a plan that does not "
+        "fit exits with code 3.",
     ),
 ]
 

@@ -8,7 +8,7 @@ fills in the costs (bytes per rank, optimizer state, traffic) and the totals.
 from __future__ import annotations
 
 from planner.costs.comm import CommConfig, estimate_comm
-from planner.costs.memory import footprint
+from planner.costs.memory import footprint, offloaded_bytes
 from planner.costs.summary import summarize
 from planner.placement.grouping import TableGroups
 from planner.placement.layout import RankLayout
@@ -106,6 +106,7 @@ def _rank_plan(
             combiner=tables[weight.members[0].table].combiner,
             dtype=tables[weight.members[0].table].dtype,
             initializer=tables[weight.members[0].table].initializer,
+            device="host" if weight.on_host else "gpu",
             members=[
                 FusedMember(
                     table=tables[piece.table].name,
@@ -122,7 +123,8 @@ def _rank_plan(
     elements, size = footprint(
         weights, row_slices, data_parallel, {tables[t].name: tables[t] for t in row_ranges}
     )
-    state = size * optimizer_slots(optimizer)
+    slots = optimizer_slots(optimizer)
+    state = size * slots
     return RankPlan(
         rank=rank,
         table_parallel_weights=weights,
@@ -134,6 +136,7 @@ def _rank_plan(
         elements=elements,
         bytes=size + state,
         optimizer_bytes=state,
+        host_bytes=offloaded_bytes(weights) * (1 + slots),
     )
 
 
@@ -144,20 +147,26 @@ def _shards(
 ) -> list[Shard]:
     """Every non-empty piece, ordered by table (spec order), then rank."""
     found = [
-        (piece.table, rank, (0, tables[piece.table].rows), piece.cols)
+        (piece.table, rank, (0, tables[piece.table].rows), piece.cols, piece.on_host)
         for rank, layout in enumerate(layouts)
         for piece in layout.pieces
     ]
     found += [
-        (table, rank, rows, (0, tables[table].width))
+        (table, rank, rows, (0, tables[table].width), False)
         for table, ranges in row_ranges.items()
         for rank, rows in enumerate(ranges)
         if rows[1] > rows[0]
     ]
     found.sort(key=lambda item: (item[0], item[1]))
     return [
-        Shard(table=tables[t].name, rank=rank, rows=rows, cols=cols)
-        for t, rank, rows, cols in found
+        Shard(
+            table=tables[t].name,
+            rank=rank,
+            rows=rows,
+            cols=cols,
+            device="host" if on_host else "gpu",
+        )
+        for t, rank, rows, cols, on_host in found
     ]
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,6 +22,7 @@ from planner.spec import (
     DType,
     Initializer,
     InputSpec,
+    Offload,
     Spec,
     Strategy,
     TableSpec,
@@ -31,6 +33,13 @@ from planner.units import Optimizer
 FORMAT_VERSION = 1
 
 Range = tuple[int, int]
+Device = Literal["gpu", "host"]
+
+
+def _left_out_at(default: Any) -> Callable[[Any], bool]:
+    """For fields added after plans were first written: left out of the file at their
+    default, so plans that do not use them keep their bytes (and their pins)."""
+    return lambda value: value == default
 
 
 class _Frozen(BaseModel):
@@ -73,6 +82,24 @@ class Parameters(_Frozen):
     allreduce_bandwidth: float = Field(
         25.0, gt=0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
     )
+    gpu_embedding_size: int | None = Field(
+        None,
+        ge=0,
+        description="Elements of table-parallel pieces a rank keeps on its GPU under "
+        "upstream's offload rule (null = not used).",
+        exclude_if=_left_out_at(None),
+    )
+    offload: Offload = Field(
+        "none",
+        description="Rule that chose the pieces in host memory: none, upstream or auto.",
+        exclude_if=_left_out_at("none"),
+    )
+    host_memory: int | None = Field(
+        None,
+        gt=0,
+        description="Host bytes per rank for offloaded pieces (null = not checked).",
+        exclude_if=_left_out_at(None),
+    )
 
 
 class Groups(_Frozen):
@@ -90,6 +117,12 @@ class Shard(_Frozen):
     rank: int
     rows: Range
     cols: Range
+    device: Device = Field(
+        "gpu",
+        description="host: the piece lives in host memory (CPU offload; table-parallel "
+        "pieces only). Left out when gpu, the rank's GPU.",
+        exclude_if=_left_out_at("gpu"),
+    )
 
 
 class FusedMember(_Frozen):
@@ -109,6 +142,12 @@ class LocalWeight(_Frozen):
     combiner: Combiner
     dtype: DType
     initializer: Initializer
+    device: Device = Field(
+        "gpu",
+        description="host: the variable, its optimizer state and its lookups live in host "
+        "memory (/CPU:0); it then holds one piece, fused with no other. Left out when gpu.",
+        exclude_if=_left_out_at("gpu"),
+    )
     members: list[FusedMember]
 
 
@@ -165,9 +204,20 @@ class RankPlan(_Frozen):
         "included."
     )
     optimizer_bytes: int = Field(0, description="Of bytes, the optimizer state.")
+    host_bytes: int = Field(
+        0,
+        description="Of bytes, those in host memory: offloaded pieces and their optimizer "
+        "state. Left out when 0.",
+        exclude_if=_left_out_at(0),
+    )
     comm: RankComm | None = Field(
         None, description="Estimated traffic per step (null without a global batch size)."
     )
+
+    @property
+    def device_bytes(self) -> int:
+        """Bytes on the rank's GPU: everything it holds but the offloaded pieces."""
+        return self.bytes - self.host_bytes
 
 
 class OutputAssembly(_Frozen):
@@ -256,6 +306,9 @@ class Plan(_Frozen):
             compute_dtype=params.compute_dtype,
             alltoall_bandwidth=params.alltoall_bandwidth,
             allreduce_bandwidth=params.allreduce_bandwidth,
+            gpu_embedding_size=params.gpu_embedding_size,
+            offload=params.offload,
+            host_memory=params.host_memory,
             tables=self.tables,
             inputs=self.inputs,
         )

@@ -28,6 +28,7 @@ Strategy = Literal["basic", "memory_balanced", "memory_optimized", "auto"]
 Combiner = Literal["sum", "mean"] | None
 DType = Literal["float32", "float16", "bfloat16"]
 Initializer = str | dict[str, Any]
+Offload = Literal["none", "upstream", "auto"]
 
 # libyaml's loader when available: ten times faster on specs with thousands of tables.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -132,15 +133,63 @@ class Spec(_Frozen):
         description="GB/s a rank sends (and receives) in a ring allreduce, allgather or "
         "reduce-scatter.",
     )
+    gpu_embedding_size: int | None = Field(
+        None,
+        ge=0,
+        strict=True,
+        description="Elements of table-parallel pieces each rank keeps on its GPU; the "
+        "largest pieces beyond it live in host memory (upstream's rule; implies offload: "
+        "upstream). null = no such limit.",
+    )
+    offload: Offload = Field(
+        "none",
+        description="Which table-parallel pieces live in host memory: none; upstream "
+        "(upstream's rule with gpu_embedding_size); auto (the fewest bytes that make each "
+        "rank fit device_memory). Default: upstream when gpu_embedding_size is set, else none.",
+    )
+    host_memory: int | None = Field(
+        None,
+        gt=0,
+        description="Host memory per rank for offloaded pieces, in bytes or a size such as "
+        "128GiB; a plan with a rank over it is refused. null = not checked.",
+    )
     tables: list[TableSpec] = Field(min_length=1)
     inputs: list[InputSpec] | None = Field(
         None, description="Default: one input per table, named after it."
     )
 
-    @field_validator("device_memory", mode="before")
+    @field_validator("device_memory", "host_memory", mode="before")
     @classmethod
-    def _parse_device_memory(cls, value: Any) -> Any:
+    def _parse_memory_size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_offload(cls, data: Any) -> Any:
+        """``gpu_embedding_size`` alone asks for upstream's rule, as it does upstream."""
+        if isinstance(data, dict) and data.get("offload") is None:
+            upstream = data.get("gpu_embedding_size") is not None
+            data = {**data, "offload": "upstream" if upstream else "none"}
+        return data
+
+    @model_validator(mode="after")
+    def _check_offload(self) -> Spec:
+        if self.offload == "upstream" and self.gpu_embedding_size is None:
+            raise ValueError(
+                "offload: upstream keeps gpu_embedding_size elements per rank on the GPU; "
+                "set gpu_embedding_size, or use offload: auto with device_memory"
+            )
+        if self.offload != "upstream" and self.gpu_embedding_size is not None:
+            raise ValueError(
+                f"gpu_embedding_size: it is upstream's offload rule, but offload is "
+                f"{self.offload}; remove gpu_embedding_size or set offload: upstream"
+            )
+        if self.offload == "auto" and self.device_memory is None:
+            raise ValueError(
+                "offload: auto moves to host memory what does not fit device_memory; "
+                "set device_memory"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_batch(self) -> Spec:
@@ -192,8 +241,9 @@ class Spec(_Frozen):
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# Fields that describe training and the cluster rather than placement; they were added
-# after the first plans, so they enter the fingerprint only when not at their default.
+# Fields that describe training, the cluster and CPU offload; they were added after the
+# first plans, so they enter the fingerprint only when not at their default. A plan
+# records each in its parameters.
 COST_FIELDS: tuple[str, ...] = (
     "optimizer",
     "device_memory",
@@ -203,6 +253,10 @@ COST_FIELDS: tuple[str, ...] = (
     "compute_dtype",
     "alltoall_bandwidth",
     "allreduce_bandwidth",
+    # CPU offload (README, "CPU offload")
+    "gpu_embedding_size",
+    "offload",
+    "host_memory",
 )
 
 

@@ -41,6 +41,21 @@ SMALL = {
     ],
 }
 
+# Two ranks (basic): s (10 x 1, 40 B) is data-parallel, r (100 x 2, 800 B) row-sliced
+# (400 B per rank), a (50 x 2, 400 B) on rank 0 and b (25 x 2, 200 B) on rank 1. Every
+# rank holds 440 B that CPU offload cannot move.
+ROWS_AND_REPLICAS = {
+    "world_size": 2,
+    "data_parallel_threshold": 10,
+    "row_slice_threshold": 200,
+    "tables": [
+        {"name": "s", "rows": 10, "width": 1},
+        {"name": "r", "rows": 100, "width": 2},
+        {"name": "a", "rows": 50, "width": 2},
+        {"name": "b", "rows": 25, "width": 2},
+    ],
+}
+
 
 @contextmanager
 def time_limit(seconds: int):

@@ -30,6 +30,8 @@ class Row:
     step_seconds: float | None
     fits: bool | None  # None without a device memory
     ranks_over: int
+    max_rank_device_bytes: int = 0  # with CPU offload, the largest rank's GPU part
+    max_rank_host_bytes: int = 0  # and the largest rank's host part
 
 
 def parse_world_sizes(text: str) -> list[int]:
@@ -99,6 +101,8 @@ def row_of(plan: Plan, strategy: str) -> Row:
         step_seconds=None if comm is None else comm.step_seconds,
         fits=None if plan.parameters.device_memory is None else not over,
         ranks_over=len(over),
+        max_rank_device_bytes=max(r.device_bytes for r in plan.ranks),
+        max_rank_host_bytes=max(r.host_bytes for r in plan.ranks),
     )
 
 
@@ -108,7 +112,10 @@ def render(rows: list[Row], fmt: str = "table") -> str:
         return json.dumps([asdict(row) for row in rows], indent=2)
     with_comm = any(row.step_seconds is not None for row in rows)
     with_fit = any(row.fits is not None for row in rows)
+    with_host = any(row.max_rank_host_bytes for row in rows)
     head = ["world", "strategy", "max/rank", "mean/rank", "imbalance", "shards"]
+    if with_host:
+        head += ["GPU/rank", "host/rank"]
     if with_comm:
         head += ["comm/rank", "comm time"]
     if with_fit:
@@ -124,6 +131,8 @@ def render(rows: list[Row], fmt: str = "table") -> str:
             f"{row.imbalance:.3f}",
             str(row.shards),
         ]
+        if with_host:
+            cells += [human_bytes(row.max_rank_device_bytes), human_bytes(row.max_rank_host_bytes)]
         if with_comm:
             cells += [
                 human_bytes(row.comm_max_rank_bytes or 0),
