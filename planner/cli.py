@@ -9,6 +9,7 @@ from typing import Any, get_args
 
 import click
 
+from planner.checkpoint.cli import checkpoint
 from planner.compare import compare as compare_plans
 from planner.compare import parse_strategies, parse_world_sizes
 from planner.compare import render as render_comparison
@@ -330,6 +331,8 @@ def schema() -> None:
     """Print the plan file's JSON Schema."""
     click.echo(json.dumps(plan_json_schema(), indent=2))
 
+
+main.add_command(checkpoint)
 
 if __name__ == "__main__":
     main()
