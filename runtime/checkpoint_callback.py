@@ -50,12 +50,18 @@ class CheckpointCallback(tf.keras.callbacks.Callback):
         self.layer = layer
         self._dense: DenseState | None = None
         self._last_step: int | None = None
+        self._seen = 0
+
+    def on_train_begin(self, logs=None):
+        self._seen = self._step()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_steps:
-            step = self._step()
-            if self._last_step is None or step - self._last_step >= self.every_steps:
-                self.save(step)
+        # Steps multiple of every_steps, also when a batch end covers several steps
+        # (steps_per_execution) or training resumed at any step.
+        step = self._step()
+        if self.every_steps and step // self.every_steps > self._seen // self.every_steps:
+            self.save(step)
+        self._seen = step
 
     def on_epoch_end(self, epoch, logs=None):
         if self.every_epochs and (epoch + 1) % self.every_epochs == 0:
