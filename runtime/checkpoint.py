@@ -45,7 +45,7 @@ from planner.checkpoint.manifest import (
     OptimizerEntry,
     PieceEntry,
 )
-from planner.checkpoint.npyfile import crc_problem
+from planner.checkpoint.npyfile import crc_problem, fsync_files
 from planner.checkpoint.reshard import open_for_reading
 from planner.checkpoint.store import Checkpoint, read_problems
 from planner.checkpoint.verify import table_problems
@@ -287,23 +287,26 @@ def _write_pieces(
             storage = np.dtype(STORAGE_DTYPES[table.dtype])
             for name, source in [(WEIGHTS, var), *found.items()]:
                 chunks = _variable_rows(source, piece, storage)
-                written.append(
-                    save_piece(staging, plan, block, name, chunks, CHECKSUM_BLOCK_BYTES)
-                )
+                written.append(save_piece(
+                    staging, plan, block, name, chunks, CHECKSUM_BLOCK_BYTES, sync=False
+                ))
+    fsync_files(staging / piece.file for piece in written)
     return written
 
 
 def _variable_rows(var: tf.Variable, piece: Piece, storage: np.dtype) -> Iterator[np.ndarray]:
     """The piece's rows of ``var`` in chunks, as stored (bfloat16 as its raw bits).
 
-    A gather of the chunk's rows copies only those rows off the device.
+    Each chunk is one gather of its rows, viewed by numpy without a further copy. Not a
+    read of the whole variable: once a variable has served lookups (gathers), TensorFlow
+    copies all of it on every read, which would add the largest variable to the peak.
     """
     rows, cols = piece.shape
     step = max(1, CHUNK_BYTES // (cols * storage.itemsize))
     for start in range(0, rows, step):
-        stop = min(start + step, rows)
-        indices = tf.range(piece.var_row + start, piece.var_row + stop, dtype=tf.int64)
-        yield var.sparse_read(indices).numpy().view(storage)
+        first, last = piece.var_row + start, piece.var_row + min(start + step, rows)
+        indices = tf.range(first, last, dtype=tf.int64)
+        yield np.asarray(var.sparse_read(indices)).view(storage)
 
 
 def _write_dense(staging: Path, dense) -> list[FileEntry]:

@@ -13,6 +13,7 @@ import io
 import os
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -65,10 +66,24 @@ def _header(dtype: str, shape: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
-class PieceWriter:
-    """Write one 2-D ``.npy`` file from row chunks; ``close`` fsyncs and gives (bytes, crcs).
+def _checksummer() -> ThreadPoolExecutor:
+    """One thread that checksums a chunk while the caller writes it: zlib and file writes
+    both release the GIL, so the two overlap."""
+    global _CHECKSUMMER
+    if _CHECKSUMMER is None:
+        _CHECKSUMMER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-crc")
+    return _CHECKSUMMER
 
-    With ``block`` None no checksums are computed (a plain export).
+
+_CHECKSUMMER: ThreadPoolExecutor | None = None
+
+
+class PieceWriter:
+    """Write one 2-D ``.npy`` file from row chunks; ``close`` gives (bytes, crcs).
+
+    With ``block`` None no checksums are computed (a plain export). ``close(sync=False)``
+    leaves the fsync to the caller (:func:`fsync_files`), so that the kernel writes one
+    file back while the next is being produced.
     """
 
     def __init__(self, path: Path, dtype: str, shape: tuple[int, int], block: int | None):
@@ -84,11 +99,12 @@ class PieceWriter:
 
     def _put(self, data: memoryview | bytes) -> None:
         view = memoryview(data).cast("B")
+        checksum = _checksummer().submit(self._crc.update, view) if self._crc else None
         written = 0
         while written < len(view):
             written += self._handle.write(view[written:])
-        if self._crc:
-            self._crc.update(view)
+        if checksum:
+            checksum.result()
         self._bytes += len(view)
 
     def write(self, rows: np.ndarray) -> None:
@@ -103,10 +119,11 @@ class PieceWriter:
         self._put(np.ascontiguousarray(rows).data)
         self._rows += rows.shape[0]
 
-    def close(self) -> tuple[int, list[int]]:
+    def close(self, sync: bool = True) -> tuple[int, list[int]]:
         if self._rows != self.shape[0]:
             raise ValueError(f"{self.path}: {self._rows} of {self.shape[0]} rows written")
-        os.fsync(self._handle.fileno())
+        if sync:
+            os.fsync(self._handle.fileno())
         self._handle.close()
         return self._bytes, self._crc.finish() if self._crc else []
 
@@ -120,16 +137,27 @@ def write_piece(
     shape: tuple[int, int],
     chunks: Iterable[np.ndarray],
     block: int | None,
+    sync: bool = True,
 ) -> tuple[int, list[int]]:
     """Write a whole piece from its row chunks; returns its size and block checksums."""
     writer = PieceWriter(path, dtype, shape, block)
     try:
         for chunk in chunks:
             writer.write(chunk)
-        return writer.close()
+        return writer.close(sync)
     except BaseException:
         writer.abandon()
         raise
+
+
+def fsync_files(paths: Iterable[Path]) -> None:
+    """fsync files written with ``sync=False``; most of their data is on disk by now."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_header(path: Path) -> tuple[int, np.dtype, tuple[int, ...]]:
@@ -156,10 +184,18 @@ def read_header(path: Path) -> tuple[int, np.dtype, tuple[int, ...]]:
 
 
 def read_rows(
-    path: Path, offset: int, dtype: np.dtype, width: int, start: int, stop: int
+    path: Path,
+    offset: int,
+    dtype: np.dtype,
+    width: int,
+    start: int,
+    stop: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Rows [start, stop) of a 2-D ``.npy`` file whose data begins at ``offset``."""
-    out = np.empty((stop - start, width), dtype)
+    """Rows [start, stop) of a 2-D ``.npy`` file whose data begins at ``offset``, into
+    ``out`` (C-contiguous, ``[stop - start, width]``) when given."""
+    if out is None:
+        out = np.empty((stop - start, width), dtype)
     target = out.data.cast("B")
     with open(path, "rb", buffering=0) as handle:
         handle.seek(offset + start * width * dtype.itemsize)

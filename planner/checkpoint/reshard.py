@@ -26,7 +26,7 @@ from planner.checkpoint.manifest import (
     Manifest,
     OptimizerEntry,
 )
-from planner.checkpoint.npyfile import write_piece
+from planner.checkpoint.npyfile import fsync_files, write_piece
 from planner.checkpoint.store import Checkpoint, read_problems, row_chunks
 from planner.checkpoint.verify import structure_problems, table_problems
 from planner.checkpoint.writing import (
@@ -82,7 +82,10 @@ def write_checkpoint(
             for slot in slots:
                 chunks = row_chunks(arrays(block.table, slot), block.rows, block.cols,
                                     chunk_bytes, dtype)
-                pieces.append(save_piece(staging, plan, block, slot, chunks, block_bytes))
+                pieces.append(
+                    save_piece(staging, plan, block, slot, chunks, block_bytes, sync=False)
+                )
+        fsync_files(staging / p.file for p in pieces)
         entries = [save_plan_file(staging, plan, block_bytes)]
         for relative, source in (files or {}).items():
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -115,15 +115,19 @@ class TableView:
             width = piece.shape[1]
             step = max(1, READ_BYTES // (width * self.storage.itemsize))
             path = self.directory / piece.file
+            whole_rows = (c0, c1) == piece.cols == cols  # read straight into ``out``
             for start in range(r0, r1, step):
                 stop = min(start + step, r1)
+                target = out[start - rows[0] : stop - rows[0]]
                 block = read_rows(
                     path, self.offset(piece), self.storage, width,
                     start - piece.rows[0], stop - piece.rows[0],
+                    target if whole_rows else None,
                 )
-                out[start - rows[0] : stop - rows[0], c0 - cols[0] : c1 - cols[0]] = block[
-                    :, c0 - piece.cols[0] : c1 - piece.cols[0]
-                ]
+                if not whole_rows:
+                    target[:, c0 - cols[0] : c1 - cols[0]] = block[
+                        :, c0 - piece.cols[0] : c1 - piece.cols[0]
+                    ]
             filled += (r1 - r0) * (c1 - c0)
         if filled != out.size:
             raise CheckpointError(

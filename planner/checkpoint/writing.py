@@ -48,13 +48,15 @@ def save_piece(
     slot: str,
     chunks: Iterable[np.ndarray],
     block_bytes: int,
+    sync: bool = True,
 ) -> PieceEntry:
-    """Write one piece (its rows in chunks of the table's storage dtype) under ``root``."""
+    """Write one piece (its rows in chunks of the table's storage dtype) under ``root``;
+    with ``sync=False`` the caller fsyncs it later (``npyfile.fsync_files``)."""
     index = next(i for i, t in enumerate(plan.tables) if t.name == block.table)
     table = plan.tables[index]
     relative = piece_file(index, table.name, slot, block.rows, block.cols)
     size, crcs = write_piece(
-        root / relative, STORAGE_DTYPES[table.dtype], block.shape, chunks, block_bytes
+        root / relative, STORAGE_DTYPES[table.dtype], block.shape, chunks, block_bytes, sync
     )
     return PieceEntry(
         file=relative, bytes=size, crc32=crcs, table=block.table, slot=slot,
