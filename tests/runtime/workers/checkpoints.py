@@ -27,7 +27,7 @@ import horovod.tensorflow as hvd
 import numpy as np
 import tensorflow as tf
 from common import GlobalData, close, feed, local_loss, reference_loss, reference_outputs
-from scenarios import expect_error
+from scenarios import expect_error, table
 
 import runtime
 from planner import make_plan, spec_from_dict
@@ -40,23 +40,19 @@ STEPS = 2  # per stage
 LR = 0.05
 
 
-def table(name, rows, width, combiner="sum", **extra):
-    return {"name": name, "rows": rows, "width": width, "combiner": combiner, **extra}
-
-
 # dp data-parallel; big row-sliced; wide column-sliced; f1..f4 fused where they meet.
 SPEC = {
     "data_parallel_threshold": 30,
     "row_slice_threshold": 200,
     "column_slice_threshold": 64,
     "tables": [
-        table("dp", 6, 4),
+        table("dp", 6, 4, "sum"),
         table("big", 60, 4, "mean"),
-        table("wide", 12, 16),
-        table("f1", 8, 4),
+        table("wide", 12, 16, "sum"),
+        table("f1", 8, 4, "sum"),
         table("f2", 9, 4, "mean"),
-        table("f3", 10, 4),
-        table("f4", 11, 4),
+        table("f3", 10, 4, "sum"),
+        table("f4", 11, 4, "sum"),
     ],
     "inputs": [
         {"name": "dp", "table": "dp", "hotness": 2},
@@ -259,8 +255,8 @@ def fit_resume(workdir: Path) -> None:
 
 DTYPES = {
     "column_slice_threshold": 20,
-    "tables": [table("h", 9, 6, dtype="float16"), table("b", 7, 8, dtype="bfloat16"),
-               table("s", 5, 4)],
+    "tables": [table("h", 9, 6, "sum", dtype="float16"),
+               table("b", 7, 8, "sum", dtype="bfloat16"), table("s", 5, 4, "sum")],
 }
 
 
@@ -346,9 +342,9 @@ def errors(workdir: Path) -> None:
                  lambda: runtime.restore_checkpoint(weights_only, target, target_optimizer),
                  "holds no optimizer state")
     for n, (last, needle) in enumerate((
-        (table("f4", 12, 4), "table 'f4' is 12 x 4 in the plan but 11 x 4 in the checkpoint"),
-        (table("f5", 11, 4), "tables ['f5'] are not in the checkpoint"),
-        (table("f4", 11, 4, dtype="float16"), "'f4' is float16 in the plan but float32"),
+        (table("f4", 12, 4, "sum"), "'f4' is 12 x 4 in the plan but 11 x 4 in the checkpoint"),
+        (table("f5", 11, 4, "sum"), "tables ['f5'] are not in the checkpoint"),
+        (table("f4", 11, 4, "sum", dtype="float16"), "'f4' is float16 in the plan but float32"),
     )):
         other_plan = plan_for({**SPEC, "inputs": None, "tables": [*SPEC["tables"][:-1], last]},
                               "basic")
