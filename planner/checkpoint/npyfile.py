@@ -210,6 +210,21 @@ def read_rows(
     return out
 
 
+def _block_crc(handle, length: int) -> int | None:
+    """crc32 of the next ``length`` bytes (None if the file ends first), each read
+    overlapping the checksum of the previous one in the helper thread."""
+    crc, pending = 0, None
+    while length > 0:
+        data = handle.read(min(READ_BYTES, length))
+        if not data:
+            return None
+        if pending:
+            crc = pending.result()
+        pending = _checksummer().submit(zlib.crc32, data, crc)
+        length -= len(data)
+    return pending.result() if pending else crc
+
+
 def crc_problem(
     path: Path, size: int, crcs: list[int], block: int, blocks: Iterable[int] | None = None
 ) -> str | None:
@@ -234,14 +249,9 @@ def crc_problem(
         with open(path, "rb", buffering=0) as handle:
             for index in wanted:
                 handle.seek(index * block)
-                remaining = min(block, size - index * block)
-                crc = 0
-                while remaining > 0:
-                    data = handle.read(min(READ_BYTES, remaining))
-                    if not data:
-                        return f"{path}: truncated while reading block {index}"
-                    crc = zlib.crc32(data, crc)
-                    remaining -= len(data)
+                crc = _block_crc(handle, min(block, size - index * block))
+                if crc is None:
+                    return f"{path}: truncated while reading block {index}"
                 if crc != crcs[index]:
                     return (
                         f"{path}: corrupted: checksum of bytes {index * block}:"
