@@ -35,7 +35,7 @@ CHAIN = [
     (2, ["stage0", "fit_save", "dtypes", "errors"]),
     (3, ["stage1", "fit_resume", "errors"]),
     (2, ["stage2"]),
-    (1, ["stage3", "errors"]),
+    (1, ["stage3", "fit_epochs", "errors"]),
 ]
 # (ranks, where the save is killed)
 KILLS = [(2, "pieces"), (1, "publish"), (1, "rename")]

@@ -250,6 +250,26 @@ def fit_resume(workdir: Path) -> None:
     close("dense bias", model.head.bias, want["bias"], 2e-5)
 
 
+def fit_epochs(workdir: Path) -> None:
+    """Saves at the end of every epoch only, keeping one: the last epoch's step."""
+    plan = plan_for(SPEC, "basic")
+    model = fit_model(plan)
+    model.compile(optimizer=runtime.DistributedOptimizer(tf.keras.optimizers.Adagrad(LR)),
+                  loss="mse")
+    x, y, local = fit_data(plan, range(3))
+    base = workdir / f"epochs_{hvd.size()}"
+    callback = runtime.CheckpointCallback(base, every_steps=None, every_epochs=1, keep=1)
+    model.fit(x, y, batch_size=local, epochs=2, shuffle=False, verbose=0, callbacks=[callback])
+    hvd.allgather_object(None, name="ck_epochs_saved")
+    if sorted(p.name for p in base.iterdir()) != ["step-000000006"]:
+        raise AssertionError(f"kept {sorted(p.name for p in base.iterdir())}")
+    saved = Checkpoint.open(base / "step-000000006").manifest
+    if saved.optimizer.name != "Adagrad" or saved.optimizer.iterations != 6:
+        raise AssertionError(f"saved {saved.optimizer}")
+    if not any(f.file.startswith("dense/") for f in saved.files):
+        raise AssertionError("the callback saved no dense state")
+
+
 # --- dtypes and errors -----------------------------------------------------------------
 
 
@@ -397,6 +417,7 @@ SCENARIOS = {
     **{f"stage{n}": functools.partial(stage, n=n) for n in range(len(WORLDS))},
     "fit_save": fit_save,
     "fit_resume": fit_resume,
+    "fit_epochs": fit_epochs,
     "dtypes": dtypes,
     "errors": errors,
 }
