@@ -35,7 +35,7 @@ from planner.checkpoint.directory import (
     resolve,
     staging_path,
 )
-from planner.checkpoint.errors import CheckpointError
+from planner.checkpoint.errors import CheckpointError, raise_first
 from planner.checkpoint.manifest import (
     CHECKSUM_BLOCK_BYTES,
     STORAGE_DTYPES,
@@ -141,7 +141,7 @@ def restore_checkpoint(directory, layer, optimizer=None, *, dense=None, verify=T
     def check() -> Checkpoint:
         checkpoint = open_for_reading(resolve(Path(directory)))
         manifest = checkpoint.manifest
-        _raise(_first_of(table_problems(manifest, plan, str(checkpoint.path))))
+        raise_first(table_problems(manifest, plan, str(checkpoint.path)))
         names = _slot_names(manifest, optimizer, variables, checkpoint.path)
         requests = [
             (plan.tables[p.table].name, name, p.rows, p.cols)
@@ -150,9 +150,9 @@ def restore_checkpoint(directory, layer, optimizer=None, *, dense=None, verify=T
             if p.shape[0] and p.shape[1]
             for name in (WEIGHTS, *names)
         ]
-        _raise(_first_of(read_problems(checkpoint, requests, checksums=verify)))
+        raise_first(read_problems(checkpoint, requests, checksums=verify))
         if dense is not None:
-            _raise(_first_of(_dense_problems(checkpoint, dense)))
+            raise_first(_dense_problems(checkpoint, dense))
         return checkpoint
 
     checkpoint, problem = _attempt(check)
@@ -165,7 +165,7 @@ def restore_checkpoint(directory, layer, optimizer=None, *, dense=None, verify=T
         step = manifest.optimizer.iterations
         optimizer.iterations.assign(step)
     if dense is not None:
-        _read_dense(checkpoint, dense)
+        dense.read(str(checkpoint.path / DENSE_PREFIX))
     return step
 
 
@@ -194,14 +194,6 @@ def _attempt(work: Callable[[], T]) -> tuple[T | None, str | None]:
 def _raise(problem: str | None) -> None:
     if problem:
         raise CheckpointError(problem)
-
-
-def _first_of(problems: list[str]) -> str | None:
-    if not problems:
-        return None
-    more = len(problems) - 1
-    return problems[0] + (f" (and {more} more problems; run planner checkpoint verify)"
-                          if more else "")
 
 
 def _first_problem(problems: list[str | None]) -> str | None:
@@ -361,10 +353,6 @@ def _dense_problems(checkpoint: Checkpoint, dense) -> list[str]:
     if not problems and isinstance(dense, DenseState):
         problems = dense.problems(str(checkpoint.path / DENSE_PREFIX))
     return problems
-
-
-def _read_dense(checkpoint: Checkpoint, dense) -> None:
-    dense.read(str(checkpoint.path / DENSE_PREFIX))
 
 
 class _Views:

@@ -17,7 +17,7 @@ import numpy as np
 
 from planner.checkpoint.blocks import plan_blocks
 from planner.checkpoint.directory import new_token, publish, staging_path
-from planner.checkpoint.errors import CheckpointError
+from planner.checkpoint.errors import CheckpointError, raise_first
 from planner.checkpoint.manifest import (
     CHECKSUM_BLOCK_BYTES,
     PLAN,
@@ -42,15 +42,8 @@ from planner.plan import Plan
 def open_for_reading(path: str | Path) -> Checkpoint:
     """Open a checkpoint whose manifest is consistent; raise on its first problem."""
     checkpoint = Checkpoint.open(path)
-    _raise_first(structure_problems(checkpoint.manifest), checkpoint.path / "manifest.json")
+    raise_first(structure_problems(checkpoint.manifest), checkpoint.path / "manifest.json")
     return checkpoint
-
-
-def _raise_first(problems: list[str], where: Path | None = None) -> None:
-    if problems:
-        more = f" (and {len(problems) - 1} more; run planner checkpoint verify)"
-        prefix = f"{where}: " if where else ""
-        raise CheckpointError(prefix + problems[0] + (more if len(problems) > 1 else ""))
 
 
 def write_checkpoint(
@@ -114,9 +107,9 @@ def reshard(
     """
     checkpoint = open_for_reading(source)
     manifest = checkpoint.manifest
-    _raise_first(table_problems(manifest, plan, plan_source))
+    raise_first(table_problems(manifest, plan, plan_source))
     requests = [(b.table, s, b.rows, b.cols) for b in plan_blocks(plan) for s in manifest.slots]
-    _raise_first(read_problems(checkpoint, requests))
+    raise_first(read_problems(checkpoint, requests))
     return write_checkpoint(
         target,
         plan,
@@ -149,7 +142,7 @@ def export_table(
         raise CheckpointError(f"{checkpoint.path}: no slot {slot!r}; slots: {manifest.slots}")
     entry = manifest.table(table)
     full = ((0, entry.rows), (0, entry.width))
-    _raise_first(read_problems(checkpoint, [(table, slot, *full)]))
+    raise_first(read_problems(checkpoint, [(table, slot, *full)]))
     view = checkpoint.view(table, slot)
     widen = entry.dtype == "bfloat16"
     chunks = row_chunks(view, *full, chunk_bytes, view.storage)
