@@ -9,6 +9,7 @@ from typing import Any, get_args
 
 import click
 
+from planner.checkpoint.cli import checkpoint
 from planner.errors import PlannerError
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan, load_plan, plan_json_schema, save_plan
@@ -433,6 +434,8 @@ def schema() -> None:
     """Print the plan file's JSON Schema."""
     click.echo(json.dumps(plan_json_schema(), indent=2))
 
+
+main.add_command(checkpoint)
 
 if __name__ == "__main__":
     main()

@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("planner.costs",),
     ("planner.placement",),
     ("planner.describe", "planner.planning"),  # a Placement written as a Plan
-    ("planner.reports",),
+    ("planner.reports", "planner.checkpoint"),  # read plans (compare and capacity re-plan)
     ("planner.validation",),
     ("planner.cli",),
     ("planner",),  # the public names, planner/__init__.py
