@@ -11,10 +11,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from planner import make_plan, plan_from_dict, plan_problems, spec_from_dict
+from planner import make_plan, plan_problems, spec_from_dict
 from planner.cli import main
 from planner.costs.memory import rank_footprints
 from planner.costs.summary import summarize
+from planner.plan import parse_plan
 
 # a (1000 x 4) is row-sliced over 2 ranks (4000 >= 3000 elements); b (10 x 4) is
 # table-parallel on rank 0; c (2 x 4) is data-parallel; d is read by two inputs.
@@ -49,7 +50,7 @@ def plan_dict() -> dict:
 
 def problems_after(data: dict) -> list[str]:
     """Problems of the edited plan, its per-rank totals and stats recounted first."""
-    plan = plan_from_dict(data)
+    plan = parse_plan(data)
     ranks = [
         rank.model_copy(update={"elements": e, "bytes": b, "optimizer_bytes": o})
         for rank, (e, b, o) in zip(plan.ranks, rank_footprints(plan), strict=True)
