@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.errors import PlanFileError, brief, shown
-from planner.files import MAX_PLAN_BYTES, JsonRefused, parse_json, read_text
+from planner.files import MAX_PLAN_BYTES, JsonRefused, gc_paused, parse_json, read_text
 from planner.spec import (
     Combiner,
     DType,
@@ -375,7 +375,8 @@ def read_plan(path: str | Path) -> Plan:
         raise PlanFileError(f"{name}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
     except JsonRefused as exc:
         raise PlanFileError(f"{name}: not a plan file ({exc})") from exc
-    return parse_plan(raw, source=name)
+    with gc_paused():
+        return parse_plan(raw, source=name)
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number"}

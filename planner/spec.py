@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from planner.errors import SpecError, brief, shown
-from planner.files import MAX_SPEC_BYTES, YamlRefused, parse_yaml, read_text
+from planner.files import MAX_SPEC_BYTES, YamlRefused, gc_paused, parse_yaml, read_text
 from planner.initializers import check_initializer
 from planner.units import OPTIMIZER_SLOTS, Optimizer, parse_size
 
@@ -411,7 +411,8 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     raw.update(given)
     try:
-        return Spec.model_validate(raw)
+        with gc_paused():
+            return Spec.model_validate(raw)
     except ValidationError as exc:
         field = exc.errors()[0]["loc"][:1]
         if field and field[0] in given:  # the value came from an option, not the file
