@@ -15,7 +15,7 @@ from planner.consistency import load_plan, plan_problems
 from planner.errors import PlannerError, shown
 from planner.exit_codes import COMMAND_EXIT_CODES, exit_codes_help
 from planner.placement.registry import STRATEGY_NAMES
-from planner.plan import Plan, plan_json_schema, read_plan, save_plan
+from planner.plan import Plan, plan_json_schema, plan_text, read_plan, save_plan
 from planner.planning import make_plan
 from planner.reports.capacity import capacity_report
 from planner.reports.compare import compare as compare_plans
@@ -312,7 +312,7 @@ def plan(
             click.echo(render(result, fmt, _shard_limit(list_shards), ranks, capacity))
         raise CapacityExceeded("\n".join(capacity.lines()))
     if target is None:  # standard output holds the plan alone
-        click.echo(result.to_json(), nl=False)
+        click.echo(_fail_cleanly(lambda: plan_text(result, "standard output")), nl=False)
         if html is not None:
             _write_report(plan_page(result, spec_path), html, to_stderr=True)
         return

@@ -324,13 +324,31 @@ def plan_json_schema() -> dict:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Plan.model_json_schema()}
 
 
+def plan_text(plan: Plan, target: str = "<plan>") -> str:
+    """The plan as its file holds it; PlanFileError (naming ``target``, where it was to be
+    written) when that is more than a plan may be.
+
+    Every worker parses the whole file, and ``read_plan`` refuses one over
+    ``MAX_PLAN_BYTES``, so a larger plan is not written for nobody to read back.
+    """
+    text = plan.to_json()
+    size = len(text) if text.isascii() else len(text.encode())
+    if size > MAX_PLAN_BYTES:
+        raise PlanFileError(
+            f"{target}: the plan would be {size / 2**20:,.1f} MiB, more than the "
+            f"{MAX_PLAN_BYTES // 2**20:,} MiB a plan may be; plan with fewer ranks, or fewer "
+            "row-sliced tables (each lists a shard on every rank)"
+        )
+    return text
+
+
 def save_plan(plan: Plan, path: str | Path) -> None:
     """Write atomically: a temp file in the same folder, then rename over ``path``.
 
     Readers (CI, a training job starting) never see half a plan.
     """
     path = Path(path)
-    text = plan.to_json()
+    text = plan_text(plan, shown(str(path)))
     try:
         write_atomically(text, path)
     except OSError as exc:
@@ -341,11 +359,11 @@ def write_atomically(text: str, path: Path) -> None:
     """A temp file in ``path``'s folder renamed over it, removed if anything fails; or
     straight into ``path`` when it is a device or FIFO (/dev/stdout: nothing to rename)."""
     if path.exists() and not path.is_file():
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
         return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it private; plans are shared
         os.replace(tmp, path)

@@ -29,7 +29,7 @@ import pytest
 from click.testing import CliRunner, Result
 from shared import RICH, time_limit
 
-from planner import make_plan, spec_from_dict
+from planner import load_spec, make_plan, spec_from_dict
 from planner.cli import main
 
 Content = str | bytes | Callable[[dict], str]
@@ -725,3 +725,27 @@ def test_a_names_escape_codes_never_reach_the_terminal(tmp_path: Path, monkeypat
     assert result.exit_code == 2
     assert len(result.stderr.splitlines()) == 1
     assert "\x1b" not in result.stderr
+
+
+@pytest.mark.parametrize("output", ["plan.json", "-"])
+def test_a_plan_too_large_to_read_back_is_not_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    """What no loader would read is not written (auto's plan of 1,000 tables on 16,384
+    ranks passes 1 GiB); here the limit is 1 MiB and the plan larger."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("planner.plan.MAX_PLAN_BYTES", 2**20)
+    tables = "".join(f"  - {{name: t{i}, rows: {i + 1}, width: 2}}\n" for i in range(3000))
+    (tmp_path / "many.yaml").write_text(f"world_size: 1\ntables:\n{tables}")
+    result = CliRunner().invoke(main, ["plan", "many.yaml", "-o", output])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    target = "standard output" if output == "-" else output
+    size = len(make_plan(load_spec(tmp_path / "many.yaml")).to_json()) / 2**20
+    assert size > 1
+    assert result.stderr == (
+        f"Error: {target}: the plan would be {size:.1f} MiB, more than the 1 MiB a plan may "
+        "be; plan with fewer ranks, or fewer row-sliced tables (each lists a shard on every "
+        "rank)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.yaml"]
