@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from planner.errors import PlanFileError
+from planner.errors import PlanFileError, brief, shown
+from planner.files import MAX_PLAN_BYTES, JsonRefused, gc_paused, parse_json, read_text
 from planner.spec import (
     Combiner,
     DType,
@@ -26,6 +27,7 @@ from planner.spec import (
     Spec,
     Strategy,
     TableSpec,
+    WorldSize,
     describe_validation_error,
 )
 from planner.units import Optimizer
@@ -269,8 +271,11 @@ class Plan(_Frozen):
     """A complete, versioned placement of a spec's tables over ``world_size`` ranks."""
 
     format_version: Literal[1] = FORMAT_VERSION
-    fingerprint: str = Field(description="sha256 of the normalized spec this plan was made from.")
-    world_size: int = Field(ge=1)
+    fingerprint: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256 of the normalized spec this plan was made from.",
+    )
+    world_size: WorldSize
     strategy: Strategy = Field(description="Strategy used (one rank always uses basic).")
     parameters: Parameters
     tables: list[TableSpec]
@@ -283,6 +288,7 @@ class Plan(_Frozen):
     stats: Stats
 
     def table(self, name: str) -> TableSpec:
+        """The table called ``name``: a search, so code looking up many builds a dict."""
         return next(t for t in self.tables if t.name == name)
 
     def to_json(self) -> str:
@@ -318,13 +324,31 @@ def plan_json_schema() -> dict:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Plan.model_json_schema()}
 
 
+def plan_text(plan: Plan, target: str = "<plan>") -> str:
+    """The plan as its file holds it; PlanFileError (naming ``target``, where it was to be
+    written) when that is more than a plan may be.
+
+    Every worker parses the whole file, and ``read_plan`` refuses one over
+    ``MAX_PLAN_BYTES``, so a larger plan is not written for nobody to read back.
+    """
+    text = plan.to_json()
+    size = len(text) if text.isascii() else len(text.encode())
+    if size > MAX_PLAN_BYTES:
+        raise PlanFileError(
+            f"{target}: the plan would be {size / 2**20:,.1f} MiB, more than the "
+            f"{MAX_PLAN_BYTES // 2**20:,} MiB a plan may be; plan with fewer ranks, or fewer "
+            "row-sliced tables (each lists a shard on every rank)"
+        )
+    return text
+
+
 def save_plan(plan: Plan, path: str | Path) -> None:
     """Write atomically: a temp file in the same folder, then rename over ``path``.
 
     Readers (CI, a training job starting) never see half a plan.
     """
     path = Path(path)
-    text = plan.to_json()
+    text = plan_text(plan, shown(str(path)))
     try:
         write_atomically(text, path)
     except OSError as exc:
@@ -335,11 +359,11 @@ def write_atomically(text: str, path: Path) -> None:
     """A temp file in ``path``'s folder renamed over it, removed if anything fails; or
     straight into ``path`` when it is a device or FIFO (/dev/stdout: nothing to rename)."""
     if path.exists() and not path.is_file():
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
         return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it private; plans are shared
         os.replace(tmp, path)
@@ -354,29 +378,51 @@ def _current_umask() -> int:
     return mask
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Read and schema-check a plan file; raises PlanFileError with a one-line reason."""
+def read_plan(path: str | Path) -> Plan:
+    """Read and schema-check a plan file, nothing more; PlanFileError with a one-line reason.
+
+    ``planner.load_plan`` also checks that the plan's parts agree; this is what
+    ``planner validate`` reads to list every problem of a plan that may not.
+    """
     path = Path(path)
+    name = shown(str(path))
+    text = read_text(path, MAX_PLAN_BYTES, "a plan file", "plan", PlanFileError)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise PlanFileError(f"{path}: not a plan file (not UTF-8 text)") from exc
-    except OSError as exc:
-        raise PlanFileError(f"{path}: cannot read the plan ({exc.strerror})") from exc
+        raw = parse_json(text)
     except json.JSONDecodeError as exc:
-        raise PlanFileError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
-    return plan_from_dict(raw, source=str(path))
+        raise PlanFileError(f"{name}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+    except JsonRefused as exc:
+        raise PlanFileError(f"{name}: not a plan file ({exc})") from exc
+    with gc_paused():
+        return parse_plan(raw, source=name)
 
 
-def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
+
+
+def parse_plan(raw: object, source: str = "<plan>") -> Plan:
     """Schema-check parsed JSON; what is not a plan at all is said so before any field."""
     if not isinstance(raw, dict) or "format_version" not in raw:
-        found = f"a JSON {type(raw).__name__}" if not isinstance(raw, dict) else "no format_version"
+        found = (
+            "no format_version"
+            if isinstance(raw, dict)
+            else "JSON null"
+            if raw is None
+            else f"JSON {str(raw).lower()}"
+            if isinstance(raw, bool)
+            else f"a JSON {_JSON_TYPES.get(type(raw), type(raw).__name__)}"
+        )
         raise PlanFileError(f"{source}: not a plan file ({found}); make one with planner plan")
-    if raw["format_version"] != FORMAT_VERSION:
+    version = raw["format_version"]
+    if isinstance(version, str) and version.strip() == str(FORMAT_VERSION):
         raise PlanFileError(
-            f"{source}: format_version {raw['format_version']!r} is not supported "
-            f"(this planner reads {FORMAT_VERSION}); re-plan with this version"
+            f"{source}: format_version must be the number {FORMAT_VERSION}, not the string "
+            f"{brief(version)}; write it without quotes"
+        )
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise PlanFileError(
+            f"{source}: format_version {brief(version)} is not supported (this planner reads "
+            f"format version {FORMAT_VERSION} only); re-plan with this version"
         )
     try:
         return Plan.model_validate(raw)

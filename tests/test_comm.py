@@ -10,10 +10,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from planner import load_plan, plan_from_dict
 from planner.cli import main
 from planner.costs.comm import PHASES, CommConfig, estimate_comm, phase_bytes
 from planner.errors import SpecError
-from planner.plan import load_plan, plan_from_dict
+from planner.plan import parse_plan
 from planner.planning import make_plan
 from planner.spec import spec_from_dict
 from planner.validation import plan_problems, spec_problems
@@ -226,7 +227,7 @@ def test_schema_accepts_a_plan_with_estimates_and_a_device_limit() -> None:
 def test_tampered_stats_fail_validation() -> None:
     data = json.loads(plan_of().to_json())
     data["stats"]["comm"]["step_seconds"] *= 2
-    assert "stats: do not match the ranks" in plan_problems(plan_from_dict(data))
+    assert "stats: do not match the ranks" in plan_problems(parse_plan(data))
 
 
 def test_preview_shows_traffic_per_rank_and_the_step(tmp_path: Path, monkeypatch) -> None:

@@ -13,7 +13,8 @@ import jsonschema
 from click.testing import Result
 from shared import ROWS_AND_REPLICAS, SMALL, invoke
 
-from planner import make_plan, plan_from_dict, plan_problems, spec_from_dict
+from planner import make_plan, plan_problems, spec_from_dict
+from planner.plan import parse_plan
 from planner.reports.capacity import capacity_lines
 from planner.reports.html_report import plan_page
 
@@ -160,7 +161,7 @@ def test_bad_offload_options_are_one_line(work: Path) -> None:
 
 
 def problems_after(data: dict) -> list[str]:
-    return plan_problems(plan_from_dict(data))
+    return plan_problems(parse_plan(data))
 
 
 def test_validate_accepts_offloaded_plans_and_their_spec(work: Path) -> None:
@@ -261,8 +262,12 @@ def test_host_bytes_and_the_host_limit_are_checked() -> None:
         "ranks[1]: host_bytes do not match its weights in host memory"
     ]
     data = plan_json(gpu_embedding_size=500)
-    data["parameters"]["host_memory"] = 2000
-    assert problems_after(data) == ["ranks[0]: 3.12 KiB in host memory, over host_memory 1.95 KiB"]
+    data["parameters"]["host_memory"] = 2000  # a setting of the spec: the fingerprint says so
+    assert problems_after(data) == [
+        "ranks[0]: 3.12 KiB in host memory, over host_memory 1.95 KiB",
+        "fingerprint: not that of the plan's own tables and parameters, so the plan was "
+        "edited after planning; re-run planner plan",
+    ]
 
 
 def test_validate_prints_each_problem_and_exits_1(work: Path) -> None:
@@ -337,4 +342,4 @@ def test_the_html_page_counts_only_gpu_bytes_against_the_limit() -> None:
     assert "over the limit" not in page
     data = json.loads(plan.to_json())
     move(data, 0, 0, "gpu")  # a back on the GPU: 280 B over
-    assert "280 B over the limit" in plan_page(plan_from_dict(data), "small.yaml")
+    assert "280 B over the limit" in plan_page(parse_plan(data), "small.yaml")

@@ -16,8 +16,8 @@ from planner.checkpoint.reshard import export_table, reshard
 from planner.checkpoint.store import Checkpoint
 from planner.checkpoint.summary import render, summarize
 from planner.checkpoint.verify import verify as verify_checkpoint
+from planner.consistency import load_plan
 from planner.errors import PlannerError
-from planner.plan import load_plan
 
 
 def _input_error(exc: PlannerError) -> click.UsageError:

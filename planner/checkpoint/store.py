@@ -24,8 +24,9 @@ from planner.checkpoint.manifest import (
     read_manifest,
 )
 from planner.checkpoint.npyfile import READ_BYTES, crc_problem, read_header, read_rows
+from planner.consistency import load_plan
 from planner.errors import PlanFileError
-from planner.plan import Plan, load_plan
+from planner.plan import Plan
 
 
 class Checkpoint:

@@ -86,9 +86,10 @@ def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
     table_of = {i.name: i.table for i in plan.inputs}
     hotness = {i.name: i.hotness for i in plan.inputs}
 
+    table_parallel = set(plan.groups.table_parallel)
     holders: dict[str, list[tuple[int, int]]] = defaultdict(list)  # table: (rank, width)
     for s in plan.shards:
-        if s.table in plan.groups.table_parallel:
+        if s.table in table_parallel:
             holders[s.table].append((s.rank, s.cols[1] - s.cols[0]))
 
     held_ids, held_outputs = [0] * world, [0] * world  # per rank, per other rank
@@ -104,17 +105,24 @@ def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
     phases["embedding_alltoall"] = _Phase(outputs_sent, outputs_received)
     phases["embedding_grad_alltoall"] = _Phase(outputs_received, outputs_sent)
 
-    for name in plan.input_groups.row_sliced:
-        width = tables[table_of[name]].width
-        _everyone(phases["row_id_allgather"], (world - 1) * b * hotness[name] * config.id_bytes)
-        _everyone(phases["row_reduce_scatter"], (world - 1) * b * width * out)
-        _everyone(phases["row_grad_allgather"], (world - 1) * b * width * out)
+    # Every rank moves the same bytes in these phases: summed first, added once per rank.
+    row_ids = sum(b * hotness[name] * config.id_bytes for name in plan.input_groups.row_sliced)
+    row_outputs = sum(
+        b * tables[table_of[name]].width * out for name in plan.input_groups.row_sliced
+    )
+    _everyone(phases["row_id_allgather"], (world - 1) * row_ids)
+    _everyone(phases["row_reduce_scatter"], (world - 1) * row_outputs)
+    _everyone(phases["row_grad_allgather"], (world - 1) * row_outputs)
 
     read = {table_of[name] for name in plan.input_groups.data_parallel}
-    for name in plan.groups.data_parallel:
-        if name in read:
-            size = tables[name].elements * tables[name].itemsize
-            _everyone(phases["dp_allreduce"], ring_allreduce_bytes(size, world))
+    _everyone(
+        phases["dp_allreduce"],
+        sum(
+            ring_allreduce_bytes(tables[name].elements * tables[name].itemsize, world)
+            for name in plan.groups.data_parallel
+            if name in read
+        ),
+    )
     return phases
 
 

@@ -82,9 +82,11 @@ def rank_footprints(plan: Plan, ranks: list[RankPlan] | None = None) -> list[tup
     tables = {t.name: t for t in plan.tables}
     replicas = [tables[name] for name in plan.groups.data_parallel]
     slots = optimizer_slots(plan.parameters.optimizer)
+    everywhere = footprint([], [], replicas, tables)  # counted once, not once per rank
     counts = []
     for rank in plan.ranks if ranks is None else ranks:
-        elements, size = footprint(rank.table_parallel_weights, rank.row_slices, replicas, tables)
+        elements, size = footprint(rank.table_parallel_weights, rank.row_slices, [], tables)
+        elements, size = elements + everywhere[0], size + everywhere[1]
         counts.append((elements, size * (1 + slots), size * slots))
     return counts
 

@@ -28,7 +28,7 @@ from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.reports.folding import rank_ranges
-from planner.spec import Spec
+from planner.spec import MAX_WORLD_SIZE, Spec
 from planner.units import human_bytes
 
 
@@ -264,8 +264,9 @@ def fixes_that_fit(
 
 
 def largest_world_to_try(world_size: int) -> int:
-    """Capacity advice re-plans at most this many ranks: 8x the plan's, or 4,096."""
-    return max(8 * world_size, 4096)
+    """Capacity advice re-plans at most this many ranks: 8x the plan's, or 4,096, and never
+    more than a spec may ask for (MAX_WORLD_SIZE)."""
+    return min(max(8 * world_size, 4096), MAX_WORLD_SIZE)
 
 
 def _world_sizes_to_try(lowest: int, highest: int) -> list[int]:
@@ -384,11 +385,16 @@ def _too_few_ranks(
     """Even a perfect balance overflows: more ranks (or fewer data-parallel copies)."""
     needed = math.ceil(spread / (limit - replicas))
     largest = largest_world_to_try(plan.world_size)
+    more_ranks = (
+        f" or raise --world-size to at least {needed}"
+        if needed <= MAX_WORLD_SIZE
+        else f" ({MAX_WORLD_SIZE:,} ranks are the most this planner plans)"
+    )
     advice = (
         f"raise --world-size to at least {needed}"
         if needed <= largest
         else f"even {largest:,} ranks do not fit (balanced perfectly the tables need "
-        f"{needed:,}); use devices with more memory or raise --world-size to at least {needed}"
+        f"{needed:,}); use devices with more memory{more_ranks}"
     )
     if replicas and (spread + replicas) / plan.world_size <= limit:
         advice += (

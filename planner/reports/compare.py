@@ -6,11 +6,12 @@ import json
 from dataclasses import asdict, dataclass
 
 from planner.costs.memory import ranks_over_limit
+from planner.errors import brief
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.reports.preview import table_lines
-from planner.spec import Spec, spec_from_dict
+from planner.spec import MAX_WORLD_SIZE, Spec, spec_from_dict
 from planner.units import human_bytes
 
 
@@ -43,7 +44,12 @@ def parse_world_sizes(text: str) -> list[int]:
     if not sizes or min(sizes) < 1:
         raise ValueError(
             f"--world-size: expected positive integers separated by commas, such as 8,16,32 "
-            f"(got {text!r})"
+            f"(got {brief(text)})"
+        )
+    if max(sizes) > MAX_WORLD_SIZE:
+        raise ValueError(
+            f"--world-size: {max(sizes):,} is more than {MAX_WORLD_SIZE:,} ranks, the most "
+            "this planner plans"
         )
     return list(dict.fromkeys(sizes))
 
@@ -57,7 +63,7 @@ def parse_strategies(text: str) -> list[str]:
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise ValueError(
-            f"--strategy: {unknown[0] if unknown else text!r} is not a strategy; use all or "
+            f"--strategy: {brief(unknown[0] if unknown else text)} is not a strategy; use all or "
             f"some of {', '.join(known)} separated by commas"
         )
     return list(dict.fromkeys(names))

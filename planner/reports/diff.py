@@ -52,7 +52,8 @@ class PlanDiff:
 
 
 def diff_plans(old: Plan, new: Plan) -> PlanDiff:
-    """Every difference between two plans, grouped for a reviewer."""
+    """Every difference between two sound plans (``load_plan`` checks), grouped for a
+    reviewer."""
     result = PlanDiff(identical=old == new)
     if result.identical:
         return result
@@ -171,8 +172,6 @@ def _describe(layout: tuple) -> str:
     group, shards = layout
     if group == "data_parallel":
         return "data-parallel"
-    if not shards:  # only in a plan that fails validation
-        return f"{(group or 'no group').replace('_', '-')}, no shards"
     if group == "row_sliced":
         ranks = [rank for rank, _, _, _ in shards]
         span = f"ranks {ranks[0]}-{ranks[-1]}" if len(ranks) > 1 else f"rank {ranks[0]}"
