@@ -56,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from planner.comm import GIGABYTE, all_to_all, ring_allreduce_bytes
+from planner.comm import GIGABYTE, all_to_all, plain_sum, ring_allreduce_bytes
 from planner.grouping import EffectiveThresholds, TableGroups
 from planner.layout import Piece, rank_layout
 from planner.slicing import ranges_from_sizes
@@ -166,7 +166,7 @@ class _Model:
             sent_columns[rank] += self.column_cost[t] * width
         ids = max(map(max, *all_to_all(held_ids)))
         embeddings = max(map(max, *all_to_all(sent_columns)))
-        rows = (world - 1) * sum(
+        rows = (world - 1) * plain_sum(
             self.id_cost[t] + 2 * self.column_cost[t] * self.tables[t].width for t in row_sliced
         )
         gradients = sum(
