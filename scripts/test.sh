@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Install everything into ./.venv (reused when present) and run every test.
+# Install everything into ./.venv (reused when present) and run every test there; then
+# the planner alone, from a wheel with numpy 2 on the newest Python here
+# (scripts/test_planner.sh), with the same pytest arguments.
 # TensorFlow and Horovod are pinned to what builds and runs on CPU here; Horovod is
 # compiled against the installed TensorFlow, hence --no-build-isolation.
 set -euo pipefail
@@ -15,4 +17,5 @@ if ! "$py" -c 'import horovod.tensorflow' 2>/dev/null; then
     "$py" -m pip install --quiet --no-build-isolation 'horovod==0.28.1'
 fi
 "$py" -m ruff check .
-exec "$py" -m pytest -q "$@"
+"$py" -m pytest -q "$@"
+exec bash scripts/test_planner.sh "$@"
