@@ -11,26 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-# Prints "VERSION PATH" of the newest Python 3.10+ that runs and can make a venv:
-# python3.X on PATH, then pyenv's versions (pyenv's shims on PATH fail unless selected).
-newest_python() {
-  local best="" best_version=0 candidate version
-  for candidate in python3 python3.{10..14} "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.*/bin/python3; do
-    version=$("$candidate" -c 'import ensurepip, sys, venv
-print(sys.version_info[0] * 100 + sys.version_info[1])' 2>/dev/null) || continue
-    if ((version >= 310 && version > best_version)); then
-      best=$candidate best_version=$version
-    fi
-  done
-  [[ -n $best ]] && echo "$best_version $best"
-}
-
+source scripts/find_python.sh
 if [[ -n ${PLANNER_PYTHON:-} ]]; then
   python=$PLANNER_PYTHON
-elif found=$(newest_python); then
-  python=${found#* }
-else
-  echo "test_planner.sh: no Python 3.10 or newer found; set PLANNER_PYTHON" >&2
+elif ! python=$(find_python 310 399); then
+  echo "test_planner.sh: no Python 3.10 or newer that can make a venv; set PLANNER_PYTHON" >&2
   exit 1
 fi
 echo "planner from a wheel with numpy 2 on $("$python" -c 'import sys; print(sys.version.split()[0])') ($python)"
