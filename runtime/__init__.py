@@ -1,5 +1,6 @@
 """Run a plan: the distributed embedding layer and its Horovod integration."""
 
+from runtime import keras2  # noqa: F401  (first: fails at once without Keras 2)
 from runtime.checkpoint import restore_checkpoint, save_checkpoint
 from runtime.checkpoint_callback import CheckpointCallback, latest_checkpoint
 from runtime.dense_state import DenseState

@@ -19,8 +19,12 @@ rank's time. Latency, overlap with compute and the lookups themselves are not mo
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from planner.plan import CommStats, Parameters, Plan, RankComm, Traffic
 from planner.spec import DTYPE_BYTES
@@ -36,6 +40,7 @@ PHASES: tuple[str, ...] = (
 )
 ALLTOALL_PHASES = frozenset(PHASES[:3])
 GIGABYTE = 10**9
+Number = TypeVar("Number", int, float)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,16 @@ def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
     return phases
 
 
+def plain_sum(values: Iterable[Number]) -> Number:
+    """Left-to-right sum, which gives the same float on every Python version.
+
+    Python 3.12 made the built-in ``sum`` of floats compensated, which changes the last
+    digit of some totals. Plans made on Python 3.10 and 3.11 add plainly, and a plan must
+    be byte-identical (and pass ``planner validate``) whichever Python makes it.
+    """
+    return functools.reduce(operator.add, values, 0)
+
+
 def all_to_all(per_peer: list[int] | list[float]) -> tuple[list, list]:
     """Rank r exchanges ``per_peer[r]`` bytes with each other rank, in one direction.
 
@@ -134,7 +149,7 @@ def all_to_all(per_peer: list[int] | list[float]) -> tuple[list, list]:
     holder of ids receives the first and sends the second; a holder of outputs sends the
     first and receives the second.
     """
-    world, total = len(per_peer), sum(per_peer)
+    world, total = len(per_peer), plain_sum(per_peer)
     return [(world - 1) * x for x in per_peer], [total - x for x in per_peer]
 
 
@@ -167,7 +182,7 @@ def estimate_comm(plan: Plan, config: CommConfig) -> list[RankComm]:
                 **traffic,
                 sent_bytes=sum(t.sent for t in traffic.values()),
                 received_bytes=sum(t.received for t in traffic.values()),
-                seconds=sum(t.seconds for t in traffic.values()),
+                seconds=plain_sum(t.seconds for t in traffic.values()),
             )
         )
     return result
@@ -183,5 +198,5 @@ def summarize_comm(comms: list[RankComm]) -> CommStats:
         max_rank_sent_bytes=max(comm.sent_bytes for comm in comms),
         max_rank_received_bytes=max(comm.received_bytes for comm in comms),
         phase_seconds=phase_seconds,
-        step_seconds=sum(phase_seconds.values()),
+        step_seconds=plain_sum(phase_seconds.values()),
     )

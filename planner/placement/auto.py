@@ -55,7 +55,7 @@ import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from planner.costs.comm import GIGABYTE, all_to_all, ring_allreduce_bytes
+from planner.costs.comm import GIGABYTE, all_to_all, plain_sum, ring_allreduce_bytes
 from planner.placement.grouping import (
     EffectiveThresholds,
     TableGroups,
@@ -166,7 +166,7 @@ class _Model:
             sent_columns[rank] += self.column_cost[t] * width
         ids = max(map(max, *all_to_all(held_ids)))
         embeddings = max(map(max, *all_to_all(sent_columns)))
-        rows = (world - 1) * sum(
+        rows = (world - 1) * plain_sum(
             self.id_cost[t] + 2 * self.column_cost[t] * self.tables[t].width for t in row_sliced
         )
         gradients = sum(
