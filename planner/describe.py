@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from planner.costs.comm import CommConfig, estimate_comm
-from planner.costs.memory import footprint
+from planner.costs.memory import footprint, offloaded_bytes
 from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
 from planner.placement.grouping import TableGroups
@@ -110,6 +110,7 @@ def _rank_plan(
             combiner=tables[weight.members[0].table].combiner,
             dtype=tables[weight.members[0].table].dtype,
             initializer=tables[weight.members[0].table].initializer,
+            device="host" if weight.on_host else "gpu",
             members=[
                 FusedMember(
                     table=tables[piece.table].name,
@@ -125,7 +126,8 @@ def _rank_plan(
     elements, size = footprint(weights, [], data_parallel, {})
     elements += int(row_held[0][rank])
     size += int(row_held[1][rank])
-    state = size * optimizer_slots(optimizer)
+    slots = optimizer_slots(optimizer)
+    state = size * slots
     return RankPlan(
         rank=rank,
         table_parallel_weights=weights,
@@ -136,6 +138,7 @@ def _rank_plan(
         elements=elements,
         bytes=size + state,
         optimizer_bytes=state,
+        host_bytes=offloaded_bytes(weights) * (1 + slots),
     )
 
 
@@ -143,13 +146,19 @@ def _shards(layouts: list[RankLayout], tables: list[TableSpec]) -> list[Shard]:
     """Every table-parallel piece, by table (spec order), then rank; the plan adds the
     row-sliced tables' from their splits."""
     found = sorted(
-        (piece.table, rank, piece.cols)
+        (piece.table, rank, piece.cols, piece.on_host)
         for rank, layout in enumerate(layouts)
         for piece in layout.pieces
     )
     return [
-        Shard(table=tables[t].name, rank=rank, rows=(0, tables[t].rows), cols=cols)
-        for t, rank, cols in found
+        Shard(
+            table=tables[t].name,
+            rank=rank,
+            rows=(0, tables[t].rows),
+            cols=cols,
+            device="host" if on_host else "gpu",
+        )
+        for t, rank, cols, on_host in found
     ]
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import numpy as np
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -24,27 +23,42 @@ from pydantic import (
 )
 
 from planner import jsonlines
-from planner.errors import PlanFileError
+from planner.errors import PlanFileError, brief, shown
+from planner.files import MAX_PLAN_BYTES, JsonRefused, gc_paused, parse_json, read_text
+from planner.plan_parts import (
+    Exchange,
+    Range,
+    RankStep,
+    RowSlice,
+    RowSplit,
+    StepStats,
+    _Frozen,
+    exchange_of,
+)
 from planner.spec import (
     Combiner,
     DType,
     Initializer,
     InputSpec,
     Objective,
+    Offload,
     Spec,
     Strategy,
     TableSpec,
+    WorldSize,
     describe_validation_error,
 )
 from planner.units import Optimizer
 
 FORMAT_VERSION = 2
 
-Range = tuple[int, int]
+Device = Literal["gpu", "host"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+def _left_out_at(default: Any) -> Callable[[Any], bool]:
+    """For fields added after plans were first written: left out of the file at their
+    default, so plans that do not use them keep their bytes (and their pins)."""
+    return lambda value: value == default
 
 
 class Parameters(_Frozen):
@@ -88,6 +102,24 @@ class Parameters(_Frozen):
     intra_host_bandwidth: float = Field(200.0, gt=0, description="GB/s per rank within a host.")
     memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
     column_multiple: int = Field(4, ge=1, description="auto's column pieces: multiples of this.")
+    gpu_embedding_size: int | None = Field(
+        None,
+        ge=0,
+        description="Elements of table-parallel pieces a rank keeps on its GPU under "
+        "upstream's offload rule (null = not used).",
+        exclude_if=_left_out_at(None),
+    )
+    offload: Offload = Field(
+        "none",
+        description="Rule that chose the pieces in host memory: none, upstream or auto.",
+        exclude_if=_left_out_at("none"),
+    )
+    host_memory: int | None = Field(
+        None,
+        gt=0,
+        description="Host bytes per rank for offloaded pieces (null = not checked).",
+        exclude_if=_left_out_at(None),
+    )
 
 
 class Groups(_Frozen):
@@ -105,6 +137,12 @@ class Shard(_Frozen):
     rank: int
     rows: Range
     cols: Range
+    device: Device = Field(
+        "gpu",
+        description="host: the piece lives in host memory (CPU offload; table-parallel "
+        "pieces only). Left out when gpu, the rank's GPU.",
+        exclude_if=_left_out_at("gpu"),
+    )
 
 
 class FusedMember(_Frozen):
@@ -124,6 +162,12 @@ class LocalWeight(_Frozen):
     combiner: Combiner
     dtype: DType
     initializer: Initializer
+    device: Device = Field(
+        "gpu",
+        description="host: the variable, its optimizer state and its lookups live in host "
+        "memory (/CPU:0); it then holds one piece, fused with no other. Left out when gpu.",
+        exclude_if=_left_out_at("gpu"),
+    )
     members: list[FusedMember]
 
 
@@ -133,47 +177,6 @@ class LocalInput(_Frozen):
     input: str
     weight: int = Field(description="Index into this rank's table_parallel_weights.")
     row_offset: int
-
-
-class RowSlice(_Frozen):
-    """This rank's rows of a row-sliced table (may be empty); ids are looked up at id - rows[0]."""
-
-    table: str
-    rows: Range
-
-
-class RowSplit(_Frozen):
-    """A row-sliced table's rows spread over consecutive ranks as evenly as they go.
-
-    The ``ranks[1] - ranks[0]`` ranks hold ``rows // count`` rows each, in rank order
-    (consecutive ranges from row 0); ``rows % count`` of them hold one more: those from
-    position ``remainder_start`` in the group on, wrapping around. Other ranks hold none.
-    Written once per table instead of once per rank (plan format 2).
-    """
-
-    table: str
-    ranks: Range = Field(description="Ranks [first, stop) holding the table's rows.")
-    remainder_start: int = Field(
-        0, ge=0, description="Position in the group of the first rank with one row more."
-    )
-
-    def bounds(self, rows: int, world_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every rank's first and last-plus-one row, in rank order (empty outside)."""
-        first, stop = self.ranks
-        count = max(stop - first, 1)
-        even, extra = divmod(rows, count)
-        held = np.zeros(world_size, np.int64)
-        group = held[max(first, 0) : max(min(stop, world_size), 0)]
-        group += even
-        longer = (self.remainder_start + np.arange(extra)) % count
-        group[longer[longer < len(group)]] += 1
-        ends = np.cumsum(held)
-        return ends - held, ends
-
-    def row_ranges(self, rows: int, world_size: int) -> list[Range]:
-        """Every rank's rows (half-open), in rank order."""
-        starts, ends = self.bounds(rows, world_size)
-        return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
 
 class Traffic(_Frozen):
@@ -199,18 +202,6 @@ class RankComm(_Frozen):
     seconds: float = Field(description="This rank's phases, one after another.")
 
 
-class RankStep(_Frozen):
-    """One rank's estimated step, by stage, in seconds (see docs/cost_model.md)."""
-
-    ids: float = Field(description="Id all-to-all and row-slice id allgather.")
-    forward_lookups: float = Field(description="Its lookups, forward.")
-    outputs: float = Field(description="Output all-to-all and row-slice reduce-scatter.")
-    output_gradients: float = Field(description="Their gradients back (backward).")
-    backward_lookups: float = Field(description="Its lookups, backward.")
-    dp_allreduce: float = Field(description="Data-parallel table gradients, averaged.")
-    seconds: float = Field(description="This rank's stages, one after another.")
-
-
 class RankPlan(_Frozen):
     """What one rank holds and looks up."""
 
@@ -225,6 +216,12 @@ class RankPlan(_Frozen):
         "included."
     )
     optimizer_bytes: int = Field(0, description="Of bytes, the optimizer state.")
+    host_bytes: int = Field(
+        0,
+        description="Of bytes, those in host memory: offloaded pieces and their optimizer "
+        "state. Left out when 0.",
+        exclude_if=_left_out_at(0),
+    )
     comm: RankComm | None = Field(
         None, description="Estimated traffic per step (null without a global batch size)."
     )
@@ -242,24 +239,10 @@ class RankPlan(_Frozen):
             for t, (starts, ends) in self.__dict__.get("_row_splits", ())
         ]
 
-
-class OutputAssembly(_Frozen):
-    """How a table-parallel input's output is rebuilt after the output all-to-all."""
-
-    input: str
-    pieces: list[int] = Field(
-        description="Indices into the worker-order received outputs, concatenated in this "
-        "order along the width."
-    )
-
-
-class Exchange(_Frozen):
-    """The table-parallel all-to-all, flattened in worker order (rank 0's inputs first)."""
-
-    output_widths: list[int]
-    outputs: list[OutputAssembly] = Field(
-        description="One per table-parallel input, in group order."
-    )
+    @property
+    def device_bytes(self) -> int:
+        """Bytes on the rank's GPU: everything it holds but the offloaded pieces."""
+        return self.bytes - self.host_bytes
 
 
 class CommStats(_Frozen):
@@ -273,16 +256,6 @@ class CommStats(_Frozen):
         description="Per phase, the slowest rank's time (phases as in ranks[].comm)."
     )
     step_seconds: float = Field(description="The phases' times summed: no overlap assumed.")
-
-
-class StepStats(_Frozen):
-    """The step's critical path; derived from ``ranks[].step``."""
-
-    stage_seconds: dict[str, float] = Field(
-        description="Per stage, the slowest rank's time (stages as in ranks[].step)."
-    )
-    step_seconds: float = Field(description="The stages' times summed: the estimated step.")
-    slowest_rank: int = Field(description="The rank whose own stages take longest.")
 
 
 class Stats(_Frozen):
@@ -309,8 +282,11 @@ class Plan(_Frozen):
     )
 
     format_version: Literal[2] = FORMAT_VERSION
-    fingerprint: str = Field(description="sha256 of the normalized spec this plan was made from.")
-    world_size: int = Field(ge=1)
+    fingerprint: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256 of the normalized spec this plan was made from.",
+    )
+    world_size: WorldSize
     strategy: Strategy = Field(description="Strategy used (one rank always uses basic).")
     parameters: Parameters
     tables: list[TableSpec]
@@ -333,7 +309,7 @@ class Plan(_Frozen):
         rows = {t.name: t.rows for t in self.tables}
         splits = {s.table: s for s in self.row_splits if s.table in rows}
         linked = [
-            (name, splits[name].bounds(rows[name], self.world_size))
+            (name, tuple(a.tolist() for a in splits[name].bounds(rows[name], self.world_size)))
             for name in self.groups.row_sliced
             if name in splits
         ]
@@ -361,26 +337,11 @@ class Plan(_Frozen):
 
     @cached_property
     def exchange(self) -> Exchange:
-        """Follows from the ranks: their inputs in order, and each input's pieces. A weight
-        index out of range (a broken plan; validation names it) counts as width 0."""
-        flat = []
-        for rank in self.ranks:
-            weights = rank.table_parallel_weights
-            for local in rank.table_parallel_inputs:
-                width = weights[local.weight].width if 0 <= local.weight < len(weights) else 0
-                flat.append((local.input, width))
-        positions: dict[str, list[int]] = {}
-        for position, (name, _) in enumerate(flat):
-            positions.setdefault(name, []).append(position)
-        return Exchange.model_construct(
-            output_widths=[width for _, width in flat],
-            outputs=[
-                OutputAssembly.model_construct(input=name, pieces=positions.get(name, []))
-                for name in self.input_groups.table_parallel
-            ],
-        )
+        """Follows from the ranks: their inputs in order, and each input's pieces."""
+        return exchange_of(self.ranks, self.input_groups.table_parallel)
 
     def table(self, name: str) -> TableSpec:
+        """The table called ``name``: a search, so code looking up many builds a dict."""
         return next(t for t in self.tables if t.name == name)
 
     def to_json(self) -> str:
@@ -409,6 +370,9 @@ class Plan(_Frozen):
             intra_host_bandwidth=params.intra_host_bandwidth,
             memory_bandwidth=params.memory_bandwidth,
             column_multiple=params.column_multiple,
+            gpu_embedding_size=params.gpu_embedding_size,
+            offload=params.offload,
+            host_memory=params.host_memory,
             tables=self.tables,
             inputs=self.inputs,
         )
@@ -420,13 +384,31 @@ def plan_json_schema() -> dict:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
+def plan_text(plan: Plan, target: str = "<plan>") -> str:
+    """The plan as its file holds it; PlanFileError (naming ``target``, where it was to be
+    written) when that is more than a plan may be.
+
+    Every worker parses the whole file, and ``read_plan`` refuses one over
+    ``MAX_PLAN_BYTES``, so a larger plan is not written for nobody to read back.
+    """
+    text = plan.to_json()
+    size = len(text) if text.isascii() else len(text.encode())
+    if size > MAX_PLAN_BYTES:
+        raise PlanFileError(
+            f"{target}: the plan would be {size / 2**20:,.1f} MiB, more than the "
+            f"{MAX_PLAN_BYTES // 2**20:,} MiB a plan may be; plan with fewer ranks, or fewer "
+            "row-sliced tables (each lists a shard on every rank)"
+        )
+    return text
+
+
 def save_plan(plan: Plan, path: str | Path) -> None:
     """Write atomically: a temp file in the same folder, then rename over ``path``.
 
     Readers (CI, a training job starting) never see half a plan.
     """
     path = Path(path)
-    text = plan.to_json()
+    text = plan_text(plan, shown(str(path)))
     try:
         write_atomically(text, path)
     except OSError as exc:
@@ -437,11 +419,11 @@ def write_atomically(text: str, path: Path) -> None:
     """A temp file in ``path``'s folder renamed over it, removed if anything fails; or
     straight into ``path`` when it is a device or FIFO (/dev/stdout: nothing to rename)."""
     if path.exists() and not path.is_file():
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
         return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it private; plans are shared
         os.replace(tmp, path)
@@ -456,43 +438,56 @@ def _current_umask() -> int:
     return mask
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Read and schema-check a plan file; raises PlanFileError with a one-line reason."""
+def read_plan(path: str | Path) -> Plan:
+    """Read and schema-check a plan file, nothing more; PlanFileError with a one-line reason.
+
+    ``planner.load_plan`` also checks that the plan's parts agree; this is what
+    ``planner validate`` reads to list every problem of a plan that may not.
+    """
     path = Path(path)
+    name = shown(str(path))
+    text = read_text(path, MAX_PLAN_BYTES, "a plan file", "plan", PlanFileError)
     try:
-        text = path.read_text(encoding="utf-8")
-        return Plan.model_validate_json(text)  # the fast path: a sound plan of this format
-    except ValidationError:
-        pass  # say what is wrong below, the slow way
-    except UnicodeDecodeError as exc:
-        raise PlanFileError(f"{path}: not a plan file (not UTF-8 text)") from exc
-    except OSError as exc:
-        raise PlanFileError(f"{path}: cannot read the plan ({exc.strerror})") from exc
-    try:
-        raw = json.loads(text)
-    except UnicodeDecodeError as exc:
-        raise PlanFileError(f"{path}: not a plan file (not UTF-8 text)") from exc
-    except OSError as exc:
-        raise PlanFileError(f"{path}: cannot read the plan ({exc.strerror})") from exc
+        raw = parse_json(text)
     except json.JSONDecodeError as exc:
-        raise PlanFileError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
-    return plan_from_dict(raw, source=str(path))
+        raise PlanFileError(f"{name}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+    except JsonRefused as exc:
+        raise PlanFileError(f"{name}: not a plan file ({exc})") from exc
+    with gc_paused():
+        return parse_plan(raw, source=name)
 
 
-def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
+
+
+def parse_plan(raw: object, source: str = "<plan>") -> Plan:
     """Schema-check parsed JSON; what is not a plan at all is said so before any field."""
     if not isinstance(raw, dict) or "format_version" not in raw:
-        found = f"a JSON {type(raw).__name__}" if not isinstance(raw, dict) else "no format_version"
+        found = (
+            "no format_version"
+            if isinstance(raw, dict)
+            else "JSON null"
+            if raw is None
+            else f"JSON {str(raw).lower()}"
+            if isinstance(raw, bool)
+            else f"a JSON {_JSON_TYPES.get(type(raw), type(raw).__name__)}"
+        )
         raise PlanFileError(f"{source}: not a plan file ({found}); make one with planner plan")
     if raw["format_version"] == 1:
         raise PlanFileError(
             f"{source}: format_version 1 (a plan from an older planner) is not read by this "
             f"one; re-plan the spec with this version (planner plan SPEC)"
         )
-    if raw["format_version"] != FORMAT_VERSION:
+    version = raw["format_version"]
+    if isinstance(version, str) and version.strip() == str(FORMAT_VERSION):
         raise PlanFileError(
-            f"{source}: format_version {raw['format_version']!r} is not supported "
-            f"(this planner reads {FORMAT_VERSION}); re-plan with this version"
+            f"{source}: format_version must be the number {FORMAT_VERSION}, not the string "
+            f"{brief(version)}; write it without quotes"
+        )
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise PlanFileError(
+            f"{source}: format_version {brief(version)} is not supported (this planner reads "
+            f"format version {FORMAT_VERSION} only); re-plan with this version"
         )
     try:
         return Plan.model_validate(raw)

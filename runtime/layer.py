@@ -29,11 +29,11 @@ import os
 import horovod.tensorflow as hvd
 import tensorflow as tf
 
-from planner.plan import Plan, load_plan, plan_from_dict
+from planner import Plan, load_plan, plan_from_dict
 from runtime import checks, exchange
-from runtime.horovod_patches import mark_local
 from runtime.lookup import IdProblem, Ids, describe_input, id_bounds, lookup, to_ids
 from runtime.planning import layer_initializer, plan_for_layers
+from runtime.slots import mark_local
 from runtime.weights import (
     DEFAULT_CHUNK,
     check_global_weights,

@@ -25,19 +25,24 @@ PACKAGE = Path(__file__).resolve().parent.parent / "planner"
 
 # Bottom first. A module may import from its own layer and the layers below it.
 LAYERS: list[tuple[str, ...]] = [
+    # vocabulary: what users write and the planner writes, and how such files are read
     (
         "planner.errors",
         "planner.units",
+        "planner.files",
+        "planner.initializers",
         "planner.jsonlines",
         "planner.spec",
+        "planner.plan_parts",
         "planner.plan",
-    ),  # vocabulary
+    ),
     ("planner.costs",),
     ("planner.placement",),
     ("planner.describe", "planner.planning"),  # a Placement written as a Plan
-    ("planner.reports",),
+    ("planner.consistency",),  # a plan's checks and the checked loader: reports read plans
+    ("planner.reports", "planner.checkpoint"),  # read plans (compare and capacity re-plan)
     ("planner.validation",),
-    ("planner.cli",),
+    ("planner.cli", "planner.exit_codes"),
     ("planner",),  # the public names, planner/__init__.py
 ]
 

@@ -441,8 +441,10 @@ def test_validate_fails_with_a_different_spec(saved: Path, work: Path) -> None:
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("plan.json: fingerprint ")
-    assert "does not match the spec" in lines[0]
+    assert lines == [
+        "plan.json: fingerprint: does not match the spec (tables['b'].rows: 50 in the plan, "
+        "51 in the spec); re-run planner plan on the spec and commit the new plan"
+    ]
 
 
 def test_validate_spec_options_need_the_spec(saved: Path) -> None:

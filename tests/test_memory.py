@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shared import SMALL, invoke
 
+from planner import load_plan, plan_from_dict
 from planner.costs.memory import usable_memory
 from planner.errors import PlanFileError, SpecError
-from planner.plan import load_plan, plan_from_dict
+from planner.plan import parse_plan
 from planner.planning import make_plan
 from planner.reports import capacity
 from planner.reports.capacity import (
@@ -92,7 +93,7 @@ def test_usable_memory_takes_the_reserve_off() -> None:
         ({"memory_reserve": -0.1}, "memory_reserve: Input should be greater than or equal"),
         ({"id_bytes": 2}, "id_bytes"),
         ({"global_batch_size": 3}, "global_batch_size: 3 samples do not split evenly over 2"),
-        ({"alltoall_bandwidth": 0}, "alltoall_bandwidth: Input should be greater than 0"),
+        ({"alltoall_bandwidth": 0}, "alltoall_bandwidth: Input should be greater than or equal"),
     ],
 )
 def test_bad_cost_fields_are_one_line_errors(changes, fragment) -> None:
@@ -218,7 +219,7 @@ def test_tampered_optimizer_bytes_fail_validation() -> None:
     data = json.loads(plan.to_json())
     data["ranks"][0]["bytes"] = 3280
     assert "ranks[0]: elements or bytes do not match what it holds" in plan_problems(
-        plan_from_dict(data)
+        parse_plan(data)
     )
 
 
@@ -405,16 +406,35 @@ def counting_make_plan(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]
 
 def test_world_sizes_tried_stop_at_eight_times_the_plan_or_4096() -> None:
     assert [largest_world_to_try(n) for n in (1, 2, 512, 1024)] == [4096, 4096, 4096, 8192]
+    assert [largest_world_to_try(n) for n in (2048, 4096, 16384)] == [16384] * 3  # the bound
     assert _world_sizes_to_try(3, 4096) == [3, 4, 5, 6, 8, 16]
     assert _world_sizes_to_try(1000, 4800) == [1000, 1001, 1002, 1003, 1024, 2048, 4096, 4800]
     assert _world_sizes_to_try(4094, 4096) == [4094, 4095, 4096]
     assert _world_sizes_to_try(5000, 4096) == []
 
 
+def test_advice_never_names_more_ranks_than_a_spec_may_ask_for(tmp_path, monkeypatch) -> None:
+    # 64 x 100 float32 = 25,600 B on 4,096 ranks of 1 B: perfectly balanced they need
+    # 25,600 ranks, past the 16,384 a spec may have; none is re-planned above the bound
+    replans = counting_make_plan(monkeypatch)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("world_size: 4096\ntables:\n  - {name: a, rows: 100, width: 64}\n")
+    result = invoke("plan", spec, "-o", tmp_path / "p.json", "--device-memory", "1B")
+    assert result.exit_code == 3, result.output
+    assert isinstance(result.exception, SystemExit)
+    first = result.stderr.splitlines()[0]
+    assert first.endswith(
+        "even 16,384 ranks do not fit (balanced perfectly the tables need 25,600); use devices "
+        "with more memory (16,384 ranks are the most this planner plans)"
+    ), first
+    assert max(world for world, _ in replans) <= 16384
+    assert not (tmp_path / "p.json").exists()
+
+
 def test_a_spec_that_needs_thousands_of_ranks_is_not_replanned_at_them(monkeypatch) -> None:
     # 6,400,000 float32 elements (25.6 MB) on 1000 B devices: perfectly balanced they need
-    # ceil(25,600,000 / 1000) = 25,600 ranks, past the 4,096 tried. Only the other
-    # strategies are re-planned, at 2 ranks.
+    # ceil(25,600,000 / 1000) = 25,600 ranks, past the 4,096 tried and the 16,384 a spec
+    # may ask for. Only the other strategies are re-planned, at 2 ranks.
     spec = spec_from_dict(
         {
             "world_size": 2,
@@ -430,7 +450,7 @@ def test_a_spec_that_needs_thousands_of_ranks_is_not_replanned_at_them(monkeypat
     assert line.endswith(
         "even perfectly balanced the tables need 12.21 MiB per rank; even 4,096 ranks do "
         "not fit (balanced perfectly the tables need 25,600); use devices with more memory "
-        "or raise --world-size to at least 25600"
+        "(16,384 ranks are the most this planner plans)"
     )
 
 

@@ -10,33 +10,18 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from shared import RICH
 
-from planner import make_plan, plan_from_dict, plan_problems, spec_from_dict
+from planner import make_plan, plan_problems, spec_from_dict
 from planner.cli import main
 from planner.costs.memory import rank_footprints
 from planner.costs.summary import summarize
+from planner.plan import parse_plan
 
-# a (1000 x 4) is row-sliced over 2 ranks (4000 >= 3000 elements); b (10 x 4) is
-# table-parallel on rank 0; c (2 x 4) is data-parallel; d is read by two inputs.
-SPEC = {
-    "world_size": 2,
-    "row_slice_threshold": 3000,
-    "data_parallel_threshold": 8,
-    "global_batch_size": 8,
-    "tables": [
-        {"name": "a", "rows": 1000, "width": 4, "combiner": "sum"},
-        {"name": "b", "rows": 10, "width": 4},
-        {"name": "c", "rows": 2, "width": 4},
-        {"name": "d", "rows": 20, "width": 4, "combiner": "sum"},
-    ],
-    "inputs": [
-        {"name": "a", "table": "a"},
-        {"name": "b", "table": "b"},
-        {"name": "c", "table": "c"},
-        {"name": "d1", "table": "d"},
-        {"name": "d2", "table": "d", "hotness": 3},
-    ],
-}
+# RICH (tests/shared.py): a (1000 x 4) is row-sliced over 2 ranks (4000 >= 3000
+# elements); b (10 x 4) is table-parallel on rank 0; c (2 x 4) is data-parallel; d is read
+# by two inputs.
+SPEC = RICH
 
 
 @pytest.fixture
@@ -49,7 +34,7 @@ def plan_dict() -> dict:
 
 def problems_after(data: dict) -> list[str]:
     """Problems of the edited plan, its per-rank totals and stats recounted first."""
-    plan = plan_from_dict(data)
+    plan = parse_plan(data)
     ranks = [
         rank.model_copy(update={"elements": e, "bytes": b, "optimizer_bytes": o})
         for rank, (e, b, o) in zip(plan.ranks, rank_footprints(plan), strict=True)

@@ -52,7 +52,7 @@ from planner.placement.grouping import (
     group_inputs,
     table_of_input,
 )
-from planner.placement.layout import Piece, rank_layout
+from planner.placement.layout import Piece, inputs_by_table, rank_layout
 from planner.placement.result import Placement
 from planner.placement.slicing import ranges_from_sizes
 from planner.placement.upstream import UPSTREAM_STRATEGIES, upstream_placement
@@ -290,12 +290,11 @@ class _Model(WrapAround, FastPlacements):
             widest[t] = max(widest.get(t, 0), width)
             count[t] = count.get(t, 0) + 1
         cut = [widest[t] * self.tables[t].rows for t in count if count[t] > 1]
-        inputs_by_table: dict[int, list[int]] = {}
-        for i, t in enumerate(self.table_of_input):
-            if t in count:
-                inputs_by_table.setdefault(t, []).append(i)
+        readers = inputs_by_table(
+            [i for i, t in enumerate(self.table_of_input) if t in count], self.table_of_input
+        )
         layouts = [
-            rank_layout(sorted(held, key=lambda p: p.table), self.tables, inputs_by_table)
+            rank_layout(sorted(held, key=lambda p: p.table), self.tables, readers)
             for held in per_rank
         ]
         groups = TableGroups(

@@ -8,6 +8,7 @@ plans record it and the plan's JSON Schema lists it; a test keeps the two lists 
 from __future__ import annotations
 
 from planner.placement.auto import auto_placement
+from planner.placement.offload import with_offload
 from planner.placement.result import Placement, PlacementFunction
 from planner.placement.upstream import UPSTREAM_STRATEGIES, upstream_placement
 from planner.spec import Spec
@@ -20,9 +21,11 @@ STRATEGY_NAMES: tuple[str, ...] = tuple(PLACEMENTS)
 
 
 def place(spec: Spec) -> Placement:
-    """The placement of the strategy ``spec`` names.
+    """The placement of the strategy ``spec`` names, with its offload rule applied.
 
     With one rank there is nothing to balance: whatever was asked, upstream's ``basic``
-    places the tables (README, placement rule 1), and the plan names it.
+    places the tables (README, placement rule 1), and the plan names it. Offloading
+    (``planner.placement.offload``) then moves pieces to host memory, whatever the strategy.
     """
-    return PLACEMENTS["basic" if spec.world_size == 1 else spec.strategy](spec)
+    strategy = PLACEMENTS["basic" if spec.world_size == 1 else spec.strategy]
+    return with_offload(spec, strategy(spec))

@@ -14,7 +14,7 @@ from planner.placement.grouping import (
     group_tables,
     table_of_input,
 )
-from planner.placement.layout import RankLayout, merge_slices, rank_layout
+from planner.placement.layout import RankLayout, inputs_by_table, merge_slices, rank_layout
 from planner.placement.result import Placement
 from planner.placement.slicing import (
     automatic_column_threshold,
@@ -87,10 +87,8 @@ def _table_parallel_layouts(
     owners = [t for t in table_ids for _ in slice_widths[t]]
     sizes = [tables[t].rows * width for t in table_ids for width in slice_widths[t]]
     assignment = assign(sizes, owners, world) if owners else [[] for _ in range(world)]
-    inputs_by_table: dict[int, list[int]] = {}
-    for input_index in input_ids:
-        inputs_by_table.setdefault(input_tables[input_index], []).append(input_index)
+    readers = inputs_by_table(input_ids, input_tables)
     return [
-        rank_layout(pieces, tables, inputs_by_table)
+        rank_layout(pieces, tables, readers)
         for pieces in merge_slices(assignment, slice_widths)
     ]

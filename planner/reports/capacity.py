@@ -1,4 +1,5 @@
-"""Capacity advice: why a rank does not fit its GPU, and what to change so it does.
+"""Capacity advice: why a rank does not fit its GPU (or its host memory, with CPU
+offload), and what to change so it does.
 
 The bytes come from ``planner.costs.memory``. The advice is worked out from the plan;
 to name only changes that work, each candidate change is planned again, so this report,
@@ -10,12 +11,13 @@ This module knows nothing of click; the CLI turns its results into messages.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from planner.costs.memory import (
     Holdings,
     memory_limit,
     rank_holdings,
+    ranks_over_host_limit,
     ranks_over_limit,
     replica_bytes,
     spread_bytes,
@@ -26,13 +28,13 @@ from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.reports.folding import rank_ranges
-from planner.spec import Spec
+from planner.spec import MAX_WORLD_SIZE, Spec
 from planner.units import human_bytes
 
 
 @dataclass(frozen=True)
 class RankOverflow:
-    """A rank whose weights and optimizer state do not fit the usable memory."""
+    """A rank whose weights and optimizer state on the GPU do not fit the usable memory."""
 
     rank: int
     needs: int
@@ -56,7 +58,8 @@ def over_capacity(plan: Plan) -> list[RankOverflow]:
         return []
     holdings, spread = rank_holdings(plan), spread_bytes(plan)
     return [
-        _overflow(plan, rank.rank, rank.bytes, limit, holdings[rank.rank], spread) for rank in over
+        _overflow(plan, rank.rank, rank.device_bytes, limit, holdings[rank.rank], spread)
+        for rank in over
     ]
 
 
@@ -88,9 +91,33 @@ class AdviceGroup:
         return f"{amount} {limit_text}; {self.diagnosis}; {self.advice}"
 
 
+def host_lines(plan: Plan) -> list[str]:
+    """A line for the ranks whose offloaded pieces overflow ``host_memory`` (empty when
+    none do): how much, and what to change."""
+    limit = plan.parameters.host_memory
+    over = ranks_over_host_limit(plan)
+    if limit is None or not over:
+        return []
+    keep_more = (
+        "lower the offloaded share (raise gpu_embedding_size, or use offload: auto with "
+        "device_memory)"
+        if plan.parameters.offload == "upstream"
+        else "give the GPUs more memory (--device-memory)"
+    )
+    group = AdviceGroup(
+        [r.rank for r in over],
+        [r.host_bytes for r in over],
+        limit,
+        "offloaded pieces and their optimizer state take that in host memory",
+        f"raise --host-memory, raise --world-size, or {keep_more}",
+    )
+    return [group.line(f"the {human_bytes(limit)} host_memory limit")]
+
+
 @dataclass(frozen=True)
 class CapacityReport:
-    """Whether a plan fits its device memory, and if not, why and what to change."""
+    """Whether a plan fits its device memory (and, with CPU offload, its host memory), and
+    if not, why and what to change."""
 
     device_memory: int | None
     memory_reserve: float
@@ -98,17 +125,21 @@ class CapacityReport:
     overflows: list[RankOverflow]  # one per rank over, in rank order
     fixes: list[str]  # CLI options each of which alone makes the plan fit (re-planned)
     groups: list[AdviceGroup]  # the overflows grouped by identical diagnosis and advice
+    offload: str = "none"  # the plan's rule: with offload, only the GPU part must fit
+    host: list[str] = field(default_factory=list)  # a line per rank over host_memory
 
     @property
     def fits(self) -> bool:
-        return not self.overflows
+        return not self.overflows and not self.host
 
     def lines(self) -> list[str]:
-        """One line per group of ranks with the same advice, in order of their first rank."""
-        if self.fits or self.device_memory is None:
-            return []
+        """One line per group of ranks with the same advice, in order of their first rank;
+        then one per rank over ``host_memory``."""
+        if not self.overflows or self.device_memory is None:
+            return list(self.host)
+        what = "limit" if self.offload == "none" else "GPU limit"
         limit_text = (
-            f"the {human_bytes(self.overflows[0].limit)} limit "
+            f"the {human_bytes(self.overflows[0].limit)} {what} "
             f"({human_bytes(self.device_memory)} less {self.memory_reserve * 100:g}% reserve)"
         )
         shown = self.groups[:MAX_ADVICE_LINES]
@@ -119,7 +150,7 @@ class CapacityReport:
                 f"and {rank_ranges(rest)} over with other advice ({len(rest):,} ranks; "
                 "--format json lists the advice for every rank)"
             )
-        return lines
+        return lines + self.host
 
     def as_json(self) -> dict:
         """The same, for tools: the limit, every rank over with its bytes, the options that
@@ -138,6 +169,7 @@ class CapacityReport:
                 {"ranks": g.ranks, "diagnosis": g.diagnosis, "advice": g.advice}
                 for g in self.groups
             ],
+            **({"host_memory_advice": self.host} if self.host else {}),
         }
 
 
@@ -168,7 +200,14 @@ def capacity_report(plan: Plan, verify: bool = True) -> CapacityReport:
         for key, members in grouped.items()
     ]
     return CapacityReport(
-        params.device_memory, params.memory_reserve, memory_limit(plan), overflows, fixes, groups
+        params.device_memory,
+        params.memory_reserve,
+        memory_limit(plan),
+        overflows,
+        fixes,
+        groups,
+        params.offload,
+        host_lines(plan),
     )
 
 
@@ -225,8 +264,9 @@ def fixes_that_fit(
 
 
 def largest_world_to_try(world_size: int) -> int:
-    """Capacity advice re-plans at most this many ranks: 8x the plan's, or 4,096."""
-    return max(8 * world_size, 4096)
+    """Capacity advice re-plans at most this many ranks: 8x the plan's, or 4,096, and never
+    more than a spec may ask for (MAX_WORLD_SIZE)."""
+    return min(max(8 * world_size, 4096), MAX_WORLD_SIZE)
 
 
 def _world_sizes_to_try(lowest: int, highest: int) -> list[int]:
@@ -263,7 +303,7 @@ def _overflow(
 ) -> RankOverflow:
     """The most specific reason this rank overflows, and the change that addresses it.
 
-    ``spread`` is the bytes of every table that is not data-parallel (see spread_bytes).
+    ``spread`` is the bytes the GPUs must share (see spread_bytes).
     """
     if held.replicas and held.replicas >= limit:
         return _too_many_replicas(plan, rank, needs, limit, held.replicas)
@@ -271,6 +311,18 @@ def _overflow(
     if even > limit:
         return _too_few_ranks(plan, rank, needs, limit, held.replicas, even, spread)
     room = limit - held.replicas - held.row_slices
+    offload = plan.parameters.offload
+    if offload != "none" and room < 0:
+        return RankOverflow(
+            rank,
+            needs,
+            limit,
+            f"even with every table-parallel piece in host memory, its data-parallel copies "
+            f"and row slices take {human_bytes(held.replicas + held.row_slices)}",
+            "raise --world-size",
+        )
+    if offload == "upstream":
+        return _keeps_too_much(plan, rank, needs, limit, held, room)
     if held.pieces:
         table, size = max(held.pieces, key=lambda item: item[1])
         if size > room:
@@ -306,30 +358,56 @@ def _too_many_replicas(
     )
 
 
+def _keeps_too_much(
+    plan: Plan, rank: int, needs: int, limit: int, held: Holdings, room: int
+) -> RankOverflow:
+    """Upstream's rule keeps more on this GPU than fits: the element limit that would not.
+
+    Kept pieces are at most ``gpu_embedding_size`` elements, and an element takes at
+    most the widest dtype's bytes with its optimizer state, so this limit always fits."""
+    largest_element = max(t.itemsize for t in plan.tables) * state_factor(plan)
+    elements = room // largest_element
+    kept = sum(size for _, size in held.pieces)
+    return RankOverflow(
+        rank,
+        needs,
+        limit,
+        f"gpu_embedding_size {plan.parameters.gpu_embedding_size:,} keeps "
+        f"{human_bytes(kept)} of table-parallel pieces on it",
+        f"set gpu_embedding_size to {elements:,} or less",
+        ("gpu_embedding_size", elements),
+    )
+
+
 def _too_few_ranks(
     plan: Plan, rank: int, needs: int, limit: int, replicas: int, even: float, spread: int
 ) -> RankOverflow:
     """Even a perfect balance overflows: more ranks (or fewer data-parallel copies)."""
     needed = math.ceil(spread / (limit - replicas))
     largest = largest_world_to_try(plan.world_size)
+    more_ranks = (
+        f" or raise --world-size to at least {needed}"
+        if needed <= MAX_WORLD_SIZE
+        else f" ({MAX_WORLD_SIZE:,} ranks are the most this planner plans)"
+    )
     advice = (
         f"raise --world-size to at least {needed}"
         if needed <= largest
         else f"even {largest:,} ranks do not fit (balanced perfectly the tables need "
-        f"{needed:,}); use devices with more memory or raise --world-size to at least {needed}"
+        f"{needed:,}); use devices with more memory{more_ranks}"
     )
     if replicas and (spread + replicas) / plan.world_size <= limit:
         advice += (
             f", or lower data_parallel_threshold (the data-parallel copies take "
             f"{human_bytes(replicas)} on every rank)"
         )
-    return RankOverflow(
-        rank,
-        needs,
-        limit,
-        f"even perfectly balanced the tables need {human_bytes(even)} per rank",
-        advice,
+    diagnosis = (
+        f"even perfectly balanced the tables need {human_bytes(even)} per rank"
+        if plan.parameters.offload == "none"
+        else f"even with every table-parallel piece in host memory and the row slices "
+        f"perfectly balanced, each rank needs {human_bytes(even)}"
     )
+    return RankOverflow(rank, needs, limit, diagnosis, advice)
 
 
 def _piece_too_large(

@@ -6,11 +6,12 @@ import json
 from dataclasses import asdict, dataclass
 
 from planner.costs.memory import ranks_over_limit
+from planner.errors import brief
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.reports.preview import table_lines
-from planner.spec import Spec, spec_from_dict
+from planner.spec import MAX_WORLD_SIZE, Spec, spec_from_dict
 from planner.units import human_bytes
 
 
@@ -31,6 +32,8 @@ class Row:
     fits: bool | None  # None without a device memory
     ranks_over: int
     estimated_step_seconds: float | None = None  # lookups and exchanges (stats.step)
+    max_rank_device_bytes: int = 0  # with CPU offload, the largest rank's GPU part
+    max_rank_host_bytes: int = 0  # and the largest rank's host part
 
 
 def parse_world_sizes(text: str) -> list[int]:
@@ -42,7 +45,12 @@ def parse_world_sizes(text: str) -> list[int]:
     if not sizes or min(sizes) < 1:
         raise ValueError(
             f"--world-size: expected positive integers separated by commas, such as 8,16,32 "
-            f"(got {text!r})"
+            f"(got {brief(text)})"
+        )
+    if max(sizes) > MAX_WORLD_SIZE:
+        raise ValueError(
+            f"--world-size: {max(sizes):,} is more than {MAX_WORLD_SIZE:,} ranks, the most "
+            "this planner plans"
         )
     return list(dict.fromkeys(sizes))
 
@@ -56,7 +64,7 @@ def parse_strategies(text: str) -> list[str]:
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise ValueError(
-            f"--strategy: {unknown[0] if unknown else text!r} is not a strategy; use all or "
+            f"--strategy: {brief(unknown[0] if unknown else text)} is not a strategy; use all or "
             f"some of {', '.join(known)} separated by commas"
         )
     return list(dict.fromkeys(names))
@@ -101,6 +109,8 @@ def row_of(plan: Plan, strategy: str) -> Row:
         fits=None if plan.parameters.device_memory is None else not over,
         ranks_over=len(over),
         estimated_step_seconds=None if plan.stats.step is None else plan.stats.step.step_seconds,
+        max_rank_device_bytes=max(r.device_bytes for r in plan.ranks),
+        max_rank_host_bytes=max(r.host_bytes for r in plan.ranks),
     )
 
 
@@ -110,7 +120,10 @@ def render(rows: list[Row], fmt: str = "table") -> str:
         return json.dumps([asdict(row) for row in rows], indent=2)
     with_comm = any(row.step_seconds is not None for row in rows)
     with_fit = any(row.fits is not None for row in rows)
+    with_host = any(row.max_rank_host_bytes for row in rows)
     head = ["world", "strategy", "max/rank", "mean/rank", "imbalance", "shards"]
+    if with_host:
+        head += ["GPU/rank", "host/rank"]
     if with_comm:
         head += ["comm/rank", "comm time", "step"]
     if with_fit:
@@ -126,6 +139,8 @@ def render(rows: list[Row], fmt: str = "table") -> str:
             f"{row.imbalance:.3f}",
             str(row.shards),
         ]
+        if with_host:
+            cells += [human_bytes(row.max_rank_device_bytes), human_bytes(row.max_rank_host_bytes)]
         if with_comm:
             cells += [
                 human_bytes(row.comm_max_rank_bytes or 0),

@@ -105,8 +105,8 @@ def _memory_chart(plan: Plan) -> BarChart:
         )
         tip = f"rank {rank.rank}: {human_bytes(sum(held))}" + (f" ({named})" if named else "")
         tip += f"; {shards[rank.rank]} shards"
-        if limit is not None and rank.bytes > limit:
-            tip += f"; {human_bytes(rank.bytes - limit)} over the limit"
+        if limit is not None and rank.device_bytes > limit:  # offloaded bytes do not count
+            tip += f"; {human_bytes(rank.device_bytes - limit)} over the limit"
         tips.append(tip)
     rules = [
         Rule(plan.stats.mean_rank_bytes, f"mean {human_bytes(plan.stats.mean_rank_bytes)}", "mean")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from planner.costs.memory import ranks_over_limit, usable_memory
+from planner.costs.memory import ranks_over_host_limit, ranks_over_limit, usable_memory
 from planner.plan import Plan
 from planner.reports.capacity import CapacityReport, capacity_report
 from planner.reports.folding import fold_names
@@ -98,6 +98,7 @@ def _header_lines(plan: Plan) -> list[str]:
         f"{len(plan.groups.row_sliced)} row-sliced; {slicing}",
         _footer(plan),
         *_memory_lines(plan),
+        *_offload_lines(plan),
     ]
 
 
@@ -124,18 +125,55 @@ def _memory_lines(plan: Plan) -> list[str]:
         )
     if p.device_memory is not None:
         limit = usable_memory(p.device_memory, p.memory_reserve)
-        over = ranks_over_limit(plan)
-        verdict = (
-            f"DOES NOT FIT: {len(over)} of {plan.world_size} ranks over"
-            if over
-            else f"fits, largest rank at {plan.stats.max_rank_bytes / limit:.1%}"
-            if limit
-            else "fits"
+        verdict = _verdict(
+            plan, len(ranks_over_limit(plan)), max(r.device_bytes for r in plan.ranks), limit
         )
         lines.append(
             f"device memory {human_bytes(p.device_memory)} less {p.memory_reserve * 100:g}% "
             f"reserve = {human_bytes(limit)} per rank: {verdict}"
         )
+    return lines
+
+
+def _verdict(plan: Plan, over: int, largest: int, limit: int) -> str:
+    if over:
+        return f"DOES NOT FIT: {over} of {plan.world_size} ranks over"
+    return f"fits, largest rank at {largest / limit:.1%}" if limit else "fits"
+
+
+def has_offload(plan: Plan) -> bool:
+    """Whether the plan offloads, or may: then bytes on the GPU and in host memory differ."""
+    return plan.parameters.offload != "none" or any(r.host_bytes for r in plan.ranks)
+
+
+def _offload_lines(plan: Plan) -> list[str]:
+    """What is in host memory, by which rule, and the host limit, when the plan offloads."""
+    if not has_offload(plan):
+        return []
+    p = plan.parameters
+    rule = (
+        f"upstream's rule, at most {p.gpu_embedding_size:,} elements of pieces per GPU"
+        if p.offload == "upstream"
+        else "auto, the fewest bytes that make each rank fit its GPU"
+        if p.offload == "auto"
+        else p.offload
+    )
+    pieces = [s for s in plan.shards if s.device == "host"]
+    total = sum(r.host_bytes for r in plan.ranks)
+    lines = [
+        f"CPU offload ({rule}): {len(pieces)} table-parallel "
+        f"piece{'' if len(pieces) == 1 else 's'}, {human_bytes(total)} with their optimizer "
+        f"state, in host memory; largest rank on its GPU "
+        f"{human_bytes(max(r.device_bytes for r in plan.ranks))}"
+    ]
+    if p.host_memory is not None:
+        verdict = _verdict(
+            plan,
+            len(ranks_over_host_limit(plan)),
+            max(r.host_bytes for r in plan.ranks),
+            p.host_memory,
+        )
+        lines.append(f"host memory {human_bytes(p.host_memory)} per rank: {verdict}")
     return lines
 
 
@@ -220,7 +258,9 @@ def _rank_table(plan: Plan, ranks: list[int]) -> tuple[list[str], list[list[str]
     p = plan.parameters
     limit = None if p.device_memory is None else usable_memory(p.device_memory, p.memory_reserve)
     has_comm = all(r.comm is not None for r in plan.ranks)
+    offload = has_offload(plan)
     head += ["optimizer"] if p.optimizer_slots else []
+    head += ["on GPU", "in host"] if offload else []
     head += ["free"] if limit is not None else []
     head += ["sent", "received", "comm time"] if has_comm else []
     has_step = all(r.step is not None for r in plan.ranks)
@@ -237,7 +277,8 @@ def _rank_table(plan: Plan, ranks: list[int]) -> tuple[list[str], list[list[str]
             f"{row.share:.1%}",
         ]
         cells += [human_bytes(rank.optimizer_bytes)] if p.optimizer_slots else []
-        cells += [human_bytes(limit - rank.bytes)] if limit is not None else []
+        cells += [human_bytes(rank.device_bytes), human_bytes(rank.host_bytes)] if offload else []
+        cells += [human_bytes(limit - rank.device_bytes)] if limit is not None else []
         if has_comm and rank.comm is not None:
             comm = rank.comm
             cells += [human_bytes(comm.sent_bytes), human_bytes(comm.received_bytes)]
@@ -250,6 +291,9 @@ def _rank_table(plan: Plan, ranks: list[int]) -> tuple[list[str], list[list[str]
 
 def _shard_table(plan: Plan) -> tuple[list[str], list[list[str]]]:
     head = ["table", "rank", "rows", "cols", "shape", "bytes"]
+    offloads = any(s.device == "host" for s in plan.shards)
+    if offloads:
+        head.append("device")
     itemsize = {t.name: t.itemsize for t in plan.tables}
     body = []
     for s in plan.shards:
@@ -262,6 +306,7 @@ def _shard_table(plan: Plan) -> tuple[list[str], list[list[str]]]:
                 f"{s.cols[0]}:{s.cols[1]}",
                 f"{rows:,} x {cols}",
                 human_bytes(rows * cols * itemsize[s.table]),
+                *([s.device] if offloads else []),
             ]
         )
     return head, body
@@ -353,6 +398,8 @@ def _as_json(plan: Plan, shown: list[int], capacity: CapacityReport | None) -> d
     for index in shown:
         rank = plan.ranks[index]
         entry = {**vars(rows[index]), "optimizer_bytes": rank.optimizer_bytes}
+        if has_offload(plan):
+            entry |= {"device_bytes": rank.device_bytes, "host_bytes": rank.host_bytes}
         if rank.comm is not None:
             entry["comm"] = rank.comm.model_dump()
         if rank.step is not None:
@@ -372,6 +419,16 @@ def _as_json(plan: Plan, shown: list[int], capacity: CapacityReport | None) -> d
 
 
 def _capacity_json(plan: Plan, capacity: CapacityReport | None) -> dict:
-    if plan.parameters.device_memory is None:
-        return {}
-    return {"capacity": (capacity or capacity_report(plan)).as_json()}
+    p = plan.parameters
+    found = {}
+    if p.device_memory is not None or p.host_memory is not None:
+        found["capacity"] = (capacity or capacity_report(plan)).as_json()
+    if has_offload(plan):
+        found["offload"] = {
+            "rule": p.offload,
+            "gpu_embedding_size": p.gpu_embedding_size,
+            "host_memory": p.host_memory,
+            "pieces_in_host_memory": sum(s.device == "host" for s in plan.shards),
+            "ranks_over_host_memory": [r.rank for r in ranks_over_host_limit(plan)],
+        }
+    return found

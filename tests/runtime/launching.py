@@ -1,5 +1,5 @@
 """How the runtime tests start Horovod jobs: the launcher, its environment, the repo root,
-and a scenario worker's per-scenario results."""
+and the scenario workers' ``OK name`` / ``FAIL name: reason`` lines."""
 
 from __future__ import annotations
 
@@ -29,26 +29,37 @@ def launch_environment() -> dict[str, str]:
     }
 
 
-def launch(worker: Path, ranks: int, scenarios: list[str], timeout: int) -> dict[str, list[str]]:
-    """Run a scenario worker on ``ranks`` ranks; per scenario, the lines every rank printed.
+def command(ranks: int, script: Path, *args: str) -> list[str]:
+    """``script`` with ``args`` on ``ranks`` ranks; one rank needs no launcher (``hvd.init()``
+    then makes a one-rank world)."""
+    plain = [sys.executable, str(script), *args]
+    if ranks == 1:
+        return plain
+    return [horovodrun(), "-np", str(ranks), "--gloo", "-H", f"localhost:{ranks}", *plain]
 
-    A world of one rank needs no launcher: the worker runs as a plain process
-    (``hvd.init()`` then makes a one-rank world).
-    """
-    command = [sys.executable, str(worker), *scenarios]
-    if ranks > 1:
-        command = [horovodrun(), "-np", str(ranks), "--gloo", "-H", f"localhost:{ranks}", *command]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=launch_environment(), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+
+def start(ranks: int, script: Path, *args: str) -> subprocess.Popen:
+    """Start a job in a session of its own, so that it can be killed whole."""
+    return subprocess.Popen(
+        command(ranks, script, *args), cwd=ROOT, env=launch_environment(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
+
+
+def finish(process: subprocess.Popen, timeout: float) -> str:
+    """The job's output once it ends; killed whole (and said so) after ``timeout`` s."""
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         output += f"\n(timed out after {timeout} s)"
-    results: dict[str, list[str]] = {name: [] for name in scenarios}
+    return output
+
+
+def scenario_results(output: str, names: list[str]) -> dict[str, list[str]]:
+    """Per scenario, the lines every rank printed; ``__output__``: the output's tail."""
+    results: dict[str, list[str]] = {name: [] for name in names}
     line = r"^(?:\[(\d+)\]<stdout>:)?((?:OK|FAIL) (\S+?)(?::.*)?)$"  # one rank: no prefix
     for match in re.finditer(line, output, re.M):
         name = match.group(3)
@@ -56,6 +67,11 @@ def launch(worker: Path, ranks: int, scenarios: list[str], timeout: int) -> dict
             results[name].append(f"rank {match.group(1) or 0}: {match.group(2)}")
     results["__output__"] = [output[-4000:]]
     return results
+
+
+def launch(worker: Path, ranks: int, scenarios: list[str], timeout: int) -> dict[str, list[str]]:
+    """Run a scenario worker on ``ranks`` ranks; per scenario, the lines every rank printed."""
+    return scenario_results(finish(start(ranks, worker, *scenarios), timeout), scenarios)
 
 
 def check(results: dict, name: str, ranks: int) -> None:
