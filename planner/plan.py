@@ -34,6 +34,7 @@ from planner.plan_parts import (
     StepStats,
     _Frozen,
     exchange_of,
+    record,
 )
 from planner.spec import (
     Combiner,
@@ -235,7 +236,7 @@ class RankPlan(_Frozen):
         out for this rank when first asked (a worker asks for its own rank only)."""
         r = self.rank
         return [
-            RowSlice.model_construct(table=t, rows=(int(starts[r]), int(ends[r])))
+            record(RowSlice, table=t, rows=(starts[r], ends[r]))
             for t, (starts, ends) in self.__dict__.get("_row_splits", ())
         ]
 
@@ -327,7 +328,7 @@ class Plan(_Frozen):
         for s in (s for s in self.row_splits if s.table in tables):
             t = tables[s.table]
             found += [
-                Shard.model_construct(table=t.name, rank=rank, rows=rows, cols=(0, t.width))
+                record(Shard, table=t.name, rank=rank, rows=rows, cols=(0, t.width), device="gpu")
                 for rank, rows in enumerate(s.row_ranges(t.rows, self.world_size))
                 if rows[1] > rows[0]
             ]

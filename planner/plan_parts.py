@@ -15,6 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field
 Range = tuple[int, int]
 
 
+def record(cls: type[BaseModel], **values: Any) -> Any:
+    """A model from values known valid (every field given), without pydantic's checks.
+
+    What ``model_construct`` does, without its per-call bookkeeping: plans derive
+    millions of row shards and slices from their row splits, and this makes them ten
+    times faster. Only for values the plan itself computed.
+    """
+    made = object.__new__(cls)
+    object.__setattr__(made, "__dict__", values)
+    object.__setattr__(made, "__pydantic_fields_set__", set(values))
+    object.__setattr__(made, "__pydantic_extra__", None)
+    object.__setattr__(made, "__pydantic_private__", None)
+    return made
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
