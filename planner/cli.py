@@ -34,7 +34,7 @@ from planner.reports.preview import (
     parse_ranks,
     render,
 )
-from planner.spec import DType, Offload, Spec, load_spec
+from planner.spec import DType, Objective, Offload, Spec, load_spec
 from planner.units import OPTIMIZERS
 from planner.validation import spec_problems
 
@@ -122,6 +122,15 @@ COST_OPTIONS = [
         type=float,
         help="GB/s per rank in allreduce, allgather, reduce-scatter (default 25).",
     ),
+    click.option(
+        "--objective",
+        type=click.Choice(get_args(Objective)),
+        help="What auto optimises: time (default with --device-memory) or memory.",
+    ),
+    click.option("--gpus-per-host", type=int, help="Ranks per host (default 8)."),
+    click.option("--intra-host-bandwidth", type=float, help="GB/s within a host (default 200)."),
+    click.option("--memory-bandwidth", type=float, help="GB/s of GPU memory (default 900)."),
+    click.option("--column-multiple", type=int, help="auto's column pieces (default 4)."),
     click.option(
         "--gpu-embedding-size",
         type=int,

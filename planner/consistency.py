@@ -24,6 +24,7 @@ from planner.costs.memory import (
     ranks_over_host_limit,
     ranks_over_limit,
 )
+from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
 from planner.errors import PlanFileError, brief, shown
 from planner.placement.layout import fusion_key, weight_key
@@ -67,6 +68,7 @@ def plan_problems(plan: Plan) -> list[str]:
         shards_by_rank[shard.rank].append(shard)
     problems += _check_groups(plan)
     problems += _check_coverage(plan)
+    problems += _row_split_problems(plan)
     problems += _check_rank_contents(plan, shards_by_rank)
     problems += _check_exchange(plan)
     problems += _check_totals(plan)
@@ -135,6 +137,26 @@ def reference_problems(plan: Plan) -> list[str]:
             problems.append(f"exchange.outputs: {output.input!r} is not in inputs")
         if any(not 0 <= k < outputs for k in output.pieces):
             problems.append(f"exchange.outputs: a piece of {output.input!r} is out of range")
+    return problems
+
+
+def _row_split_problems(plan: Plan) -> list[str]:
+    """One row split per row-sliced table, over ranks that exist."""
+    problems = []
+    if sorted(s.table for s in plan.row_splits) != sorted(plan.groups.row_sliced):
+        problems.append("row_splits: must hold one split per row-sliced table, and no other")
+    for split in plan.row_splits:
+        first, stop = split.ranks
+        if not 0 <= first < stop <= plan.world_size:
+            problems.append(
+                f"row_splits: {split.table!r} names ranks {first}..{stop - 1}, "
+                f"outside 0..{plan.world_size - 1}"
+            )
+        elif split.remainder_start >= stop - first:
+            problems.append(
+                f"row_splits: {split.table!r} starts its remainder at position "
+                f"{split.remainder_start} of {stop - first} ranks"
+            )
     return problems
 
 
@@ -317,6 +339,12 @@ def _check_totals(plan: Plan) -> list[str]:
     if [rank.comm for rank in plan.ranks] != estimate:
         problems.append(
             "ranks: the traffic estimates do not follow from the plan and its parameters; "
+            "re-run planner plan"
+        )
+    steps = plan_step(plan) if config is not None else None
+    if [rank.step for rank in plan.ranks] != (steps or [None] * len(plan.ranks)):
+        problems.append(
+            "ranks: the step-time estimates do not follow from the plan and its parameters; "
             "re-run planner plan"
         )
     if summarize(plan.ranks, plan.tables) != plan.stats:

@@ -7,23 +7,24 @@ fills in the costs (bytes per rank, optimizer state, traffic) and the totals.
 
 from __future__ import annotations
 
+import numpy as np
+
 from planner.costs.comm import CommConfig, estimate_comm
 from planner.costs.memory import footprint, offloaded_bytes
+from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
 from planner.placement.grouping import TableGroups
 from planner.placement.layout import RankLayout
 from planner.placement.result import Placement
 from planner.plan import (
-    Exchange,
     FusedMember,
     Groups,
     LocalInput,
     LocalWeight,
-    OutputAssembly,
     Parameters,
     Plan,
     RankPlan,
-    RowSlice,
+    RowSplit,
     Shard,
 )
 from planner.spec import COST_FIELDS, InputSpec, Spec, TableSpec
@@ -36,8 +37,9 @@ def describe(spec: Spec, placement: Placement) -> Plan:
     groups, layouts, row_ranges = placement.groups, placement.layouts, placement.row_ranges
     input_groups = placement.input_groups
     held_everywhere = [tables[t] for t in groups.data_parallel]
+    row_held = _row_slice_footprints(row_ranges, tables, spec.world_size)
     ranks = [
-        _rank_plan(rank, layout, held_everywhere, row_ranges, tables, inputs, spec.optimizer)
+        _rank_plan(rank, layout, held_everywhere, row_held, tables, inputs, spec.optimizer)
         for rank, layout in enumerate(layouts)
     ]
     names = [t.name for t in tables]
@@ -62,9 +64,9 @@ def describe(spec: Spec, placement: Placement) -> Plan:
         inputs=inputs,
         groups=_named(groups, names),
         input_groups=_named(input_groups, input_names),
-        shards=_shards(layouts, row_ranges, tables),
+        row_splits=[_row_split(tables[t].name, ranges) for t, ranges in row_ranges.items()],
+        shards=_shards(layouts, tables),
         ranks=ranks,
-        exchange=_exchange(layouts, input_groups.table_parallel, input_names),
         stats=summarize(ranks, tables),
     )
     return with_comm_estimate(plan)
@@ -79,13 +81,15 @@ def _cost_parameters(spec: Spec) -> dict:
 
 
 def with_comm_estimate(plan: Plan) -> Plan:
-    """The plan with each rank's traffic estimated, when it names a global batch size."""
+    """The plan with each rank's traffic and step time estimated, when it names a global
+    batch size."""
     config = CommConfig.from_parameters(plan.parameters)
-    if config is None:
+    steps = plan_step(plan)
+    if config is None or steps is None:
         return plan
     ranks = [
-        rank.model_copy(update={"comm": comm})
-        for rank, comm in zip(plan.ranks, estimate_comm(plan, config), strict=True)
+        rank.model_copy(update={"comm": comm, "step": step})
+        for rank, comm, step in zip(plan.ranks, estimate_comm(plan, config), steps, strict=True)
     ]
     return plan.model_copy(update={"ranks": ranks, "stats": summarize(ranks, plan.tables)})
 
@@ -94,7 +98,7 @@ def _rank_plan(
     rank: int,
     layout: RankLayout,
     data_parallel: list[TableSpec],
-    row_ranges: dict[int, list[tuple[int, int]]],
+    row_held: tuple[np.ndarray, np.ndarray],
     tables: list[TableSpec],
     inputs: list[InputSpec],
     optimizer: str = "sgd",
@@ -119,10 +123,9 @@ def _rank_plan(
         )
         for weight in layout.weights
     ]
-    row_slices = [RowSlice(table=tables[t].name, rows=row_ranges[t][rank]) for t in row_ranges]
-    elements, size = footprint(
-        weights, row_slices, data_parallel, {tables[t].name: tables[t] for t in row_ranges}
-    )
+    elements, size = footprint(weights, [], data_parallel, {})
+    elements += int(row_held[0][rank])
+    size += int(row_held[1][rank])
     slots = optimizer_slots(optimizer)
     state = size * slots
     return RankPlan(
@@ -132,7 +135,6 @@ def _rank_plan(
             LocalInput(input=inputs[i].name, weight=w, row_offset=offset)
             for i, w, offset in layout.inputs
         ],
-        row_slices=row_slices,
         elements=elements,
         bytes=size + state,
         optimizer_bytes=state,
@@ -140,46 +142,55 @@ def _rank_plan(
     )
 
 
-def _shards(
-    layouts: list[RankLayout],
-    row_ranges: dict[int, list[tuple[int, int]]],
-    tables: list[TableSpec],
-) -> list[Shard]:
-    """Every non-empty piece, ordered by table (spec order), then rank."""
-    found = [
-        (piece.table, rank, (0, tables[piece.table].rows), piece.cols, piece.on_host)
+def _shards(layouts: list[RankLayout], tables: list[TableSpec]) -> list[Shard]:
+    """Every table-parallel piece, by table (spec order), then rank; the plan adds the
+    row-sliced tables' from their splits."""
+    found = sorted(
+        (piece.table, rank, piece.cols, piece.on_host)
         for rank, layout in enumerate(layouts)
         for piece in layout.pieces
-    ]
-    found += [
-        (table, rank, rows, (0, tables[table].width), False)
-        for table, ranges in row_ranges.items()
-        for rank, rows in enumerate(ranges)
-        if rows[1] > rows[0]
-    ]
-    found.sort(key=lambda item: (item[0], item[1]))
+    )
     return [
         Shard(
             table=tables[t].name,
             rank=rank,
-            rows=rows,
+            rows=(0, tables[t].rows),
             cols=cols,
             device="host" if on_host else "gpu",
         )
-        for t, rank, rows, cols, on_host in found
+        for t, rank, cols, on_host in found
     ]
 
 
-def _exchange(layouts: list[RankLayout], tp_inputs: list[int], input_names: list[str]) -> Exchange:
-    """Output widths in worker order, and which received outputs rebuild each input."""
-    flat = [(i, layout.weights[w].width) for layout in layouts for i, w, _ in layout.inputs]
-    positions: dict[int, list[int]] = {}
-    for position, (input_index, _) in enumerate(flat):
-        positions.setdefault(input_index, []).append(position)
-    return Exchange(
-        output_widths=[width for _, width in flat],
-        outputs=[OutputAssembly(input=input_names[i], pieces=positions[i]) for i in tp_inputs],
-    )
+def _row_slice_footprints(
+    row_ranges: dict[int, list[tuple[int, int]]], tables: list[TableSpec], world: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per rank, the elements and bytes of its row slices (weights only)."""
+    elements, size = np.zeros(world, np.int64), np.zeros(world, np.int64)
+    for t, ranges in row_ranges.items():
+        rows = np.array([stop - start for start, stop in ranges], np.int64)
+        elements += rows * tables[t].width
+        size += rows * tables[t].width * tables[t].itemsize
+    return elements, size
+
+
+def _row_split(table: str, ranges: list[tuple[int, int]]) -> RowSplit:
+    """The compact form of a row-sliced table's ranges over all ranks, as even as they go.
+
+    Placements split rows evenly (upstream: the remainder to the first ranks; auto: to
+    the ranks after the previous table's); anything else is a bug, not a plan.
+    """
+    counts = np.array([stop - start for start, stop in ranges], np.int64)
+    world, total = len(counts), int(counts.sum())
+    even, extra = divmod(total, world)
+    longer = np.flatnonzero(counts > even)
+    start = int(next((j for j in longer if counts[j - 1] == even), 0)) if extra else 0
+    expected = np.full(world, even, np.int64)
+    expected[(start + np.arange(extra)) % world] += 1
+    firsts = np.array([first for first, _ in ranges], np.int64)
+    if not np.array_equal(counts, expected) or firsts[0] or np.any(np.diff(firsts) != counts[:-1]):
+        raise ValueError(f"row split of {table!r} is not even: {counts.tolist()}")
+    return RowSplit(table=table, ranks=(0, world), remainder_start=start)
 
 
 def _named(groups: TableGroups, names: list[str]) -> Groups:

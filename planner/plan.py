@@ -11,18 +11,37 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from planner import jsonlines
 from planner.errors import PlanFileError, brief, shown
 from planner.files import MAX_PLAN_BYTES, JsonRefused, gc_paused, parse_json, read_text
+from planner.plan_parts import (
+    Exchange,
+    Range,
+    RankStep,
+    RowSlice,
+    RowSplit,
+    StepStats,
+    _Frozen,
+    exchange_of,
+    record,
+)
 from planner.spec import (
     Combiner,
     DType,
     Initializer,
     InputSpec,
+    Objective,
     Offload,
     Spec,
     Strategy,
@@ -32,9 +51,8 @@ from planner.spec import (
 )
 from planner.units import Optimizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-Range = tuple[int, int]
 Device = Literal["gpu", "host"]
 
 
@@ -42,10 +60,6 @@ def _left_out_at(default: Any) -> Callable[[Any], bool]:
     """For fields added after plans were first written: left out of the file at their
     default, so plans that do not use them keep their bytes (and their pins)."""
     return lambda value: value == default
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Parameters(_Frozen):
@@ -84,6 +98,11 @@ class Parameters(_Frozen):
     allreduce_bandwidth: float = Field(
         25.0, gt=0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
     )
+    objective: Objective | None = Field(None, description="As written (null = automatic).")
+    gpus_per_host: int = Field(8, ge=1, description="Ranks per host.")
+    intra_host_bandwidth: float = Field(200.0, gt=0, description="GB/s per rank within a host.")
+    memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
+    column_multiple: int = Field(4, ge=1, description="auto's column pieces: multiples of this.")
     gpu_embedding_size: int | None = Field(
         None,
         ge=0,
@@ -161,13 +180,6 @@ class LocalInput(_Frozen):
     row_offset: int
 
 
-class RowSlice(_Frozen):
-    """This rank's rows of a row-sliced table (may be empty); ids are looked up at id - rows[0]."""
-
-    table: str
-    rows: Range
-
-
 class Traffic(_Frozen):
     """Bytes one rank sends to and receives from other ranks in one collective phase."""
 
@@ -199,7 +211,6 @@ class RankPlan(_Frozen):
     table_parallel_inputs: list[LocalInput] = Field(
         description="Inputs this rank serves, in all-to-all order."
     )
-    row_slices: list[RowSlice] = Field(description="One per row-sliced table, in group order.")
     elements: int = Field(description="Weight elements held, data-parallel replicas included.")
     bytes: int = Field(
         description="Bytes held: weights and their optimizer state, data-parallel replicas "
@@ -215,30 +226,24 @@ class RankPlan(_Frozen):
     comm: RankComm | None = Field(
         None, description="Estimated traffic per step (null without a global batch size)."
     )
+    step: RankStep | None = Field(
+        None, description="Estimated step time by stage (null without a global batch size)."
+    )
+
+    @cached_property
+    def row_slices(self) -> list[RowSlice]:
+        """One per row-sliced table, in group order: from the plan's ``row_splits``, worked
+        out for this rank when first asked (a worker asks for its own rank only)."""
+        r = self.rank
+        return [
+            record(RowSlice, table=t, rows=(starts[r], ends[r]))
+            for t, (starts, ends) in self.__dict__.get("_row_splits", ())
+        ]
 
     @property
     def device_bytes(self) -> int:
         """Bytes on the rank's GPU: everything it holds but the offloaded pieces."""
         return self.bytes - self.host_bytes
-
-
-class OutputAssembly(_Frozen):
-    """How a table-parallel input's output is rebuilt after the output all-to-all."""
-
-    input: str
-    pieces: list[int] = Field(
-        description="Indices into the worker-order received outputs, concatenated in this "
-        "order along the width."
-    )
-
-
-class Exchange(_Frozen):
-    """The table-parallel all-to-all, flattened in worker order (rank 0's inputs first)."""
-
-    output_widths: list[int]
-    outputs: list[OutputAssembly] = Field(
-        description="One per table-parallel input, in group order."
-    )
 
 
 class CommStats(_Frozen):
@@ -265,12 +270,19 @@ class Stats(_Frozen):
     comm: CommStats | None = Field(
         None, description="Traffic summary per step (null without a global batch size)."
     )
+    step: StepStats | None = Field(
+        None, description="Step-time estimate (null without a global batch size)."
+    )
 
 
 class Plan(_Frozen):
     """A complete, versioned placement of a spec's tables over ``world_size`` ranks."""
 
-    format_version: Literal[1] = FORMAT_VERSION
+    model_config = ConfigDict(
+        **_Frozen.model_config, validate_by_name=True, serialize_by_alias=True
+    )
+
+    format_version: Literal[2] = FORMAT_VERSION
     fingerprint: str = Field(
         pattern=r"^sha256:[0-9a-f]{64}$",
         description="sha256 of the normalized spec this plan was made from.",
@@ -282,17 +294,59 @@ class Plan(_Frozen):
     inputs: list[InputSpec]
     groups: Groups
     input_groups: Groups
-    shards: list[Shard]
+    row_splits: list[RowSplit] = Field(
+        default_factory=list, description="One per row-sliced table, in group order."
+    )
+    table_parallel_shards: list[Shard] = Field(
+        alias="shards",
+        description="Every table-parallel piece, by table (spec order), then rank.",
+    )
     ranks: list[RankPlan]
-    exchange: Exchange
     stats: Stats
+
+    @model_validator(mode="after")
+    def _link_row_splits(self) -> Plan:
+        """Let each rank work out its row slices from ``row_splits`` when asked."""
+        rows = {t.name: t.rows for t in self.tables}
+        splits = {s.table: s for s in self.row_splits if s.table in rows}
+        linked = [
+            (name, tuple(a.tolist() for a in splits[name].bounds(rows[name], self.world_size)))
+            for name in self.groups.row_sliced
+            if name in splits
+        ]
+        for rank in self.ranks:
+            object.__setattr__(rank, "_row_splits", linked)
+            rank.__dict__.pop("row_slices", None)
+        return self
+
+    @cached_property
+    def shards(self) -> list[Shard]:
+        """Every piece, by table (spec order), then rank: the table-parallel ones and the
+        row-sliced tables' (from ``row_splits``)."""
+        tables = {t.name: t for t in self.tables}
+        found = list(self.table_parallel_shards)
+        for s in (s for s in self.row_splits if s.table in tables):
+            t = tables[s.table]
+            found += [
+                record(Shard, table=t.name, rank=rank, rows=rows, cols=(0, t.width), device="gpu")
+                for rank, rows in enumerate(s.row_ranges(t.rows, self.world_size))
+                if rows[1] > rows[0]
+            ]
+        index = {name: i for i, name in enumerate(tables)}
+        found.sort(key=lambda s: (index.get(s.table, len(index)), s.rank))
+        return found
+
+    @cached_property
+    def exchange(self) -> Exchange:
+        """Follows from the ranks: their inputs in order, and each input's pieces."""
+        return exchange_of(self.ranks, self.input_groups.table_parallel)
 
     def table(self, name: str) -> TableSpec:
         """The table called ``name``: a search, so code looking up many builds a dict."""
         return next(t for t in self.tables if t.name == name)
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2) + "\n"
+        return jsonlines.dumps(self.model_dump(mode="json")) + "\n"
 
     def spec(self) -> Spec:
         """The normalized spec this plan was made from."""
@@ -312,6 +366,11 @@ class Plan(_Frozen):
             compute_dtype=params.compute_dtype,
             alltoall_bandwidth=params.alltoall_bandwidth,
             allreduce_bandwidth=params.allreduce_bandwidth,
+            objective=params.objective,
+            gpus_per_host=params.gpus_per_host,
+            intra_host_bandwidth=params.intra_host_bandwidth,
+            memory_bandwidth=params.memory_bandwidth,
+            column_multiple=params.column_multiple,
             gpu_embedding_size=params.gpu_embedding_size,
             offload=params.offload,
             host_memory=params.host_memory,
@@ -321,7 +380,9 @@ class Plan(_Frozen):
 
 
 def plan_json_schema() -> dict:
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Plan.model_json_schema()}
+    """The schema of plan files (what is written; derived parts are left out)."""
+    schema = Plan.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def plan_text(plan: Plan, target: str = "<plan>") -> str:
@@ -413,6 +474,11 @@ def parse_plan(raw: object, source: str = "<plan>") -> Plan:
             else f"a JSON {_JSON_TYPES.get(type(raw), type(raw).__name__)}"
         )
         raise PlanFileError(f"{source}: not a plan file ({found}); make one with planner plan")
+    if raw["format_version"] == 1:
+        raise PlanFileError(
+            f"{source}: format_version 1 (a plan from an older planner) is not read by this "
+            f"one; re-plan the spec with this version (planner plan SPEC)"
+        )
     version = raw["format_version"]
     if isinstance(version, str) and version.strip() == str(FORMAT_VERSION):
         raise PlanFileError(

@@ -76,6 +76,7 @@ Initializer = Annotated[str | dict[str, Any], BeforeValidator(check_initializer)
 Offload = Literal["none", "upstream", "auto"]
 Elements = Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]
 Bandwidth = Annotated[float, Field(ge=1e-9, le=1e9)]  # a byte to an exabyte per second
+Objective = Literal["time", "memory"]
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -213,6 +214,11 @@ class Spec(_Frozen):
         description="GB/s a rank sends (and receives) in a ring allreduce, allgather or "
         "reduce-scatter.",
     )
+    objective: Objective | None = Field(None, description="What auto optimises.")
+    gpus_per_host: int = Field(8, ge=1, strict=True, description="Ranks per host.")
+    intra_host_bandwidth: float = Field(200.0, gt=0, description="GB/s within a host.")
+    memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
+    column_multiple: int = Field(4, ge=1, strict=True, description="auto's column cut unit.")
     gpu_embedding_size: Elements | None = Field(
         None,
         description="Elements of table-parallel pieces each rank keeps on its GPU; the "
@@ -343,6 +349,10 @@ class Spec(_Frozen):
             return list(self.inputs)
         return [InputSpec(name=t.name, table=t.name) for t in self.tables]
 
+    def resolved_objective(self) -> Objective:
+        """The objective in effect: time when a device memory bounds the plans, else memory."""
+        return self.objective or ("time" if self.device_memory is not None else "memory")
+
     def normalized(self) -> Spec:
         """The same spec with every default written out, so equal specs compare equal."""
         return self.model_copy(update={"inputs": self.resolved_inputs()})
@@ -369,6 +379,8 @@ COST_FIELDS: tuple[str, ...] = (
     "compute_dtype",
     "alltoall_bandwidth",
     "allreduce_bandwidth",
+    *("objective", "gpus_per_host", "intra_host_bandwidth", "memory_bandwidth"),
+    "column_multiple",
     # CPU offload (README, "CPU offload")
     "gpu_embedding_size",
     "offload",

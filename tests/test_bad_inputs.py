@@ -510,8 +510,8 @@ CASES: dict[str, Case] = {
     "format_version as a string": Case(
         ("show", "bad.json"),
         2,
-        ("bad.json", "format_version", "the number 1"),
-        {"bad.json": edited(_set("format_version", "1"))},
+        ("bad.json", "format_version", "the number 2"),
+        {"bad.json": edited(_set("format_version", "2"))},
     ),
     "fingerprint mismatch names the setting": Case(
         ("validate", "plan.json", "--spec", "spec.yaml", "--world-size", "4"),
@@ -572,13 +572,14 @@ CASES: dict[str, Case] = {
 
 # --- commands that trusted a broken plan: show and diff refuse it as validate does ---------
 BROKEN_PLANS: dict[str, tuple[Content, tuple[str, ...]]] = {
-    "shard with edited columns": (edited(_set("shards.2.cols", [0, 3])), ("'b'",)),
-    "overlapping shards": (edited(_set("shards.1.rows", [400, 1000])), ("'a'",)),
-    "a reversed shard": (edited(_set("shards.1.rows", [1000, 500])), ("'a'",)),
-    "a deleted shard": (edited(_drop_shard(3)), ("'d'",)),
-    "a duplicated shard": (edited(_duplicate_shard(2)), ("'b'",)),
-    "an absurdly large shard": (edited(_set("shards.1.rows", [500, 10**30])), ("'a'",)),
-    "a shard on rank 7 of 2": (edited(_set("shards.3.rank", 7)), ("rank 7",)),
+    # plan format 2: the file's shards are b's (0) and d's (1); a's rows are row_splits.0
+    "shard with edited columns": (edited(_set("shards.0.cols", [0, 3])), ("'b'",)),
+    "a row split past its ranks": (edited(_set("row_splits.0.remainder_start", 5)), ("'a'",)),
+    "a reversed shard": (edited(_set("shards.0.cols", [4, 0])), ("'b'",)),
+    "a deleted shard": (edited(_drop_shard(1)), ("'d'",)),
+    "a duplicated shard": (edited(_duplicate_shard(0)), ("'b'",)),
+    "an absurdly large shard": (edited(_set("shards.0.rows", [0, 10**30])), ("'b'",)),
+    "a shard on rank 7 of 2": (edited(_set("shards.1.rank", 7)), ("rank 7",)),
     "edited rank bytes": (edited(_set("ranks.0.bytes", 1)), ("ranks[0]",)),
     "edited rank elements": (edited(_set("ranks.1.elements", 10**30)), ("ranks[1]",)),
     "edited stats": (edited(_set("stats.max_rank_bytes", 5)), ("stats",)),

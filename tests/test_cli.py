@@ -20,6 +20,7 @@ from shared import SMALL_YAML, invoke, rank_lines
 
 from planner import (
     PlanFileError,
+    jsonlines,
     load_plan,
     load_spec,
     make_plan,
@@ -107,7 +108,7 @@ def test_plan_writes_the_plan_and_prints_the_preview(work: Path) -> None:
     assert out.splitlines()[-1] == "wrote plan.json"
 
     plan = json.loads((work / "plan.json").read_text())
-    assert plan["format_version"] == 1
+    assert plan["format_version"] == 2
     assert plan["world_size"] == 2
     assert [r["bytes"] for r in plan["ranks"]] == [3280, 2240]
     assert [r["elements"] for r in plan["ranks"]] == [840, 560]
@@ -266,9 +267,12 @@ def test_row_slice_threshold_override(work: Path) -> None:
     assert result.exit_code == 0, result.output
     plan = json.loads((work / "plan.json").read_text())
     assert plan["groups"]["row_sliced"] == ["a"]
-    assert [(s["rank"], s["rows"], s["cols"]) for s in plan["shards"] if s["table"] == "a"] == [
-        (0, [0, 50], [0, 8]),
-        (1, [50, 100], [0, 8]),
+    assert plan["row_splits"] == [{"table": "a", "ranks": [0, 2], "remainder_start": 0}]
+    assert "a" not in {s["table"] for s in plan["shards"]}  # written once, as its split
+    loaded = load_plan(work / "plan.json")
+    assert [(s.rank, s.rows, s.cols) for s in loaded.shards if s.table == "a"] == [
+        (0, (0, 50), (0, 8)),
+        (1, (50, 100), (0, 8)),
     ]
     assert [r["bytes"] for r in plan["ranks"]] == [1600 + 1600 + 640, 1600 + 80]
 
@@ -303,9 +307,11 @@ def test_equal_specs_written_differently_give_identical_bytes(work: Path) -> Non
 def test_plan_file_is_pretty_printed_and_versioned(saved: Path) -> None:
     text = saved.read_text()
     data = json.loads(text)
-    assert text == json.dumps(data, indent=2) + "\n"
+    assert text == jsonlines.dumps(data) + "\n"
     assert list(data)[:3] == ["format_version", "fingerprint", "world_size"]
-    assert data["format_version"] == 1
+    assert data["format_version"] == 2
+    # a shard per line, everything above it indented
+    assert '    {"table": "a", "rank": 0, "rows": [0, 100], "cols": [0, 8]},' in text.splitlines()
     assert data["fingerprint"].startswith("sha256:")
     assert len(data["fingerprint"]) == len("sha256:") + 64
 
@@ -506,16 +512,6 @@ def test_validate_with_spec_catches_a_consistent_edit(saved: Path) -> None:
         d["ranks"].reverse()
         for index, rank in enumerate(d["ranks"]):
             rank["rank"] = index
-        widths = [
-            w
-            for r in d["ranks"]
-            for i in r["table_parallel_inputs"]
-            for w in [r["table_parallel_weights"][i["weight"]]["width"]]
-        ]
-        d["exchange"]["output_widths"] = widths
-        order = [i["input"] for r in d["ranks"] for i in r["table_parallel_inputs"]]
-        for output in d["exchange"]["outputs"]:
-            output["pieces"] = [k for k, name in enumerate(order) if name == output["input"]]
 
     tamper(saved, swap)
     alone = invoke("validate", "plan.json")
@@ -585,7 +581,7 @@ def test_schema_validates_a_real_plan(saved: Path) -> None:
     assert list(validator.iter_errors(plan)) == []
 
     for broken in (
-        {**plan, "format_version": 2},
+        {**plan, "format_version": 1},
         {**plan, "surprise": 1},
         {**plan, "world_size": "two"},
         {k: v for k, v in plan.items() if k != "shards"},
@@ -795,8 +791,12 @@ BAD_PLANS = {
     "not JSON": (lambda saved: "world_size: 2\n", ["not valid JSON", "line 1"]),
     "JSON but not a plan": (lambda saved: '{"a": 1}', ["not a plan file", "planner plan"]),
     "wrong format_version": (
-        _plan_with(lambda d: d.update(format_version=2)),
-        ["format_version 2", "not supported"],
+        _plan_with(lambda d: d.update(format_version=3)),
+        ["format_version 3", "not supported"],
+    ),
+    "format 1": (
+        _plan_with(lambda d: d.update(format_version=1)),
+        ["format_version 1", "re-plan the spec with this version"],
     ),
     "unknown key": (_plan_with(lambda d: d.update(extra=1)), ["extra", "unknown key"]),
     "a field of the wrong type": (

@@ -264,9 +264,9 @@ def test_preview_shows_traffic_per_rank_and_the_step(tmp_path: Path, monkeypatch
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     head = next(line for line in lines if line.startswith("rank "))
-    assert head.split()[-4:] == ["sent", "received", "comm", "time"]
+    assert head.split()[-5:] == ["sent", "received", "comm", "time", "step"]
     # rank 0: (128 + 48 + 48) / 1000 + (64 + 128 + 128 + 80) / 2000 = 0.424 s
-    assert lines[lines.index(head) + 2].split()[-6:] == ["536", "B", "600", "B", "424.000", "ms"]
+    assert lines[lines.index(head) + 2].split()[-8:-2] == ["536", "B", "600", "B", "424.000", "ms"]
     assert (
         "communication per step at global batch 6 (2 per rank, 8-byte ids, float32 "
         "embeddings): largest rank sends 568 B, receives 600 B; 1.61 KiB in all"

@@ -258,6 +258,7 @@ def test_auto_offloads_the_fewest_bytes_on_every_rank(
         "world_size": world,
         "strategy": strategy,
         "optimizer": optimizer,
+        "objective": "memory",  # auto places as without device_memory; offload then moves
         "tables": [{"name": f"t{k}", **t} for k, t in enumerate(tables)],
     }
     placed = make_plan(spec_from_dict(raw))

@@ -181,15 +181,13 @@ def test_a_shard_and_its_weight_must_agree_on_the_device() -> None:
 
 
 def test_only_table_parallel_pieces_can_be_offloaded() -> None:
-    data = json.loads(
-        make_plan(spec_from_dict(ROWS_AND_REPLICAS | {"gpu_embedding_size": 0})).to_json()
-    )
-    row_shard = next(s for s in data["shards"] if s["table"] == "r")
-    row_shard["device"] = "host"
-    assert problems_after(data) == [
-        "shards: the shard of 'r' on rank 0 is in host memory, but only table-parallel pieces "
-        "can be offloaded"
-    ]
+    # Plan format 2: a row-sliced table is written as one row split, which has no device
+    # to set; its shards exist only in a loaded plan, on the GPU.
+    plan = make_plan(spec_from_dict(ROWS_AND_REPLICAS | {"gpu_embedding_size": 0}))
+    data = json.loads(plan.to_json())
+    assert "r" not in {s["table"] for s in data["shards"]}
+    assert [s["table"] for s in data["row_splits"]] == ["r"]
+    assert {s.device for s in plan.shards if s.table == "r"} == {"gpu"}
 
 
 def test_an_offloaded_weight_fuses_nothing() -> None:

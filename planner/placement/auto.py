@@ -1,61 +1,51 @@
-"""Strategy ``auto``: choose slicing and placement to minimise the largest rank's bytes.
+"""Strategy ``auto``: the fastest plan that fits, or the most even one.
 
-Upstream's strategies only place what its thresholds slice, so with more tables than
-ranks one huge table holds a rank at many times the mean. ``auto`` slices for balance
-itself, within what the runtime builds:
+Upstream's strategies only place what their thresholds slice, and never ask what a
+placement costs per step. ``auto`` builds several complete placements (candidates),
+scores each by its largest rank's bytes and its estimated step time
+(``planner.costs.steptime``, computed from the pieces, no plan written), and keeps
+one. Upstream's three placements are always among the candidates, so ``auto`` is never
+worse than the best of them by the objective's own measure; when one of them wins, the
+plan names it (``parameters.requested_strategy`` stays ``auto``).
 
-1. **Replicas.** ``data_parallel_threshold`` is honoured when set (0 = none). When it is
-   null, the smallest tables are replicated as long as all replicas together cost at
-   most ``REPLICA_BUDGET`` of a rank's share: they then need no all-to-all at all.
-2. **Row slicing.** For a tier ``e`` (none, then 1/2, 1/4, ... 1/512 of the mean rank), a
-   table one column of which is above ``e`` x the mean rank bytes is row-sliced over all
-   ranks: it adds bytes / world to every rank, and its remainder rows go to the ranks
-   after the previous table's remainder rows.
-3. **Wrap-around placement** (McNaughton's rule with one column as the unit). The other
-   tables, in a pour order, fill ranks 0, 1, 2, ...: a rank takes whole columns of the
-   current table until the next column would take it over a cap, and the table
-   continues on the next rank. When a column does not fit, the space left on the rank is
-   filled with columns from the end of the order. Every table thus lies on ascending
-   ranks with consecutive column ranges in rank order, one piece per rank, and only
-   tables at a rank's edge are cut. The cap is the smallest at which everything fits
-   (binary search): close to the mean, within about a column of the tables at the
-   ranks' edges.
-   Two pour orders are tried. *Widest columns first* leaves the narrowest columns at
-   the end of the order, to fill with. *Interleaved* merges tables with more traffic per
-   byte than average and tables with less, so that every stretch of a rank's bytes
-   carries its share of the all-to-all traffic. Each order is tried on all the tables,
-   and again after *dealing* the small ones (at most ``LIGHT`` of a rank's share) whole,
-   each to the rank with the least traffic so far. Small tables carry as much traffic
-   per lookup as big ones, so a rank holding a run of them would be the slowest in
-   every exchange.
-4. **Choice.** Tiers are tried in order until a candidate is balanced (its largest rank
-   within ``BALANCED`` of the mean). Upstream's three strategies are scored on the same spec.
-   A candidate counts as balanced when its largest rank is within ``TOLERANCE`` of the
-   best candidate's or within ``BALANCED`` of the mean, and it is never above the best
-   upstream strategy's. Among those, the least estimated communication time per step
-   wins (then the smaller largest rank, then the earlier candidate). So ``auto`` is
-   never worse than upstream's best strategy, and when it takes an upstream placement
-   the plan names that strategy (``parameters.requested_strategy`` stays ``auto``).
+**Objective** (``objective``; null = ``time`` when ``device_memory`` is set, else
+``memory``):
 
-The communication estimate is planner.costs.comm's model (docs/cost_model.md), computed from
-the pieces directly with comm's all-to-all and allreduce arithmetic (no plan is written
-per candidate), at the spec's global batch size or ``DEFAULT_BATCH`` samples.
+- ``time``: among candidates that fit the device (weights and optimizer state at most
+  ``device_memory`` less the reserve), the least estimated step; steps within ``TIE``
+  of the least are ties, which the smaller largest rank breaks (never above the
+  fastest fitting upstream strategy's step). When none fits, the memory objective's
+  choice.
+- ``memory``: the smallest largest rank. A candidate counts as balanced when its
+  largest rank is within ``BALANCED`` of the mean, or, when none is, within
+  ``TOLERANCE`` of the best candidate's; never above the best upstream strategy's.
+  Among balanced ones the least estimated step wins.
+
+**Candidates.** ``placement.auto_memory`` makes the balanced ones (row slicing by
+tiers, then a wrap-around pour of columns); ``placement.auto_time`` the fast ones
+(replicas where the gradient allreduce costs less than the lookups and exchange it
+saves, tables whole on the least busy rank with room, column cuts only where they
+shorten the busiest rank). Both cut tables only into pieces a multiple of
+``column_multiple`` columns wide (the last piece of a table takes what is left).
 
 Without data-parallel input (``dp_input: false``) or with one rank there are neither
 replicas nor row-sliced tables: only column slicing and placement. The spec's column and
 row-slice thresholds are upstream's knobs; ``auto``'s own placements do not use them.
 
 Bytes here are weight bytes (rows x width x dtype size). Optimizer state multiplies every
-weight's bytes by the same factor, so the ranking is the same with it.
+weight's bytes by the same factor, so the ranking is the same with it; the fit is
+checked with it.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from planner.costs.comm import GIGABYTE, all_to_all, plain_sum, ring_allreduce_bytes
+from planner.costs.memory import usable_memory
+from planner.costs.steptime import Holdings, StepConfig, estimate_step, table_loads
+from planner.placement.auto_memory import BALANCED, WrapAround
+from planner.placement.auto_time import FastPlacements
+from planner.placement.candidate import Candidate, PieceList, Split, split_counts
 from planner.placement.grouping import (
     EffectiveThresholds,
     TableGroups,
@@ -67,53 +57,80 @@ from planner.placement.result import Placement
 from planner.placement.slicing import ranges_from_sizes
 from planner.placement.upstream import UPSTREAM_STRATEGIES, upstream_placement
 from planner.spec import DTYPE_BYTES, Spec
+from planner.units import optimizer_slots
 
-REPLICA_BUDGET = 1e-3  # all automatic replicas together, as a fraction of a rank's share
-ROW_TIERS = (None, *(1 / 2**k for k in range(1, 10)))  # None: no row slicing; 1/2 ... 1/512
-TOLERANCE = 0.01  # largest ranks within 1% of the best count as equal; communication decides
-BALANCED = 0.03  # and so do all within 3% of the mean rank
-CAP_PRECISION = 1e-6  # binary search on the cap stops within this fraction of the mean
-DEFAULT_BATCH = 65536  # samples per step for the communication estimate, if the spec has none
-LIGHT = 1 / 64  # tables up to this share of a rank are dealt by traffic
-
-PieceList = list[tuple[int, int, int]]  # (table, rank, columns)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One complete placement, scored; ``build`` makes its Placement."""
-
-    max_bytes: int
-    comm_seconds: float
-    build: Callable[[], Placement]
+REPLICA_BUDGET = 1e-3  # memory objective: automatic replicas, as a fraction of a rank's share
+TOLERANCE = 0.01  # memory objective: within 1% of the best counts as equal when none is balanced
+TIE = 0.01  # time objective: steps within 1% of the least are equal; memory balance decides
+DEFAULT_BATCH = 65536  # samples per step for the estimates, if the spec names none
 
 
 def auto_placement(spec: Spec) -> Placement:
-    """The ``auto`` placement of a spec (see the module docstring)."""
+    """The ``auto`` placement of a spec (see the module docstring).
+
+    Under ``time`` the balanced candidates join only when no fast or upstream one fits:
+    they are the slowest to make, and they fit wherever a placement of the model can.
+    When nothing fits, the plan is the memory objective's.
+    """
     spec = spec.normalized()
     model = _Model(spec)
-    return choose(model.auto_candidates(), model.upstream_candidates(), model.mean).build()
+    upstream = model.upstream_candidates()
+    if spec.resolved_objective() == "time":
+        fast = model.fast_candidates()
+        if any(model.fits(c) for c in fast + upstream):
+            return choose_fastest(fast, upstream, model.weight_limit).build()
+        balanced = model.auto_candidates()  # they fit where anything can
+        if any(model.fits(c) for c in balanced):
+            return choose_fastest(fast + balanced, upstream, model.weight_limit).build()
+        return choose(balanced, upstream, model.mean).build()
+    return choose(model.auto_candidates(), upstream, model.mean).build()
 
 
 def choose(ours: list[Candidate], upstream: list[Candidate], mean: float) -> Candidate:
-    """Least communication among the balanced candidates; never above the best upstream.
+    """Least step among the balanced candidates; never above the best upstream.
 
-    Balanced: the largest rank within ``TOLERANCE`` of the best candidate's, or within
-    ``BALANCED`` of the mean rank.
+    Balanced: the largest rank within ``BALANCED`` of the mean rank, or, when no
+    candidate is, within ``TOLERANCE`` of the best candidate's.
     """
     everything = ours + upstream
     best = min(c.max_bytes for c in everything)
-    balanced = max(best * (1 + TOLERANCE), mean * (1 + BALANCED))
+    even = mean * (1 + BALANCED)
+    balanced = even if best <= even else best * (1 + TOLERANCE)
     ceiling = min(balanced, min(c.max_bytes for c in upstream))
     eligible = [
-        (c.comm_seconds, c.max_bytes, order)
+        (c.step_seconds, c.max_bytes, order)
         for order, c in enumerate(everything)
         if c.max_bytes <= ceiling
     ]
     return everything[min(eligible)[2]]
 
 
-class _Model:
+def choose_fastest(
+    ours: list[Candidate], upstream: list[Candidate], limit: int | None
+) -> Candidate:
+    """Among those whose largest rank fits ``limit`` weight bytes (None: all), the fewest
+    bytes on the largest rank among those within ``TIE`` of the least step (and never
+    above the fastest fitting upstream candidate's); when none fits, the least largest
+    rank."""
+    everything = ours + upstream
+    fits = [limit is None or c.max_bytes <= limit for c in everything]
+    if not any(fits):
+        return min(everything, key=lambda c: (c.max_bytes, c.step_seconds))
+    fastest = min(c.step_seconds for c, fit in zip(everything, fits, strict=True) if fit)
+    ceiling = fastest * (1 + TIE)
+    upstream_fits = fits[len(ours) :]
+    ceiling = min(
+        [ceiling] + [c.step_seconds for c, fit in zip(upstream, upstream_fits, strict=True) if fit]
+    )
+    eligible = [
+        (c.max_bytes, c.step_seconds, order)
+        for order, (c, fit) in enumerate(zip(everything, fits, strict=True))
+        if fit and c.step_seconds <= ceiling
+    ]
+    return everything[min(eligible)[2]]
+
+
+class _Model(WrapAround, FastPlacements):
     """A spec's per-table numbers, the candidate placements, and their scores."""
 
     def __init__(self, spec: Spec):
@@ -121,60 +138,69 @@ class _Model:
         self.tables = spec.tables
         self.world = spec.world_size
         self.split_ok = spec.dp_input and self.world > 1
+        self.multiple = spec.column_multiple
         inputs = spec.resolved_inputs()
         self.table_of_input = table_of_input(self.tables, inputs)
-        count = len(self.tables)
-        self.hotness, self.readers = [0] * count, [0] * count
-        for inp, table in zip(inputs, self.table_of_input, strict=True):
-            self.hotness[table] += inp.hotness
-            self.readers[table] += 1
         self.column_bytes = [t.rows * t.itemsize for t in self.tables]
         self.bytes = [c * t.width for c, t in zip(self.column_bytes, self.tables, strict=True)]
-        self._communication_terms()
+        self.unit_bytes = [
+            c * min(self.multiple, t.width)
+            for c, t in zip(self.column_bytes, self.tables, strict=True)
+        ]
+        self.loads = table_loads(self.tables, inputs)
+        self.step_config = StepConfig.of(spec, self.world, spec.global_batch_size or DEFAULT_BATCH)
+        out = DTYPE_BYTES[spec.compute_dtype]
+        id_bytes = spec.id_bytes if spec.dp_input else 0
+        # traffic per sample, for ordering only
+        self.traffic = [
+            load.ids_per_sample * id_bytes + load.outputs_per_sample * load.width * out
+            for load in self.loads
+        ]
+        self.weight_limit = None
+        if spec.device_memory is not None:
+            usable = usable_memory(spec.device_memory, spec.memory_reserve)
+            self.weight_limit = usable // (1 + optimizer_slots(spec.optimizer))
         self.replicas, self.replica_threshold = self._replicas()
         replicated = set(self.replicas)
-        self.others = [t for t in range(count) if t not in replicated]
+        self.others = [t for t in range(len(self.tables)) if t not in replicated]
         self.replica_bytes = sum(self.bytes[t] for t in self.replicas)
         self.mean = self.replica_bytes + sum(self.bytes[t] for t in self.others) / self.world
 
-    # -- communication ------------------------------------------------------------------
+    # -- scores -------------------------------------------------------------------------
 
-    def _communication_terms(self) -> None:
-        """Per table: bytes a holder receives from each other rank (ids), and sends to
-        each other rank per column it holds (embeddings), in one step."""
-        spec = self.spec
-        local = (spec.global_batch_size or DEFAULT_BATCH) / self.world
-        id_bytes = spec.id_bytes if spec.dp_input else 0
-        out = DTYPE_BYTES[spec.compute_dtype]
-        self.id_cost = [local * h * id_bytes for h in self.hotness]
-        self.column_cost = [local * n * out for n in self.readers]
-        # traffic per sample, for ordering only
-        self.traffic = [
-            h * id_bytes + n * t.width * out
-            for h, n, t in zip(self.hotness, self.readers, self.tables, strict=True)
-        ]
-        self.alltoall_rate = spec.alltoall_bandwidth * GIGABYTE
-        self.allreduce_rate = spec.allreduce_bandwidth * GIGABYTE
+    def fits(self, candidate: Candidate) -> bool:
+        return self.weight_limit is None or candidate.max_bytes <= self.weight_limit
 
-    def comm_seconds(self, pieces: PieceList, row_sliced: list[int], replicas: list[int]) -> float:
-        """Estimated communication time per step: each phase lasts as long as its busiest
-        rank (the larger of its bytes sent and received), phases one after another."""
-        world = self.world
-        held_ids, sent_columns = [0.0] * world, [0.0] * world
+    def step_seconds(
+        self,
+        pieces: PieceList,
+        row_rows: dict[int, Sequence[int]],
+        replicas: list[int],
+    ) -> float:
+        """Estimated step of a placement given by its pieces (table, rank, columns), the
+        rows each rank holds of each row-sliced table, and the replicas."""
+        per_rank: list[list[tuple[int, int]]] = [[] for _ in range(self.world)]
         for t, rank, width in pieces:
-            held_ids[rank] += self.id_cost[t]
-            sent_columns[rank] += self.column_cost[t] * width
-        ids = max(map(max, *all_to_all(held_ids)))
-        embeddings = max(map(max, *all_to_all(sent_columns)))
-        rows = (world - 1) * plain_sum(
-            self.id_cost[t] + 2 * self.column_cost[t] * self.tables[t].width for t in row_sliced
+            per_rank[rank].append((t, width))
+        holdings = Holdings(per_rank, row_rows, replicas)
+        return estimate_step(self.step_config, self.loads, holdings).step_seconds
+
+    def candidate(
+        self,
+        loads: list[int],
+        pieces: PieceList,
+        row_sliced: list[int],
+        splits: dict[int, Split],
+        replicas: list[int],
+        replica_threshold: int | None,
+    ) -> Candidate:
+        """A candidate from its pieces, row splits and replicas; ``loads`` its rank bytes."""
+        rows = {t: split_counts(splits[t], self.world) for t in row_sliced}
+        return Candidate(
+            max_bytes=max(loads),
+            step_seconds=self.step_seconds(pieces, rows, replicas),
+            build=lambda: self._placement(row_sliced, splits, pieces, replicas, replica_threshold),
         )
-        gradients = sum(
-            ring_allreduce_bytes(self.bytes[t], world) for t in replicas if self.readers[t]
-        )
-        return (ids + 2 * embeddings) / self.alltoall_rate + (
-            rows + gradients
-        ) / self.allreduce_rate
 
     # -- replicas -----------------------------------------------------------------------
 
@@ -217,16 +243,20 @@ class _Model:
                 for piece in layout.pieces
             ]
             groups = placement.groups
+            rows = {
+                t: [stop - start for start, stop in ranges]
+                for t, ranges in placement.row_ranges.items()
+            }
             candidates.append(
                 Candidate(
-                    max_bytes=max(self.loads(placement)),
-                    comm_seconds=self.comm_seconds(pieces, groups.row_sliced, groups.data_parallel),
+                    max_bytes=max(self.rank_bytes(placement)),
+                    step_seconds=self.step_seconds(pieces, rows, groups.data_parallel),
                     build=lambda p=placement: p,
                 )
             )
         return candidates
 
-    def loads(self, placement: Placement) -> list[int]:
+    def rank_bytes(self, placement: Placement) -> list[int]:
         """Weight bytes per rank of any placement, replicas included."""
         replicas = sum(self.bytes[t] for t in placement.groups.data_parallel)
         loads = [replicas] * self.world
@@ -239,184 +269,16 @@ class _Model:
                 loads[rank] += (stop - start) * row_bytes
         return loads
 
-    # -- auto's placements --------------------------------------------------------------
+    # -- writing a candidate out --------------------------------------------------------
 
-    def auto_candidates(self) -> list[Candidate]:
-        """The four variants for each row-slicing tier, until one is balanced."""
-        candidates, seen = [], set()
-        for tier in ROW_TIERS if self.split_ok else (None,):
-            row_sliced = tuple(
-                t
-                for t in self.others
-                if tier is not None and self.column_bytes[t] > tier * self.mean
-            )
-            if row_sliced in seen:
-                continue
-            seen.add(row_sliced)
-            poured = [t for t in self.others if t not in set(row_sliced)]
-            light = [t for t in poured if self.bytes[t] <= LIGHT * self.mean]
-            heavy = [t for t in poured if self.bytes[t] > LIGHT * self.mean]
-            variants = [([], poured)] + ([(light, heavy)] if light else [])
-            batch = [
-                self._wrap(list(row_sliced), order(rest), dealt)
-                for dealt, rest in variants
-                for order in (self._interleaved, self._widest_first)
-            ]
-            candidates += batch
-            if min(c.max_bytes for c in batch) <= (1 + BALANCED) * self.mean:
-                break
-        return candidates
-
-    def _widest_first(self, tables: list[int]) -> list[int]:
-        return sorted(tables, key=lambda t: (-self.column_bytes[t], -self.bytes[t], t))
-
-    def _interleaved(self, tables: list[int]) -> list[int]:
-        """Tables with more traffic per byte than average merged with those with less, so
-        that every prefix of the order carries about its share of the traffic; each kind
-        widest columns first."""
-        total_traffic = sum(self.traffic[t] for t in tables)
-        total_bytes = sum(self.bytes[t] for t in tables)
-        heavy, light = [], []
-        for t in self._widest_first(tables):
-            dense = self.traffic[t] * total_bytes > total_traffic * self.bytes[t]
-            (heavy if dense else light).append(t)
-        order, traffic, size, i, j = [], 0, 0, 0, 0
-        while i < len(heavy) or j < len(light):
-            behind = traffic * total_bytes <= total_traffic * size
-            if j == len(light) or (i < len(heavy) and behind):
-                t, i = heavy[i], i + 1
-            else:
-                t, j = light[j], j + 1
-            order.append(t)
-            traffic += self.traffic[t]
-            size += self.bytes[t]
-        return order
-
-    def _wrap(self, row_sliced: list[int], order: list[int], dealt: list[int] = ()) -> Candidate:
-        """Row-slice those tables, deal the ``dealt`` ones whole to the ranks with the least
-        traffic, pour the others around the ranks at the smallest cap."""
-        base, splits = self._row_slicing(row_sliced)
-        whole = self._deal(dealt, base)  # their bytes join base
-        poured = self._pour(order, self._smallest_cap(order, base), base)
-        assert poured is not None
-        loads = list(base)
-        for t, rank, width in poured:
-            loads[rank] += width * self.column_bytes[t]
-        pieces = whole + poured
-        return Candidate(
-            max_bytes=max(loads),
-            comm_seconds=self.comm_seconds(pieces, row_sliced, self.replicas),
-            build=lambda: self._placement(row_sliced, splits, pieces),
-        )
-
-    def _deal(self, tables: list[int], base: list[int]) -> PieceList:
-        """Each table whole to the rank with the least traffic so far (then fewest bytes),
-        most traffic first; ``base`` takes their bytes."""
-        heap = [(0, base[rank], rank) for rank in range(self.world)]
-        pieces = []
-        for t in sorted(tables, key=lambda t: (-self.traffic[t], -self.bytes[t], t)):
-            traffic, size, rank = heapq.heappop(heap)
-            pieces.append((t, rank, self.tables[t].width))
-            base[rank] += self.bytes[t]
-            heapq.heappush(heap, (traffic + self.traffic[t], size + self.bytes[t], rank))
-        return pieces
-
-    def _row_slicing(self, rows: list[int]) -> tuple[list[int], dict[int, tuple[int, int, int]]]:
-        """Per-rank bytes of replicas and row slices; per row-sliced table its row split.
-
-        A table's split is (rows per rank, remainder, first rank with one more row): the
-        remainder rows go one each to the ranks after the previous table's, so no rank
-        collects them all.
-        """
-        world, start = self.world, 0
-        even_bytes = self.replica_bytes
-        extra_bytes = [0] * (world + 1)  # difference array of the remainder rows' bytes
-        splits = {}
-        for t in rows:
-            even, extra = divmod(self.tables[t].rows, world)
-            splits[t] = (even, extra, start)
-            row_bytes = self.bytes[t] // self.tables[t].rows
-            even_bytes += even * row_bytes
-            stop = start + extra
-            extra_bytes[start] += row_bytes
-            if stop <= world:
-                extra_bytes[stop] -= row_bytes
-            else:
-                extra_bytes[world] -= row_bytes
-                extra_bytes[0] += row_bytes
-                extra_bytes[stop - world] -= row_bytes
-            start = stop % world
-        base, running = [], 0
-        for rank in range(world):
-            running += extra_bytes[rank]
-            base.append(even_bytes + running)
-        return base, splits
-
-    @staticmethod
-    def _row_ranges(split: tuple[int, int, int], world: int) -> list[tuple[int, int]]:
-        even, extra, start = split
-        counts = [even] * world
-        for k in range(extra):
-            counts[(start + k) % world] += 1
-        return ranges_from_sizes(counts)
-
-    def _pour(self, order: list[int], cap: int, base: list[int]) -> PieceList | None:
-        """Wrap-around at ``cap``: (table, rank, columns) pieces in rank order, or None.
-
-        Ranks fill from the front of ``order``; when the front table's next column does
-        not fit, the space left on the rank is filled from the back of ``order``.
-        """
-        world, rank, load, pieces = self.world, 0, base[0], []
-        left = [self.tables[t].width for t in order]
-        front, back = 0, len(order) - 1
-        while front <= back:
-            t = order[front]
-            column = self.column_bytes[t]
-            fit = (cap - load) // column
-            if fit >= left[front]:
-                pieces.append((t, rank, left[front]))
-                load += left[front] * column
-                front += 1
-                continue
-            if fit > 0:
-                pieces.append((t, rank, fit))
-                left[front] -= fit
-                load += fit * column
-            while back > front:
-                u = order[back]
-                take = min((cap - load) // self.column_bytes[u], left[back])
-                if take <= 0:
-                    break
-                pieces.append((u, rank, take))
-                load += take * self.column_bytes[u]
-                left[back] -= take
-                if left[back]:
-                    break
-                back -= 1
-            rank += 1
-            if rank == world:
-                return None
-            load = base[rank]
-        return pieces
-
-    def _smallest_cap(self, order: list[int], base: list[int]) -> int:
-        """The smallest cap (to CAP_PRECISION) at which the wrap-around places everything."""
-        total = sum(base) + sum(self.bytes[t] for t in order)
-        low = max(-(-total // self.world), max(base)) - 1  # below this nothing fits
-        widest = max((self.column_bytes[t] for t in order), default=0)
-        high = low + 1 + widest
-        while self._pour(order, high, base) is None:
-            high += high - low
-        step = max(1, int(self.mean * CAP_PRECISION))
-        while high - low > step:
-            middle = (low + high) // 2
-            if self._pour(order, middle, base) is not None:
-                high = middle
-            else:
-                low = middle
-        return high
-
-    def _placement(self, rows: list[int], splits: dict, pieces: PieceList) -> Placement:
+    def _placement(
+        self,
+        rows: list[int],
+        splits: dict[int, Split],
+        pieces: PieceList,
+        replicas: list[int],
+        replica_threshold: int | None,
+    ) -> Placement:
         per_rank: list[list[Piece]] = [[] for _ in range(self.world)]
         widest: dict[int, int] = {}
         count: dict[int, int] = {}
@@ -436,7 +298,7 @@ class _Model:
             for held in per_rank
         ]
         groups = TableGroups(
-            data_parallel=list(self.replicas),
+            data_parallel=sorted(replicas),
             table_parallel=sorted(count),
             row_sliced=sorted(rows),
         )
@@ -444,12 +306,15 @@ class _Model:
             strategy="auto",
             groups=groups,
             thresholds=EffectiveThresholds(
-                data_parallel=self.replica_threshold,
+                data_parallel=replica_threshold,
                 row_slice=min((self.tables[t].elements for t in rows), default=None),
             ),
             column_threshold=max(cut) if cut else None,
             threshold_source="auto" if cut else "none",
             layouts=layouts,
-            row_ranges={t: self._row_ranges(splits[t], self.world) for t in sorted(rows)},
+            row_ranges={
+                t: ranges_from_sizes(split_counts(splits[t], self.world).tolist())
+                for t in sorted(rows)
+            },
             input_groups=group_inputs(groups, self.table_of_input),
         )

@@ -28,9 +28,10 @@ class Row:
     shards: int
     comm_max_rank_bytes: int | None  # most bytes any rank sends or receives per step
     comm_total_bytes: int | None
-    step_seconds: float | None
+    step_seconds: float | None  # communication time (stats.comm)
     fits: bool | None  # None without a device memory
     ranks_over: int
+    estimated_step_seconds: float | None = None  # lookups and exchanges (stats.step)
     max_rank_device_bytes: int = 0  # with CPU offload, the largest rank's GPU part
     max_rank_host_bytes: int = 0  # and the largest rank's host part
 
@@ -107,6 +108,7 @@ def row_of(plan: Plan, strategy: str) -> Row:
         step_seconds=None if comm is None else comm.step_seconds,
         fits=None if plan.parameters.device_memory is None else not over,
         ranks_over=len(over),
+        estimated_step_seconds=None if plan.stats.step is None else plan.stats.step.step_seconds,
         max_rank_device_bytes=max(r.device_bytes for r in plan.ranks),
         max_rank_host_bytes=max(r.host_bytes for r in plan.ranks),
     )
@@ -123,7 +125,7 @@ def render(rows: list[Row], fmt: str = "table") -> str:
     if with_host:
         head += ["GPU/rank", "host/rank"]
     if with_comm:
-        head += ["comm/rank", "comm time"]
+        head += ["comm/rank", "comm time", "step"]
     if with_fit:
         head += ["fits"]
     body = []
@@ -143,6 +145,7 @@ def render(rows: list[Row], fmt: str = "table") -> str:
             cells += [
                 human_bytes(row.comm_max_rank_bytes or 0),
                 f"{(row.step_seconds or 0) * 1000:.3f} ms",
+                f"{(row.estimated_step_seconds or 0) * 1000:.3f} ms",
             ]
         if with_fit:
             cells += ["yes" if row.fits else f"no ({row.ranks_over} over)"]

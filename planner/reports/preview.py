@@ -105,7 +105,12 @@ def _header_lines(plan: Plan) -> list[str]:
 def summary_lines(plan: Plan) -> list[str]:
     """What a reader needs first: sizes, groups, the largest rank against the mean, the
     device limit, the traffic, and the tables every rank holds."""
-    return [*_header_lines(plan), *_comm_lines(plan), *_data_parallel_line(plan)]
+    return [
+        *_header_lines(plan),
+        *_comm_lines(plan),
+        *_step_lines(plan),
+        *_data_parallel_line(plan),
+    ]
 
 
 def _memory_lines(plan: Plan) -> list[str]:
@@ -206,6 +211,33 @@ def _comm_lines(plan: Plan) -> list[str]:
     ]
 
 
+STAGE_LABELS: dict[str, str] = {
+    "ids": "ids",
+    "forward_lookups": "lookups",
+    "outputs": "outputs",
+    "output_gradients": "output gradients",
+    "backward_lookups": "backward lookups",
+    "dp_allreduce": "data-parallel gradients",
+}
+
+
+def _step_lines(plan: Plan) -> list[str]:
+    """The step-time estimate, when the plan carries one."""
+    step, p = plan.stats.step, plan.parameters
+    if step is None:
+        return []
+    stages = ", ".join(
+        f"{STAGE_LABELS.get(name, name)} {_ms(seconds)}"
+        for name, seconds in step.stage_seconds.items()
+        if seconds
+    )
+    return [
+        f"estimated step {_ms(step.step_seconds)} ({stages}); slowest rank {step.slowest_rank}; "
+        f"{p.gpus_per_host} GPUs per host, {p.intra_host_bandwidth:g} GB/s within a host, "
+        f"{p.memory_bandwidth:g} GB/s memory"
+    ]
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.3f} ms"
 
@@ -231,6 +263,8 @@ def _rank_table(plan: Plan, ranks: list[int]) -> tuple[list[str], list[list[str]
     head += ["on GPU", "in host"] if offload else []
     head += ["free"] if limit is not None else []
     head += ["sent", "received", "comm time"] if has_comm else []
+    has_step = all(r.step is not None for r in plan.ranks)
+    head += ["step"] if has_step else []
     body = []
     for index in ranks:
         row, rank = rows[index], plan.ranks[index]
@@ -249,6 +283,8 @@ def _rank_table(plan: Plan, ranks: list[int]) -> tuple[list[str], list[list[str]
             comm = rank.comm
             cells += [human_bytes(comm.sent_bytes), human_bytes(comm.received_bytes)]
             cells += [_ms(comm.seconds)]
+        if has_step and rank.step is not None:
+            cells += [_ms(rank.step.seconds)]
         body.append(cells)
     return head, body
 
@@ -364,7 +400,11 @@ def _as_json(plan: Plan, shown: list[int], capacity: CapacityReport | None) -> d
         entry = {**vars(rows[index]), "optimizer_bytes": rank.optimizer_bytes}
         if has_offload(plan):
             entry |= {"device_bytes": rank.device_bytes, "host_bytes": rank.host_bytes}
-        listed.append(entry if rank.comm is None else {**entry, "comm": rank.comm.model_dump()})
+        if rank.comm is not None:
+            entry["comm"] = rank.comm.model_dump()
+        if rank.step is not None:
+            entry["step"] = rank.step.model_dump()
+        listed.append(entry)
     folded = plan.world_size - len(shown)
     return {
         "world_size": plan.world_size,
