@@ -18,7 +18,7 @@ from runtime import DistributedEmbedding
 
 pytestmark = pytest.mark.runtime
 
-# a (1000 x 4) is row-sliced over the 2 ranks: rows 0:500 on rank 0, 500:1000 on rank 1
+# b (10 x 4) is column-sliced over the 2 ranks: columns 0:2 on rank 0, 2:4 on rank 1
 SPEC = {
     "world_size": 2,
     "row_slice_threshold": 3000,
@@ -29,21 +29,21 @@ SPEC = {
 @pytest.fixture
 def broken() -> dict:
     data = json.loads(make_plan(spec_from_dict(SPEC)).to_json())
-    assert [(s["table"], s["rows"]) for s in data["shards"][:2]] == [
-        ("a", [0, 500]),
-        ("a", [500, 1000]),
+    assert [(s["table"], s["rank"], s["cols"]) for s in data["shards"]] == [
+        ("b", 0, [0, 2]),
+        ("b", 1, [2, 4]),
     ]
-    data["shards"][1]["rows"] = [400, 1000]  # overlaps rank 0's rows of a
+    data["shards"][1]["cols"] = [1, 4]  # overlaps rank 0's columns of b
     return data
 
 
 def test_a_broken_plan_file_is_refused(tmp_path, broken: dict) -> None:
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(broken))
-    with pytest.raises(PlanFileError, match=r"plan\.json: shards: the shards of 'a' do not cover"):
+    with pytest.raises(PlanFileError, match=r"plan\.json: shards: the shards of 'b' do not cover"):
         DistributedEmbedding.from_plan(path)
 
 
 def test_a_broken_plan_dict_is_refused(broken: dict) -> None:
-    with pytest.raises(PlanFileError, match=r"<plan>: shards: the shards of 'a' do not cover"):
+    with pytest.raises(PlanFileError, match=r"<plan>: shards: the shards of 'b' do not cover"):
         DistributedEmbedding.from_plan(broken)
