@@ -177,6 +177,25 @@ CASES: dict[str, Case] = {
         ("spec.yaml", "is the spec"),
         links={"link.yaml": "spec.yaml"},
     ),
+    "plan --html a hard link to the spec": Case(
+        ("plan", "spec.yaml", "-o", "p.json", "--html", "hard.html"),
+        2,
+        ("hard.html", "--html would overwrite spec.yaml"),
+        hardlinks={"hard.html": "spec.yaml"},
+    ),
+    "show --html a symlink to the plan": Case(
+        ("show", "plan.json", "--html", "link.html"),
+        2,
+        ("link.html", "--html would overwrite plan.json"),
+        links={"link.html": "plan.json"},
+    ),
+    "diff --html a hard link to the new plan": Case(
+        ("diff", "plan.json", "new.json", "--html", "hard.html"),
+        2,
+        ("hard.html", "--html would overwrite new.json"),
+        {"new.json": lambda plan: json.dumps(plan)},
+        hardlinks={"hard.html": "new.json"},
+    ),
     "plan -o an existing folder": Case(
         ("plan", "spec.yaml", "-o", "sub"), 2, ("sub",), {"sub/keep": "x"}
     ),
