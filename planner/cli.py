@@ -406,7 +406,7 @@ def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
 @click.option(
     "--world-size",
     "world_sizes",
-    help="World sizes separated by commas, e.g. 8,16,32 (default: the spec's).",
+    help="World sizes separated by commas, e.g. 8,16,32, at most 32 of them (default: the spec's).",
 )
 @click.option(
     "--strategy",

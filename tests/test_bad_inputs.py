@@ -237,6 +237,11 @@ CASES: dict[str, Case] = {
         ("bad.yaml", "world_size", "16,384"),
         {"bad.yaml": spec(world_size=10_000_000, global_batch_size=None)},
     ),
+    "compare at a thousand world sizes": Case(
+        ("compare", "spec.yaml", "--world-size", ",".join(str(n) for n in range(1, 1001))),
+        2,
+        ("--world-size", "1,000 world sizes", "at most 32"),
+    ),
     "compare --world-size 10000000": Case(
         ("compare", "spec.yaml", "--world-size", "2,10000000"), 2, ("--world-size", "16,384")
     ),
