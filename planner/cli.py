@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
@@ -14,6 +13,7 @@ from planner.checkpoint.cli import checkpoint
 from planner.consistency import load_plan, plan_problems
 from planner.errors import PlannerError, shown
 from planner.exit_codes import COMMAND_EXIT_CODES, exit_codes_help
+from planner.files import same_file
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan, plan_json_schema, plan_text, read_plan, save_plan
 from planner.planning import make_plan
@@ -243,7 +243,7 @@ def _check_report_path(html: str | None, *inputs: str | Path) -> None:
     if not report.parent.is_dir():
         raise InputError(f"{report}: folder {report.parent} does not exist; create it first")
     for other in inputs:
-        if report.resolve() == Path(other).resolve():
+        if same_file(report, other):
             raise InputError(f"{report}: --html would overwrite {other}; name another file")
 
 
@@ -342,11 +342,7 @@ def _output_path(spec_path: str, output: str | None) -> Path | None:
         raise InputError(
             f"{name}: folder {shown(str(target.parent))} does not exist; create it first"
         )
-    try:
-        same = target.exists() and os.path.samefile(target, spec_path)
-    except OSError:  # the spec cannot be read either: load_spec says so
-        same = False
-    if same:
+    if same_file(target, spec_path):
         raise InputError(
             f"{name}: is the spec {shown(spec_path)} itself; write the plan to another file "
             "(-o PLAN.json, or -o - for standard output)"
@@ -410,7 +406,7 @@ def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
 @click.option(
     "--world-size",
     "world_sizes",
-    help="World sizes separated by commas, e.g. 8,16,32 (default: the spec's).",
+    help="World sizes separated by commas, e.g. 8,16,32, at most 32 of them (default: the spec's).",
 )
 @click.option(
     "--strategy",

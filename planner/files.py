@@ -295,3 +295,12 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise JsonRefused(f"{name} is not a number a plan may hold")
+
+
+def same_file(one: str | Path, other: str | Path) -> bool:
+    """Whether two paths name one file: through symlinks and hard links when both exist
+    (same device and inode), by their resolved paths when one is still to be written."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one of them does not exist (or cannot be read: its reader says so)
+        return Path(one).resolve() == Path(other).resolve()

@@ -177,6 +177,25 @@ CASES: dict[str, Case] = {
         ("spec.yaml", "is the spec"),
         links={"link.yaml": "spec.yaml"},
     ),
+    "plan --html a hard link to the spec": Case(
+        ("plan", "spec.yaml", "-o", "p.json", "--html", "hard.html"),
+        2,
+        ("hard.html", "--html would overwrite spec.yaml"),
+        hardlinks={"hard.html": "spec.yaml"},
+    ),
+    "show --html a symlink to the plan": Case(
+        ("show", "plan.json", "--html", "link.html"),
+        2,
+        ("link.html", "--html would overwrite plan.json"),
+        links={"link.html": "plan.json"},
+    ),
+    "diff --html a hard link to the new plan": Case(
+        ("diff", "plan.json", "new.json", "--html", "hard.html"),
+        2,
+        ("hard.html", "--html would overwrite new.json"),
+        {"new.json": lambda plan: json.dumps(plan)},
+        hardlinks={"hard.html": "new.json"},
+    ),
     "plan -o an existing folder": Case(
         ("plan", "spec.yaml", "-o", "sub"), 2, ("sub",), {"sub/keep": "x"}
     ),
@@ -217,6 +236,11 @@ CASES: dict[str, Case] = {
         2,
         ("bad.yaml", "world_size", "16,384"),
         {"bad.yaml": spec(world_size=10_000_000, global_batch_size=None)},
+    ),
+    "compare at a thousand world sizes": Case(
+        ("compare", "spec.yaml", "--world-size", ",".join(str(n) for n in range(1, 1001))),
+        2,
+        ("--world-size", "1,000 world sizes", "at most 32"),
     ),
     "compare --world-size 10000000": Case(
         ("compare", "spec.yaml", "--world-size", "2,10000000"), 2, ("--world-size", "16,384")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.costs.comm import GIGABYTE, ring_allreduce_bytes
+from planner.costs.comm import GIGABYTE, plain_sum, ring_allreduce_bytes
 from planner.plan import Parameters, Plan, RankStep, StepStats
 from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec
 
@@ -220,7 +220,7 @@ def estimate_step(
         "dp_allreduce": [config.ring_seconds(gradients)] * world,
     }
     stage_seconds = {stage: max(rank_seconds[stage]) for stage in STAGES}
-    return StepEstimate(rank_seconds, stage_seconds, sum(stage_seconds.values()))
+    return StepEstimate(rank_seconds, stage_seconds, plain_sum(stage_seconds.values()))
 
 
 def _all_to_all_seconds(config: StepConfig, per_peer: list[int]) -> list[float]:
@@ -235,7 +235,7 @@ def _all_to_all_seconds(config: StepConfig, per_peer: list[int]) -> list[float]:
     host_total = [0] * hosts
     for rank, x in enumerate(per_peer):
         host_total[rank // g] += x
-    total = sum(per_peer)
+    total = plain_sum(per_peer)
     seconds = []
     for rank, x in enumerate(per_peer):
         host = rank // g
@@ -287,7 +287,7 @@ def plan_step(plan: Plan) -> list[RankStep] | None:
     steps = []
     for rank in range(plan.world_size):
         stages = estimate.rank(rank)
-        steps.append(RankStep(**stages, seconds=sum(stages.values())))
+        steps.append(RankStep(**stages, seconds=plain_sum(stages.values())))
     return steps
 
 
@@ -297,6 +297,6 @@ def summarize_step(steps: list[RankStep]) -> StepStats:
     slowest = max(range(len(steps)), key=lambda r: (steps[r].seconds, -r))
     return StepStats(
         stage_seconds=stage_seconds,
-        step_seconds=sum(stage_seconds.values()),
+        step_seconds=plain_sum(stage_seconds.values()),
         slowest_rank=slowest,
     )

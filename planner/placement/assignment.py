@@ -49,7 +49,8 @@ def memory_optimized(
     while pending:
         size, owner = pending.pop()
         load, held = heapq.heappop(ranks)
-        heapq.heappush(ranks, (load + size, [*held, owner]))
+        held.append(owner)  # out of the heap now, so growing its key in place is safe
+        heapq.heappush(ranks, (load + size, held))
     return [held for _, held in sorted(ranks)]
 
 

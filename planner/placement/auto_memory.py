@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 
+from planner.costs.comm import plain_sum
 from planner.placement.candidate import Candidate, PieceList, Split
 
 ROW_TIERS = (None, *(1 / 2**k for k in range(1, 10)))  # None: no row slicing; 1/2 ... 1/512
@@ -57,7 +58,7 @@ class WrapAround:
         """Tables with more traffic per byte than average merged with those with less, so
         that every prefix of the order carries about its share of the traffic; each kind
         widest columns first."""
-        total_traffic = sum(self.traffic[t] for t in tables)
+        total_traffic = plain_sum(self.traffic[t] for t in tables)
         total_bytes = sum(self.bytes[t] for t in tables)
         heavy, light = [], []
         for t in self._widest_first(tables):

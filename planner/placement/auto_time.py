@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 import math
 
-from planner.costs.comm import ring_allreduce_bytes
+from planner.costs.comm import plain_sum, ring_allreduce_bytes
 from planner.costs.steptime import BACKWARD_FACTOR, LOOKUP_SECONDS, row_read
 from planner.placement.candidate import Candidate, PieceList
 from planner.placement.slicing import split_evenly
@@ -151,7 +151,7 @@ class FastPlacements:
         base = [x - self.replica_bytes + replica_bytes for x in base]
         sliced = set(row_sliced)
         placed = [t for t in rest if t not in sliced]
-        target = sum(self.piece_seconds(t, self.tables[t].width) for t in placed) / self.world
+        target = plain_sum(self.piece_seconds(t, self.tables[t].width) for t in placed) / self.world
         pieces = []
         for t in placed:
             count = max(self._pieces_for_memory(t, largest_piece), 1)

@@ -36,6 +36,10 @@ class Row:
     max_rank_host_bytes: int = 0  # and the largest rank's host part
 
 
+# Each world size is a plan per strategy: a bound keeps one command within seconds.
+MAX_COMPARED_WORLD_SIZES = 32
+
+
 def parse_world_sizes(text: str) -> list[int]:
     """``"8,16,32"`` -> [8, 16, 32]; ValueError naming the accepted form."""
     try:
@@ -52,7 +56,13 @@ def parse_world_sizes(text: str) -> list[int]:
             f"--world-size: {max(sizes):,} is more than {MAX_WORLD_SIZE:,} ranks, the most "
             "this planner plans"
         )
-    return list(dict.fromkeys(sizes))
+    distinct = list(dict.fromkeys(sizes))
+    if len(distinct) > MAX_COMPARED_WORLD_SIZES:
+        raise ValueError(
+            f"--world-size: {len(distinct):,} world sizes given; compare at most "
+            f"{MAX_COMPARED_WORLD_SIZES} at once (run compare again for the others)"
+        )
+    return distinct
 
 
 def parse_strategies(text: str) -> list[str]:
