@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import zlib
 from pathlib import Path
 
@@ -22,7 +23,14 @@ from planner.checkpoint.directory import (
     step_path,
 )
 from planner.checkpoint.manifest import MANIFEST, read_manifest
-from planner.checkpoint.npyfile import BlockCrc, crc_problem, read_header, read_rows, write_piece
+from planner.checkpoint.npyfile import (
+    BlockCrc,
+    ahead,
+    crc_problem,
+    read_header,
+    read_rows,
+    write_piece,
+)
 
 
 @settings(deadline=None, max_examples=60)
@@ -36,6 +44,35 @@ def test_block_crc_equals_crc32_of_each_block(data, block, cuts):
     crc.update(data[pos:])
     want = [zlib.crc32(data[i : i + block]) for i in range(0, len(data), block)] or [0]
     assert crc.finish() == want
+
+
+def test_ahead_makes_the_next_item_while_the_current_one_is_in_use():
+    used = []
+    making = {i: threading.Event() for i in range(5)}
+
+    def items():
+        for i in range(5):
+            assert len(used) >= i - 1, "more than one item ahead of the caller"
+            making[i].set()
+            yield i
+
+    for item in ahead(items()):
+        if item < 4:  # the next one is being made while this one is still in hand
+            assert making[item + 1].wait(timeout=30)
+        used.append(item)
+    assert used == [0, 1, 2, 3, 4]
+
+
+def test_ahead_passes_on_the_error_of_making_an_item():
+    def items():
+        yield 1
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in ahead(items()):
+            got.append(item)
+    assert got == [1]
 
 
 def test_piece_file_is_a_plain_npy_and_reads_by_row(tmp_path):
