@@ -59,7 +59,7 @@ from planner.checkpoint.writing import (
 from planner.plan import Plan
 from runtime import slots
 from runtime.dense_state import DENSE_DIR, DENSE_PREFIX, DenseState
-from runtime.weights import Piece, variable_pieces, write_pieces
+from runtime.weights import Piece, variable_pieces, variable_rows, write_pieces
 
 T = TypeVar("T")
 
@@ -289,16 +289,14 @@ def _write_pieces(
 def _variable_rows(var: tf.Variable, piece: Piece, storage: np.dtype) -> Iterator[np.ndarray]:
     """The piece's rows of ``var`` in chunks, as stored (bfloat16 as its raw bits).
 
-    Each chunk is one gather of its rows, viewed by numpy without a further copy. Not a
-    read of the whole variable: once a variable has served lookups (gathers), TensorFlow
-    copies all of it on every read, which would add the largest variable to the peak.
+    Each chunk is one gather of its rows (:func:`runtime.weights.variable_rows`), viewed
+    by numpy without a further copy, never a read of the whole variable.
     """
     rows, cols = piece.shape
     step = max(1, CHUNK_BYTES // (cols * storage.itemsize))
     for start in range(0, rows, step):
         first, last = piece.var_row + start, piece.var_row + min(start + step, rows)
-        indices = tf.range(first, last, dtype=tf.int64)
-        yield np.asarray(var.sparse_read(indices)).view(storage)
+        yield np.asarray(variable_rows(var, first, last)).view(storage)
 
 
 def _write_dense(staging: Path, dense) -> list[FileEntry]:

@@ -85,6 +85,16 @@ def check_global_weights(plan: Plan, weights: list) -> list:
     return arrays
 
 
+def variable_rows(var: tf.Variable, first: int, last: int) -> tf.Tensor:
+    """Rows [first, last) of ``var``, copied by one gather of just those rows.
+
+    Not a slice of the variable: once a variable has served lookups (gathers),
+    TensorFlow copies all of it on every plain read, so reading a chunk by slicing would
+    copy the whole variable each time.
+    """
+    return var.sparse_read(tf.range(first, last, dtype=tf.int64))
+
+
 def write_pieces(
     variables: list[tf.Variable], pieces: list[list[Piece]], arrays: list, chunk: int
 ) -> None:
@@ -128,8 +138,9 @@ def gather_table(
     or not it holds a piece; a rank without a piece sends nothing. Each all-gather takes
     the same rows of every piece, as many as keep the gathered result within ``chunk``
     elements: column slices share their rows, so together they are one table width
-    wide, while row slices each add a full width. Only ranks with ``keep`` assemble the
-    result.
+    wide, while row slices each add a full width. A rank sends its rows of each
+    all-gather by one gather off its variable (:func:`variable_rows`). Only ranks with
+    ``keep`` assemble the result.
     """
     spec = plan.tables[table]
     dtype = tf.as_dtype(spec.dtype).as_numpy_dtype
@@ -146,7 +157,7 @@ def gather_table(
         if local is not None:
             piece, var = local
             start, stop = spans[hvd.rank()]
-            block = var[piece.var_row + start : piece.var_row + stop]
+            block = variable_rows(var, piece.var_row + start, piece.var_row + stop)
             block = tf.reshape(tf.cast(block, tf.float32), [-1])
         else:
             block = tf.zeros([0], tf.float32)
