@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import (
     ConfigDict,
@@ -25,21 +24,25 @@ from pydantic import (
 from planner import jsonlines
 from planner.errors import PlanFileError, brief, shown
 from planner.files import MAX_PLAN_BYTES, JsonRefused, gc_paused, parse_json, read_text
-from planner.plan_parts import (
+from planner.plan_parts import Device as Device
+from planner.plan_parts import (  # the records, re-exported: planner.plan names them all
     Exchange,
-    Range,
     RankStep,
     RowSlice,
     RowSplit,
+    Shard,
     StepStats,
     _Frozen,
     exchange_of,
+    left_out_at,
     record,
 )
+from planner.plan_parts import FusedMember as FusedMember
+from planner.plan_parts import LocalInput as LocalInput
+from planner.plan_parts import LocalWeight as LocalWeight
+from planner.plan_parts import Range as Range
 from planner.spec import (
-    Combiner,
     DType,
-    Initializer,
     InputSpec,
     Objective,
     Offload,
@@ -52,14 +55,6 @@ from planner.spec import (
 from planner.units import Optimizer
 
 FORMAT_VERSION = 2
-
-Device = Literal["gpu", "host"]
-
-
-def _left_out_at(default: Any) -> Callable[[Any], bool]:
-    """For fields added after plans were first written: left out of the file at their
-    default, so plans that do not use them keep their bytes (and their pins)."""
-    return lambda value: value == default
 
 
 class Parameters(_Frozen):
@@ -108,18 +103,18 @@ class Parameters(_Frozen):
         ge=0,
         description="Elements of table-parallel pieces a rank keeps on its GPU under "
         "upstream's offload rule (null = not used).",
-        exclude_if=_left_out_at(None),
+        exclude_if=left_out_at(None),
     )
     offload: Offload = Field(
         "none",
         description="Rule that chose the pieces in host memory: none, upstream or auto.",
-        exclude_if=_left_out_at("none"),
+        exclude_if=left_out_at("none"),
     )
     host_memory: int | None = Field(
         None,
         gt=0,
         description="Host bytes per rank for offloaded pieces (null = not checked).",
-        exclude_if=_left_out_at(None),
+        exclude_if=left_out_at(None),
     )
 
 
@@ -129,55 +124,6 @@ class Groups(_Frozen):
     data_parallel: list[str]
     table_parallel: list[str]
     row_sliced: list[str]
-
-
-class Shard(_Frozen):
-    """One piece of a table on one rank (half-open row and column ranges)."""
-
-    table: str
-    rank: int
-    rows: Range
-    cols: Range
-    device: Device = Field(
-        "gpu",
-        description="host: the piece lives in host memory (CPU offload; table-parallel "
-        "pieces only). Left out when gpu, the rank's GPU.",
-        exclude_if=_left_out_at("gpu"),
-    )
-
-
-class FusedMember(_Frozen):
-    """A table piece stored inside a fused local weight, at ``row_offset``."""
-
-    table: str
-    row_offset: int
-    rows: int
-    cols: Range = Field(description="Columns of the table this piece holds.")
-
-
-class LocalWeight(_Frozen):
-    """One weight variable on a rank: table pieces of equal width and config stacked by rows."""
-
-    rows: int
-    width: int
-    combiner: Combiner
-    dtype: DType
-    initializer: Initializer
-    device: Device = Field(
-        "gpu",
-        description="host: the variable, its optimizer state and its lookups live in host "
-        "memory (/CPU:0); it then holds one piece, fused with no other. Left out when gpu.",
-        exclude_if=_left_out_at("gpu"),
-    )
-    members: list[FusedMember]
-
-
-class LocalInput(_Frozen):
-    """An input looked up on this rank: which local weight, at which row offset."""
-
-    input: str
-    weight: int = Field(description="Index into this rank's table_parallel_weights.")
-    row_offset: int
 
 
 class Traffic(_Frozen):
@@ -221,7 +167,7 @@ class RankPlan(_Frozen):
         0,
         description="Of bytes, those in host memory: offloaded pieces and their optimizer "
         "state. Left out when 0.",
-        exclude_if=_left_out_at(0),
+        exclude_if=left_out_at(0),
     )
     comm: RankComm | None = Field(
         None, description="Estimated traffic per step (null without a global batch size)."

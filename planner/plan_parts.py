@@ -1,18 +1,22 @@
-"""The plan's smaller records: row splits and slices, step estimates, the exchange.
+"""The plan's smaller records: shards, local weights and inputs, row splits and slices,
+step estimates, the exchange.
 
 Split from ``planner.plan`` (which re-exports them) to keep each module short; these
-models and the exchange's derivation know nothing of the plan that holds them.
+records know nothing of the plan that holds them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from planner.spec import Combiner, DType, Initializer
+
 Range = tuple[int, int]
+Device = Literal["gpu", "host"]
 
 
 def record(cls: type[BaseModel], **values: Any) -> Any:
@@ -30,8 +34,63 @@ def record(cls: type[BaseModel], **values: Any) -> Any:
     return made
 
 
+def left_out_at(default: Any) -> Callable[[Any], bool]:
+    """For fields added after plans were first written: left out of the file at their
+    default, so plans that do not use them keep their bytes (and their pins)."""
+    return lambda value: value == default
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Shard(_Frozen):
+    """One piece of a table on one rank (half-open row and column ranges)."""
+
+    table: str
+    rank: int
+    rows: Range
+    cols: Range
+    device: Device = Field(
+        "gpu",
+        description="host: the piece lives in host memory (CPU offload; table-parallel "
+        "pieces only). Left out when gpu, the rank's GPU.",
+        exclude_if=left_out_at("gpu"),
+    )
+
+
+class FusedMember(_Frozen):
+    """A table piece stored inside a fused local weight, at ``row_offset``."""
+
+    table: str
+    row_offset: int
+    rows: int
+    cols: Range = Field(description="Columns of the table this piece holds.")
+
+
+class LocalWeight(_Frozen):
+    """One weight variable on a rank: table pieces of equal width and config stacked by rows."""
+
+    rows: int
+    width: int
+    combiner: Combiner
+    dtype: DType
+    initializer: Initializer
+    device: Device = Field(
+        "gpu",
+        description="host: the variable, its optimizer state and its lookups live in host "
+        "memory (/CPU:0); it then holds one piece, fused with no other. Left out when gpu.",
+        exclude_if=left_out_at("gpu"),
+    )
+    members: list[FusedMember]
+
+
+class LocalInput(_Frozen):
+    """An input looked up on this rank: which local weight, at which row offset."""
+
+    input: str
+    weight: int = Field(description="Index into this rank's table_parallel_weights.")
+    row_offset: int
 
 
 class RowSlice(_Frozen):
@@ -73,6 +132,12 @@ class RowSplit(_Frozen):
         """Every rank's rows (half-open), in rank order."""
         starts, ends = self.bounds(rows, world_size)
         return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+    def is_sound(self, world_size: int) -> bool:
+        """Ranks that exist, and a remainder that starts inside them: what the arithmetic
+        below assumes (the plan's checks name a split that is not)."""
+        first, stop = self.ranks
+        return 0 <= first < stop <= world_size and self.remainder_start < stop - first
 
 
 class RankStep(_Frozen):
