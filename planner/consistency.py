@@ -28,15 +28,19 @@ from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
 from planner.errors import PlanFileError, brief, shown
 from planner.placement.layout import fusion_key, weight_key
-from planner.plan import LocalWeight, Plan, RankPlan, Shard, parse_plan, read_plan
+from planner.plan import LocalWeight, Plan, RankPlan, Shard, parse_plan, read_plan_file
 from planner.spec import DTYPE_BYTES, describe_validation_error
 from planner.units import human_bytes, optimizer_slots
 
 
 def load_plan(path: str | Path) -> Plan:
     """Read a plan file and check that its parts agree; PlanFileError names the first
-    problem. What every reader of plans (``show``, ``diff``, the runtime) should use."""
-    return _checked(read_plan(path), shown(str(path)))
+    problem. What every reader of plans (``show``, ``diff``, the runtime) should use.
+
+    A file whose seal holds (``planner.seal``: the planner checked the plan as it wrote
+    it, and the file is unchanged since) is not checked again."""
+    plan, sealed = read_plan_file(path)
+    return plan if sealed else _checked(plan, shown(str(path)))
 
 
 def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
@@ -126,7 +130,9 @@ def reference_problems(plan: Plan) -> list[str]:
         for local in rank.table_parallel_inputs:
             if local.input not in inputs:
                 problems.append(f"{where}: input {local.input!r} is not in inputs")
-            if not 0 <= local.weight < len(rank.table_parallel_weights):
+            if local.weight == -1:  # format 3 names inputs; this one's table is not here
+                problems.append(f"{where}: input {local.input!r} reads a table with no piece here")
+            elif not 0 <= local.weight < len(rank.table_parallel_weights):
                 problems.append(
                     f"{where}: input {local.input!r} reads weight {brief(local.weight)}, "
                     f"which the rank does not have"

@@ -8,6 +8,7 @@ records know nothing of the plan that holds them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -133,11 +134,28 @@ class RowSplit(_Frozen):
         starts, ends = self.bounds(rows, world_size)
         return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
-    def is_sound(self, world_size: int) -> bool:
-        """Ranks that exist, and a remainder that starts inside them: what the arithmetic
-        below assumes (the plan's checks name a split that is not)."""
+    def runs(self, rows: int) -> list[tuple[int, int, int]]:
+        """The split as runs of ranks ``(first, stop, rows each)`` whose rows add up to
+        every rank's: all its ranks hold the even share, the remainder's one or two runs
+        (two when it wraps around) one more."""
         first, stop = self.ranks
-        return 0 <= first < stop <= world_size and self.remainder_start < stop - first
+        count = stop - first
+        if count <= 0:
+            return []
+        even, extra = divmod(rows, count)
+        start, end = first + self.remainder_start, first + self.remainder_start + extra
+        found = [(first, stop, even), (start, min(end, stop), 1), (first, end - count, 1)]
+        return [(a, b, n) for a, b, n in found if a < b and n]
+
+    def rank_rows(self, rows: int, rank: int) -> Range:
+        """``rank``'s rows alone, as ``bounds`` gives them, without every other rank's (what
+        a worker asks for): the rows of the ranks before it, then its own. For a split
+        over ranks that exist (the plan's checks refuse any other)."""
+        before = held = 0
+        for first, stop, each in self.runs(rows):
+            before += max(0, min(stop, rank) - first) * each
+            held += each if first <= rank < stop else 0
+        return before, before + held
 
 
 class RankStep(_Frozen):
@@ -150,6 +168,71 @@ class RankStep(_Frozen):
     backward_lookups: float = Field(description="Its lookups, backward.")
     dp_allreduce: float = Field(description="Data-parallel table gradients, averaged.")
     seconds: float = Field(description="This rank's stages, one after another.")
+
+
+class Traffic(_Frozen):
+    """Bytes one rank sends to and receives from other ranks in one collective phase."""
+
+    sent: int
+    received: int
+    seconds: float = Field(description="max(sent, received) over the phase's bandwidth.")
+
+
+class RankComm(_Frozen):
+    """One rank's estimated traffic per training step, by phase (see docs/cost_model.md)."""
+
+    id_alltoall: Traffic = Field(description="Ids of table-parallel inputs to their tables.")
+    embedding_alltoall: Traffic = Field(description="Looked-up embeddings back (forward).")
+    embedding_grad_alltoall: Traffic = Field(description="Their gradients (backward).")
+    row_id_allgather: Traffic = Field(description="Ids of row-sliced inputs, from every rank.")
+    row_reduce_scatter: Traffic = Field(description="Partial row-sliced outputs, summed.")
+    row_grad_allgather: Traffic = Field(description="Row-sliced output gradients (backward).")
+    dp_allreduce: Traffic = Field(description="Data-parallel table gradients, averaged.")
+    sent_bytes: int
+    received_bytes: int
+    seconds: float = Field(description="This rank's phases, one after another.")
+
+
+class RankPlan(_Frozen):
+    """What one rank holds and looks up."""
+
+    rank: int
+    table_parallel_weights: list[LocalWeight]
+    table_parallel_inputs: list[LocalInput] = Field(
+        description="Inputs this rank serves, in all-to-all order."
+    )
+    elements: int = Field(description="Weight elements held, data-parallel replicas included.")
+    bytes: int = Field(
+        description="Bytes held: weights and their optimizer state, data-parallel replicas "
+        "included."
+    )
+    optimizer_bytes: int = Field(0, description="Of bytes, the optimizer state.")
+    host_bytes: int = Field(
+        0,
+        description="Of bytes, those in host memory: offloaded pieces and their optimizer "
+        "state. Left out when 0.",
+        exclude_if=left_out_at(0),
+    )
+    comm: RankComm | None = Field(
+        None, description="Estimated traffic per step (null without a global batch size)."
+    )
+    step: RankStep | None = Field(
+        None, description="Estimated step time by stage (null without a global batch size)."
+    )
+
+    @cached_property
+    def row_slices(self) -> list[RowSlice]:
+        """One per row-sliced table, in group order: from the plan's ``row_splits``, worked
+        out for this rank when first asked (a worker asks for its own rank only)."""
+        return [
+            record(RowSlice, table=split.table, rows=split.rank_rows(rows, self.rank))
+            for split, rows in self.__dict__.get("_row_splits", ())
+        ]
+
+    @property
+    def device_bytes(self) -> int:
+        """Bytes on the rank's GPU: everything it holds but the offloaded pieces."""
+        return self.bytes - self.host_bytes
 
 
 class OutputAssembly(_Frozen):

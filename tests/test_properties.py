@@ -18,8 +18,9 @@ from shared import time_limit
 from planner import load_plan, plan_from_dict
 from planner.costs.memory import rank_footprints
 from planner.costs.summary import summarize
-from planner.plan import Plan, save_plan
+from planner.plan import Plan
 from planner.planning import make_plan
+from planner.saving import save_plan
 from planner.spec import DTYPE_BYTES, Spec, spec_from_dict
 from planner.validation import plan_problems, spec_problems
 
