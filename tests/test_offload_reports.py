@@ -322,10 +322,10 @@ def test_the_schema_knows_the_offload_fields(work: Path) -> None:
     schema = json.loads(invoke("schema").stdout)
     validator = jsonschema.Draft202012Validator(schema)
     defs = schema["$defs"]
-    for model in ("Shard", "LocalWeight"):
+    for model in ("Shard", "WeightEntry"):  # a rank's weights as plan format 3 writes them
         assert defs[model]["properties"]["device"]["enum"] == ["gpu", "host"]
         assert "device" not in defs[model]["required"]
-    assert "host_bytes" in defs["RankPlan"]["properties"]
+    assert "host_bytes" in defs["RankEntry"]["properties"]
     assert defs["Parameters"]["properties"]["offload"]["enum"] == ["none", "upstream", "auto"]
     data = plan_json(gpu_embedding_size=500, host_memory=10_000)
     assert list(validator.iter_errors(data)) == []
