@@ -2,15 +2,20 @@
 4,096 ranks, the time a worker takes to load the plan and pick its own rank's part, and
 the time ``planner validate`` takes to check it.
 
+``--configs`` plans bundled specs (``configs/NAME.yaml``) at the ``--ranks`` world sizes
+instead of synthetic ones: ``--configs synthetic_tiny --ranks 1024 --strategies auto``.
+
 The specs are synthetic (seeded, so every run plans the same tables): rows log-uniform
 from 10 to 40 million, widths 8 to 256, combiner sum, one input per table, a fifth of
 them multi-hot (2 to 50 ids). Planning time is ``make_plan`` on an already validated
-spec (YAML parsing is not included); the worker's time is ``load_plan`` on the written
-file (read, schema, and the consistency checks every loader runs) plus taking
-``plan.ranks[r]``; validate's is what ``planner validate PLAN`` does: ``read_plan`` (read
-and schema) and ``plan_problems`` (every check, all problems listed). Combinations whose
-single run exceeds ``--budget`` seconds are measured once rather than ``--repeats``
-times (the runs columns say so).
+spec (YAML parsing is not included); the worker's time is ``load_plan`` on the file
+``save_plan`` wrote (read, schema, and the seal: the plan was checked as it was written)
+plus taking ``plan.ranks[r]``'s weights, inputs and row slices; the checked load is
+``load_plan`` on the same plan written without its seal (as after an edit by hand: every
+consistency check runs); validate's is what ``planner validate PLAN`` does:
+``read_plan`` (read and schema) and ``plan_problems`` (every check, all problems
+listed). Combinations whose single run exceeds ``--budget`` seconds are measured once
+rather than ``--repeats`` times (the runs columns say so).
 
     .venv/bin/python benchmarks/planner_speed.py [--markdown] [--repeats 3]
     .venv/bin/python benchmarks/planner_speed.py --tables 20000,100000 --ranks 4096 \
@@ -30,9 +35,11 @@ from pathlib import Path
 import numpy as np
 from _report import machine, render
 
-from planner import load_plan, make_plan, plan_problems, save_plan, spec_from_dict
+from planner import load_plan, load_spec, make_plan, plan_problems, save_plan, spec_from_dict
 from planner.plan import read_plan
 from planner.spec import Spec
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 WIDTHS = (8, 16, 32, 64, 128, 256)
 
@@ -59,6 +66,18 @@ def synthetic_spec(tables: int, world_size: int, strategy: str, seed: int = 0) -
     )
 
 
+def config_spec(name: str, world_size: int, strategy: str) -> Spec:
+    """A bundled spec at another world size and strategy."""
+    spec = load_spec(CONFIGS / f"{name}.yaml")
+    return spec.model_copy(update={"world_size": world_size, "strategy": strategy})
+
+
+def worker_part(path: Path, rank: int) -> object:
+    """What a worker does at start: load the plan, then take its own rank's part."""
+    mine = load_plan(path).ranks[rank]
+    return mine.table_parallel_weights, mine.table_parallel_inputs, mine.row_slices
+
+
 def measure(work, repeats: int, budget: float):
     """(result, median seconds, runs, median CPU seconds): one run only when the first
     takes over budget. CPU time (this process's) moves less than wall time when other
@@ -75,6 +94,7 @@ def measure(work, repeats: int, budget: float):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", default="26,100,1000,10000")
+    parser.add_argument("--configs", default="", help="bundled specs instead of --tables")
     parser.add_argument("--ranks", default="1,8,64,512,4096")
     parser.add_argument("--strategies", default="memory_balanced,auto")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
@@ -83,23 +103,34 @@ def main() -> None:
     args = parser.parse_args()
 
     head = ["tables", "ranks", "strategy", "max/mean", "plan s", "plan runs", "plan MB"]
-    head += ["worker load s", "load runs", "validate s", "validate runs", "validate/plan"]
+    head += ["worker load s", "load CPU s", "load runs", "checked load s", "checked CPU s"]
+    head += ["checked runs"]
+    head += ["validate s", "validate runs", "validate/plan"]
     head += ["validate/plan CPU"]
     rows = []
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "plan.json"
-        for tables in (int(n) for n in args.tables.split(",")):
+        path, unsealed = Path(folder) / "plan.json", Path(folder) / "unsealed.json"
+        sources = args.configs.split(",") if args.configs else args.tables.split(",")
+        for source in sources:
             for world in (int(n) for n in args.ranks.split(",")):
                 for strategy in args.strategies.split(","):
-                    spec = synthetic_spec(tables, world, strategy)
+                    spec = (
+                        config_spec(source, world, strategy)
+                        if args.configs
+                        else synthetic_spec(int(source), world, strategy)
+                    )
                     plan, seconds, runs, plan_cpu = measure(
                         lambda spec=spec: make_plan(spec), args.repeats, args.budget
                     )
                     save_plan(plan, path)
+                    unsealed.write_text(plan.to_json())
                     rank = world - 1  # the last rank: the whole file is read either way
-                    _, loading, load_runs, _ = measure(
-                        lambda rank=rank: load_plan(path).ranks[rank], args.repeats, args.budget
+                    _, loading, load_runs, load_cpu = measure(
+                        lambda rank=rank: worker_part(path, rank), args.repeats, args.budget
+                    )
+                    _, checked, checked_runs, checked_cpu = measure(
+                        lambda rank=rank: worker_part(unsealed, rank), args.repeats, args.budget
                     )
                     problems, checking, check_runs, check_cpu = measure(
                         lambda: plan_problems(read_plan(path)), args.repeats, args.budget
@@ -107,7 +138,7 @@ def main() -> None:
                     assert problems == [], problems[:3]
                     rows.append(
                         [
-                            f"{tables:,}",
+                            f"{len(spec.tables):,}" if args.configs else f"{int(source):,}",
                             f"{world:,}",
                             strategy,
                             f"{plan.stats.imbalance:.3f}",
@@ -115,7 +146,11 @@ def main() -> None:
                             str(runs),
                             f"{path.stat().st_size / 1e6:.2f}",
                             f"{loading:.3f}",
+                            f"{load_cpu:.3f}",
                             str(load_runs),
+                            f"{checked:.3f}",
+                            f"{checked_cpu:.3f}",
+                            str(checked_runs),
                             f"{checking:.3f}",
                             str(check_runs),
                             f"{checking / seconds:.2f}x",

@@ -9,8 +9,9 @@ Library use::
 
 from planner.consistency import load_plan, plan_from_dict, plan_problems
 from planner.errors import PlanFileError, PlannerError, SpecError
-from planner.plan import FORMAT_VERSION, Plan, save_plan
+from planner.plan import FORMAT_VERSION, Plan
 from planner.planning import make_plan
+from planner.saving import save_plan
 from planner.spec import InputSpec, Spec, TableSpec, load_spec, spec_from_dict
 from planner.validation import spec_problems
 

@@ -15,7 +15,7 @@ from planner.errors import PlannerError, shown
 from planner.exit_codes import COMMAND_EXIT_CODES, exit_codes_help
 from planner.files import same_file
 from planner.placement.registry import STRATEGY_NAMES
-from planner.plan import Plan, plan_json_schema, plan_text, read_plan, save_plan
+from planner.plan import Plan, plan_json_schema, read_plan
 from planner.planning import make_plan
 from planner.reports.capacity import capacity_report
 from planner.reports.compare import compare as compare_plans
@@ -34,6 +34,7 @@ from planner.reports.preview import (
     parse_ranks,
     render,
 )
+from planner.saving import plan_text, save_plan
 from planner.spec import DType, Objective, Offload, Spec, load_spec
 from planner.units import OPTIMIZERS
 from planner.validation import spec_problems

@@ -28,15 +28,19 @@ from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
 from planner.errors import PlanFileError, brief, shown
 from planner.placement.layout import fusion_key, weight_key
-from planner.plan import LocalWeight, Plan, RankPlan, Shard, parse_plan, read_plan
+from planner.plan import LocalWeight, Plan, RankPlan, Shard, parse_plan, read_plan_file
 from planner.spec import DTYPE_BYTES, describe_validation_error
 from planner.units import human_bytes, optimizer_slots
 
 
 def load_plan(path: str | Path) -> Plan:
     """Read a plan file and check that its parts agree; PlanFileError names the first
-    problem. What every reader of plans (``show``, ``diff``, the runtime) should use."""
-    return _checked(read_plan(path), shown(str(path)))
+    problem. What every reader of plans (``show``, ``diff``, the runtime) should use.
+
+    A file whose seal holds (``planner.seal``: the planner checked the plan as it wrote
+    it, and the file is unchanged since) is not checked again."""
+    plan, sealed = read_plan_file(path)
+    return plan if sealed else _checked(plan, shown(str(path)))
 
 
 def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
@@ -64,7 +68,7 @@ def plan_problems(plan: Plan) -> list[str]:
     if problems:
         return problems
     shards_by_rank: list[list[Shard]] = [[] for _ in range(plan.world_size)]
-    for shard in plan.shards:
+    for shard in plan.table_parallel_shards:
         shards_by_rank[shard.rank].append(shard)
     problems += _check_groups(plan)
     problems += _check_coverage(plan)
@@ -102,7 +106,12 @@ def reference_problems(plan: Plan) -> list[str]:
         problems += [
             f"input_groups: {name!r} is not in inputs" for name in names if name not in inputs
         ]
-    for shard in plan.shards:
+    problems += [
+        f"row_splits: table {split.table!r} is not in tables"
+        for split in plan.row_splits
+        if split.table not in tables
+    ]
+    for shard in plan.table_parallel_shards:
         if shard.table not in tables:
             problems.append(f"shards: table {shard.table!r} is not in tables")
         if not 0 <= shard.rank < plan.world_size:
@@ -121,16 +130,13 @@ def reference_problems(plan: Plan) -> list[str]:
         for local in rank.table_parallel_inputs:
             if local.input not in inputs:
                 problems.append(f"{where}: input {local.input!r} is not in inputs")
-            if not 0 <= local.weight < len(rank.table_parallel_weights):
+            if local.weight == -1:  # format 3 names inputs; this one's table is not here
+                problems.append(f"{where}: input {local.input!r} reads a table with no piece here")
+            elif not 0 <= local.weight < len(rank.table_parallel_weights):
                 problems.append(
                     f"{where}: input {local.input!r} reads weight {brief(local.weight)}, "
                     f"which the rank does not have"
                 )
-        problems += [
-            f"{where}: row slice of {s.table!r}, which is not in tables"
-            for s in rank.row_slices
-            if s.table not in tables
-        ]
     outputs = len(plan.exchange.output_widths)
     for output in plan.exchange.outputs:
         if output.input not in inputs:
@@ -189,33 +195,29 @@ def _check_groups(plan: Plan) -> list[str]:
 def _check_coverage(plan: Plan) -> list[str]:
     """Each table is tiled exactly once, the way its group cuts it.
 
-    Table-parallel tables are cut by columns (every shard holds all rows), row-sliced
-    tables by rows, in rank order (every shard holds all columns); data-parallel
-    tables have no shards.
+    Table-parallel tables are cut by columns (every shard holds all rows); row-sliced
+    tables by rows, written as a row split whose ranges tile the table by construction
+    (``_row_split_problems`` checks the split), so they have no shards of their own;
+    data-parallel tables have none either.
     """
     by_table = defaultdict(list)
-    for shard in plan.shards:
+    for shard in plan.table_parallel_shards:
         by_table[shard.table].append(shard)
     data_parallel, row_sliced = set(plan.groups.data_parallel), set(plan.groups.row_sliced)
     problems = []
     for table in plan.tables:
         shards = by_table.pop(table.name, [])
-        if table.name in data_parallel:
+        if table.name in data_parallel or table.name in row_sliced:
             if shards:
-                problems.append(f"shards: data-parallel table {table.name!r} must have no shards")
+                kind = "data-parallel" if table.name in data_parallel else "row-sliced"
+                problems.append(
+                    f"shards: {kind} table {table.name!r} must have no shards"
+                    + ("" if kind == "data-parallel" else " (its rows are in row_splits)")
+                )
             continue
-        if table.name in row_sliced:
-            whole, spans, length = (0, table.width), [s.rows for s in shards], table.rows
-            cut_along = "whole-column row ranges, in rank order"
-            in_rank_order = [s.rows for s in sorted(shards, key=lambda s: s.rank)] == sorted(spans)
-        else:
-            whole, spans, length = (0, table.rows), [s.cols for s in shards], table.width
-            cut_along = "whole-row column ranges"
-            in_rank_order = True
-        other_axis = [s.cols if table.name in row_sliced else s.rows for s in shards]
-        if not (all(span == whole for span in other_axis) and in_rank_order):
-            problems.append(f"shards: {table.name!r} must be cut into {cut_along}")
-        elif not _tiles(spans, length):
+        if not all(s.rows == (0, table.rows) for s in shards):
+            problems.append(f"shards: {table.name!r} must be cut into whole-row column ranges")
+        elif not _tiles([s.cols for s in shards], table.width):
             problems.append(
                 f"shards: the shards of {table.name!r} do not cover its {table.rows} x "
                 f"{table.width} elements exactly once"
@@ -234,7 +236,8 @@ def _tiles(spans: list[tuple[int, int]], length: int) -> bool:
 
 
 def _check_rank_contents(plan: Plan, shards_by_rank: list[list[Shard]]) -> list[str]:
-    """Local weights, inputs and row slices agree with the shards and the tables."""
+    """Local weights and inputs agree with the shards and the tables (row slices follow
+    from the row splits, checked on their own)."""
     problems = []
     tables = {t.name: t for t in plan.tables}
     table_parallel = set(plan.groups.table_parallel)
@@ -275,12 +278,6 @@ def _check_rank_contents(plan: Plan, shards_by_rank: list[list[Shard]]) -> list[
             for s in shards
             if s.table in table_parallel and s.table not in held
         ]
-        if [s.table for s in rank.row_slices] != plan.groups.row_sliced:
-            problems.append(f"{where}: row_slices must list the row-sliced tables in group order")
-        for s in rank.row_slices:
-            shard = shard_at.get(s.table)
-            if (shard.rows if shard else (s.rows[0], s.rows[0])) != s.rows:
-                problems.append(f"{where}: row slice of {s.table!r} disagrees with its shard")
     return problems
 
 
@@ -374,10 +371,10 @@ def _check_offload(plan: Plan) -> list[str]:
     problems += [
         f"shards: the shard of {s.table!r} on rank {s.rank} is in host memory, but only "
         "table-parallel pieces can be offloaded"
-        for s in plan.shards
+        for s in plan.table_parallel_shards
         if s.device == "host" and s.table not in table_parallel
     ]
-    device_of = {(s.table, s.rank): s.device for s in plan.shards}
+    device_of = {(s.table, s.rank): s.device for s in plan.table_parallel_shards}
     offload = plan.parameters.offload
     for rank in plan.ranks:
         where = f"ranks[{rank.rank}]"

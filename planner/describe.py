@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from planner.costs.comm import CommConfig, estimate_comm
-from planner.costs.memory import footprint, offloaded_bytes
+from planner.costs.memory import footprint, offloaded_bytes, row_split_footprints
 from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
 from planner.placement.grouping import TableGroups
@@ -37,7 +37,9 @@ def describe(spec: Spec, placement: Placement) -> Plan:
     groups, layouts, row_ranges = placement.groups, placement.layouts, placement.row_ranges
     input_groups = placement.input_groups
     held_everywhere = [tables[t] for t in groups.data_parallel]
-    row_held = _row_slice_footprints(row_ranges, tables, spec.world_size)
+    row_splits = [_row_split(tables[t].name, ranges) for t, ranges in row_ranges.items()]
+    by_name = {t.name: t for t in tables}
+    row_held = row_split_footprints(row_splits, by_name, spec.world_size)
     ranks = [
         _rank_plan(rank, layout, held_everywhere, row_held, tables, inputs, spec.optimizer)
         for rank, layout in enumerate(layouts)
@@ -64,7 +66,7 @@ def describe(spec: Spec, placement: Placement) -> Plan:
         inputs=inputs,
         groups=_named(groups, names),
         input_groups=_named(input_groups, input_names),
-        row_splits=[_row_split(tables[t].name, ranges) for t, ranges in row_ranges.items()],
+        row_splits=row_splits,
         shards=_shards(layouts, tables),
         ranks=ranks,
         stats=summarize(ranks, tables),
@@ -160,18 +162,6 @@ def _shards(layouts: list[RankLayout], tables: list[TableSpec]) -> list[Shard]:
         )
         for t, rank, cols, on_host in found
     ]
-
-
-def _row_slice_footprints(
-    row_ranges: dict[int, list[tuple[int, int]]], tables: list[TableSpec], world: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per rank, the elements and bytes of its row slices (weights only)."""
-    elements, size = np.zeros(world, np.int64), np.zeros(world, np.int64)
-    for t, ranges in row_ranges.items():
-        rows = np.array([stop - start for start, stop in ranges], np.int64)
-        elements += rows * tables[t].width
-        size += rows * tables[t].width * tables[t].itemsize
-    return elements, size
 
 
 def _row_split(table: str, ranges: list[tuple[int, int]]) -> RowSplit:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -19,27 +18,37 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     model_validator,
 )
 
 from planner import jsonlines
 from planner.errors import PlanFileError, brief, shown
 from planner.files import MAX_PLAN_BYTES, JsonRefused, gc_paused, parse_json, read_text
+from planner.plan_parts import Device as Device  # re-exported
 from planner.plan_parts import (
     Exchange,
-    Range,
-    RankStep,
-    RowSlice,
+    RankPlan,
     RowSplit,
+    Shard,
     StepStats,
     _Frozen,
     exchange_of,
+    left_out_at,
     record,
 )
+from planner.plan_parts import FusedMember as FusedMember  # re-exported
+from planner.plan_parts import LocalInput as LocalInput  # re-exported
+from planner.plan_parts import LocalWeight as LocalWeight  # re-exported
+from planner.plan_parts import Range as Range  # re-exported
+from planner.plan_parts import RankComm as RankComm  # re-exported
+from planner.plan_parts import RankStep as RankStep  # re-exported
+from planner.plan_parts import RowSlice as RowSlice  # re-exported
+from planner.plan_parts import Traffic as Traffic  # re-exported
+from planner.plan_ranks import RankEntry, rank_entry, ranks_from_entries
+from planner.seal import seal_holds
 from planner.spec import (
-    Combiner,
     DType,
-    Initializer,
     InputSpec,
     Objective,
     Offload,
@@ -51,15 +60,8 @@ from planner.spec import (
 )
 from planner.units import Optimizer
 
-FORMAT_VERSION = 2
-
-Device = Literal["gpu", "host"]
-
-
-def _left_out_at(default: Any) -> Callable[[Any], bool]:
-    """For fields added after plans were first written: left out of the file at their
-    default, so plans that do not use them keep their bytes (and their pins)."""
-    return lambda value: value == default
+FORMAT_VERSION = 3
+READ_VERSIONS = (2, 3)  # format 2 wrote every rank's weights and inputs in full
 
 
 class Parameters(_Frozen):
@@ -108,18 +110,18 @@ class Parameters(_Frozen):
         ge=0,
         description="Elements of table-parallel pieces a rank keeps on its GPU under "
         "upstream's offload rule (null = not used).",
-        exclude_if=_left_out_at(None),
+        exclude_if=left_out_at(None),
     )
     offload: Offload = Field(
         "none",
         description="Rule that chose the pieces in host memory: none, upstream or auto.",
-        exclude_if=_left_out_at("none"),
+        exclude_if=left_out_at("none"),
     )
     host_memory: int | None = Field(
         None,
         gt=0,
         description="Host bytes per rank for offloaded pieces (null = not checked).",
-        exclude_if=_left_out_at(None),
+        exclude_if=left_out_at(None),
     )
 
 
@@ -129,121 +131,6 @@ class Groups(_Frozen):
     data_parallel: list[str]
     table_parallel: list[str]
     row_sliced: list[str]
-
-
-class Shard(_Frozen):
-    """One piece of a table on one rank (half-open row and column ranges)."""
-
-    table: str
-    rank: int
-    rows: Range
-    cols: Range
-    device: Device = Field(
-        "gpu",
-        description="host: the piece lives in host memory (CPU offload; table-parallel "
-        "pieces only). Left out when gpu, the rank's GPU.",
-        exclude_if=_left_out_at("gpu"),
-    )
-
-
-class FusedMember(_Frozen):
-    """A table piece stored inside a fused local weight, at ``row_offset``."""
-
-    table: str
-    row_offset: int
-    rows: int
-    cols: Range = Field(description="Columns of the table this piece holds.")
-
-
-class LocalWeight(_Frozen):
-    """One weight variable on a rank: table pieces of equal width and config stacked by rows."""
-
-    rows: int
-    width: int
-    combiner: Combiner
-    dtype: DType
-    initializer: Initializer
-    device: Device = Field(
-        "gpu",
-        description="host: the variable, its optimizer state and its lookups live in host "
-        "memory (/CPU:0); it then holds one piece, fused with no other. Left out when gpu.",
-        exclude_if=_left_out_at("gpu"),
-    )
-    members: list[FusedMember]
-
-
-class LocalInput(_Frozen):
-    """An input looked up on this rank: which local weight, at which row offset."""
-
-    input: str
-    weight: int = Field(description="Index into this rank's table_parallel_weights.")
-    row_offset: int
-
-
-class Traffic(_Frozen):
-    """Bytes one rank sends to and receives from other ranks in one collective phase."""
-
-    sent: int
-    received: int
-    seconds: float = Field(description="max(sent, received) over the phase's bandwidth.")
-
-
-class RankComm(_Frozen):
-    """One rank's estimated traffic per training step, by phase (see docs/cost_model.md)."""
-
-    id_alltoall: Traffic = Field(description="Ids of table-parallel inputs to their tables.")
-    embedding_alltoall: Traffic = Field(description="Looked-up embeddings back (forward).")
-    embedding_grad_alltoall: Traffic = Field(description="Their gradients (backward).")
-    row_id_allgather: Traffic = Field(description="Ids of row-sliced inputs, from every rank.")
-    row_reduce_scatter: Traffic = Field(description="Partial row-sliced outputs, summed.")
-    row_grad_allgather: Traffic = Field(description="Row-sliced output gradients (backward).")
-    dp_allreduce: Traffic = Field(description="Data-parallel table gradients, averaged.")
-    sent_bytes: int
-    received_bytes: int
-    seconds: float = Field(description="This rank's phases, one after another.")
-
-
-class RankPlan(_Frozen):
-    """What one rank holds and looks up."""
-
-    rank: int
-    table_parallel_weights: list[LocalWeight]
-    table_parallel_inputs: list[LocalInput] = Field(
-        description="Inputs this rank serves, in all-to-all order."
-    )
-    elements: int = Field(description="Weight elements held, data-parallel replicas included.")
-    bytes: int = Field(
-        description="Bytes held: weights and their optimizer state, data-parallel replicas "
-        "included."
-    )
-    optimizer_bytes: int = Field(0, description="Of bytes, the optimizer state.")
-    host_bytes: int = Field(
-        0,
-        description="Of bytes, those in host memory: offloaded pieces and their optimizer "
-        "state. Left out when 0.",
-        exclude_if=_left_out_at(0),
-    )
-    comm: RankComm | None = Field(
-        None, description="Estimated traffic per step (null without a global batch size)."
-    )
-    step: RankStep | None = Field(
-        None, description="Estimated step time by stage (null without a global batch size)."
-    )
-
-    @cached_property
-    def row_slices(self) -> list[RowSlice]:
-        """One per row-sliced table, in group order: from the plan's ``row_splits``, worked
-        out for this rank when first asked (a worker asks for its own rank only)."""
-        r = self.rank
-        return [
-            record(RowSlice, table=t, rows=(starts[r], ends[r]))
-            for t, (starts, ends) in self.__dict__.get("_row_splits", ())
-        ]
-
-    @property
-    def device_bytes(self) -> int:
-        """Bytes on the rank's GPU: everything it holds but the offloaded pieces."""
-        return self.bytes - self.host_bytes
 
 
 class CommStats(_Frozen):
@@ -282,7 +169,7 @@ class Plan(_Frozen):
         **_Frozen.model_config, validate_by_name=True, serialize_by_alias=True
     )
 
-    format_version: Literal[2] = FORMAT_VERSION
+    format_version: Literal[3] = FORMAT_VERSION
     fingerprint: str = Field(
         pattern=r"^sha256:[0-9a-f]{64}$",
         description="sha256 of the normalized spec this plan was made from.",
@@ -304,16 +191,17 @@ class Plan(_Frozen):
     ranks: list[RankPlan]
     stats: Stats
 
+    @field_serializer("ranks")
+    def _ranks_as_written(self, ranks: list[RankPlan]) -> list[dict[str, Any]]:
+        """Each rank's weights and inputs compact (plan format 3; ``planner.plan_ranks``)."""
+        return [rank_entry(rank) for rank in ranks]
+
     @model_validator(mode="after")
-    def _link_row_splits(self) -> Plan:
+    def link_row_splits(self) -> Plan:
         """Let each rank work out its row slices from ``row_splits`` when asked."""
         rows = {t.name: t.rows for t in self.tables}
         splits = {s.table: s for s in self.row_splits if s.table in rows}
-        linked = [
-            (name, tuple(a.tolist() for a in splits[name].bounds(rows[name], self.world_size)))
-            for name in self.groups.row_sliced
-            if name in splits
-        ]
+        linked = [(splits[name], rows[name]) for name in self.groups.row_sliced if name in splits]
         for rank in self.ranks:
             object.__setattr__(rank, "_row_splits", linked)
             rank.__dict__.pop("row_slices", None)
@@ -379,41 +267,36 @@ class Plan(_Frozen):
         )
 
 
+class PlanFile(Plan):
+    """A plan as its file holds it: the ranks compact. What ``planner schema`` publishes
+    and what reading a file checks; ``parse_plan`` then works the ranks out in full."""
+
+    model_config = ConfigDict(title="Plan")
+
+    ranks: list[RankEntry]  # type: ignore[assignment]
+    seal: str | None = Field(
+        None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="Written second, after format_version: the sha256 of the file without "
+        "this line, when the plan passed its checks as it was written. Loaders finding the "
+        "rest unchanged do not check it again; planner validate always does.",
+    )
+
+    @model_validator(mode="after")
+    def link_row_splits(self) -> PlanFile:
+        """Nothing to link: the ranks are linked once worked out in full."""
+        return self
+
+    @field_serializer("ranks")
+    def _ranks_as_written(self, ranks: list[RankEntry]) -> list[RankEntry]:
+        """Written as they are (this declares the file's layout to the schema)."""
+        return ranks
+
+
 def plan_json_schema() -> dict:
     """The schema of plan files (what is written; derived parts are left out)."""
-    schema = Plan.model_json_schema(mode="serialization")
+    schema = PlanFile.model_json_schema(mode="serialization")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
-
-
-def plan_text(plan: Plan, target: str = "<plan>") -> str:
-    """The plan as its file holds it; PlanFileError (naming ``target``, where it was to be
-    written) when that is more than a plan may be.
-
-    Every worker parses the whole file, and ``read_plan`` refuses one over
-    ``MAX_PLAN_BYTES``, so a larger plan is not written for nobody to read back.
-    """
-    text = plan.to_json()
-    size = len(text) if text.isascii() else len(text.encode())
-    if size > MAX_PLAN_BYTES:
-        raise PlanFileError(
-            f"{target}: the plan would be {size / 2**20:,.1f} MiB, more than the "
-            f"{MAX_PLAN_BYTES // 2**20:,} MiB a plan may be; plan with fewer ranks, or fewer "
-            "row-sliced tables (each lists a shard on every rank)"
-        )
-    return text
-
-
-def save_plan(plan: Plan, path: str | Path) -> None:
-    """Write atomically: a temp file in the same folder, then rename over ``path``.
-
-    Readers (CI, a training job starting) never see half a plan.
-    """
-    path = Path(path)
-    text = plan_text(plan, shown(str(path)))
-    try:
-        write_atomically(text, path)
-    except OSError as exc:
-        raise PlanFileError(f"{path}: cannot write the plan ({exc.strerror or exc})") from exc
 
 
 def write_atomically(text: str, path: Path) -> None:
@@ -445,17 +328,28 @@ def read_plan(path: str | Path) -> Plan:
     ``planner.load_plan`` also checks that the plan's parts agree; this is what
     ``planner validate`` reads to list every problem of a plan that may not.
     """
+    return read_plan_file(path)[0]
+
+
+def read_plan_file(path: str | Path) -> tuple[Plan, bool]:
+    """``read_plan``, and whether the file's seal holds (``planner.seal``)."""
     path = Path(path)
     name = shown(str(path))
     text = read_text(path, MAX_PLAN_BYTES, "a plan file", "plan", PlanFileError)
-    try:
-        raw = parse_json(text)
+    sealed = seal_holds(text)
+    try:  # what the planner sealed holds no key twice and no NaN: the plain parser reads it
+        raw = _parse_sealed(text) if sealed else parse_json(text)
     except json.JSONDecodeError as exc:
         raise PlanFileError(f"{name}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
     except JsonRefused as exc:
         raise PlanFileError(f"{name}: not a plan file ({exc})") from exc
     with gc_paused():
-        return parse_plan(raw, source=name)
+        return parse_plan(raw, source=name), sealed
+
+
+def _parse_sealed(text: str) -> Any:
+    with gc_paused():
+        return json.loads(text)
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
@@ -485,12 +379,18 @@ def parse_plan(raw: object, source: str = "<plan>") -> Plan:
             f"{source}: format_version must be the number {FORMAT_VERSION}, not the string "
             f"{brief(version)}; write it without quotes"
         )
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    if version not in READ_VERSIONS or isinstance(version, bool):
         raise PlanFileError(
             f"{source}: format_version {brief(version)} is not supported (this planner reads "
-            f"format version {FORMAT_VERSION} only); re-plan with this version"
+            f"format versions 2 and {FORMAT_VERSION}); re-plan with this version"
         )
     try:
-        return Plan.model_validate(raw)
+        if version == 2:  # the ranks in full: checked as they are
+            return Plan.model_validate({**raw, "format_version": FORMAT_VERSION})
+        written = PlanFile.model_validate(raw)
     except ValidationError as exc:
         raise PlanFileError(f"{source}: {describe_validation_error(exc)}") from exc
+    values = dict(written.__dict__)
+    del values["seal"]
+    values["ranks"] = ranks_from_entries(written.ranks, written.tables, written.inputs)
+    return record(Plan, **values).link_row_splits()

@@ -1,18 +1,23 @@
-"""The plan's smaller records: row splits and slices, step estimates, the exchange.
+"""The plan's smaller records: shards, local weights and inputs, row splits and slices,
+step estimates, the exchange.
 
 Split from ``planner.plan`` (which re-exports them) to keep each module short; these
-models and the exchange's derivation know nothing of the plan that holds them.
+records know nothing of the plan that holds them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from planner.spec import Combiner, DType, Initializer
+
 Range = tuple[int, int]
+Device = Literal["gpu", "host"]
 
 
 def record(cls: type[BaseModel], **values: Any) -> Any:
@@ -30,8 +35,63 @@ def record(cls: type[BaseModel], **values: Any) -> Any:
     return made
 
 
+def left_out_at(default: Any) -> Callable[[Any], bool]:
+    """For fields added after plans were first written: left out of the file at their
+    default, so plans that do not use them keep their bytes (and their pins)."""
+    return lambda value: value == default
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Shard(_Frozen):
+    """One piece of a table on one rank (half-open row and column ranges)."""
+
+    table: str
+    rank: int
+    rows: Range
+    cols: Range
+    device: Device = Field(
+        "gpu",
+        description="host: the piece lives in host memory (CPU offload; table-parallel "
+        "pieces only). Left out when gpu, the rank's GPU.",
+        exclude_if=left_out_at("gpu"),
+    )
+
+
+class FusedMember(_Frozen):
+    """A table piece stored inside a fused local weight, at ``row_offset``."""
+
+    table: str
+    row_offset: int
+    rows: int
+    cols: Range = Field(description="Columns of the table this piece holds.")
+
+
+class LocalWeight(_Frozen):
+    """One weight variable on a rank: table pieces of equal width and config stacked by rows."""
+
+    rows: int
+    width: int
+    combiner: Combiner
+    dtype: DType
+    initializer: Initializer
+    device: Device = Field(
+        "gpu",
+        description="host: the variable, its optimizer state and its lookups live in host "
+        "memory (/CPU:0); it then holds one piece, fused with no other. Left out when gpu.",
+        exclude_if=left_out_at("gpu"),
+    )
+    members: list[FusedMember]
+
+
+class LocalInput(_Frozen):
+    """An input looked up on this rank: which local weight, at which row offset."""
+
+    input: str
+    weight: int = Field(description="Index into this rank's table_parallel_weights.")
+    row_offset: int
 
 
 class RowSlice(_Frozen):
@@ -74,6 +134,29 @@ class RowSplit(_Frozen):
         starts, ends = self.bounds(rows, world_size)
         return list(zip(starts.tolist(), ends.tolist(), strict=True))
 
+    def runs(self, rows: int) -> list[tuple[int, int, int]]:
+        """The split as runs of ranks ``(first, stop, rows each)`` whose rows add up to
+        every rank's: all its ranks hold the even share, the remainder's one or two runs
+        (two when it wraps around) one more."""
+        first, stop = self.ranks
+        count = stop - first
+        if count <= 0:
+            return []
+        even, extra = divmod(rows, count)
+        start, end = first + self.remainder_start, first + self.remainder_start + extra
+        found = [(first, stop, even), (start, min(end, stop), 1), (first, end - count, 1)]
+        return [(a, b, n) for a, b, n in found if a < b and n]
+
+    def rank_rows(self, rows: int, rank: int) -> Range:
+        """``rank``'s rows alone, as ``bounds`` gives them, without every other rank's (what
+        a worker asks for): the rows of the ranks before it, then its own. For a split
+        over ranks that exist (the plan's checks refuse any other)."""
+        before = held = 0
+        for first, stop, each in self.runs(rows):
+            before += max(0, min(stop, rank) - first) * each
+            held += each if first <= rank < stop else 0
+        return before, before + held
+
 
 class RankStep(_Frozen):
     """One rank's estimated step, by stage, in seconds (see docs/cost_model.md)."""
@@ -85,6 +168,71 @@ class RankStep(_Frozen):
     backward_lookups: float = Field(description="Its lookups, backward.")
     dp_allreduce: float = Field(description="Data-parallel table gradients, averaged.")
     seconds: float = Field(description="This rank's stages, one after another.")
+
+
+class Traffic(_Frozen):
+    """Bytes one rank sends to and receives from other ranks in one collective phase."""
+
+    sent: int
+    received: int
+    seconds: float = Field(description="max(sent, received) over the phase's bandwidth.")
+
+
+class RankComm(_Frozen):
+    """One rank's estimated traffic per training step, by phase (see docs/cost_model.md)."""
+
+    id_alltoall: Traffic = Field(description="Ids of table-parallel inputs to their tables.")
+    embedding_alltoall: Traffic = Field(description="Looked-up embeddings back (forward).")
+    embedding_grad_alltoall: Traffic = Field(description="Their gradients (backward).")
+    row_id_allgather: Traffic = Field(description="Ids of row-sliced inputs, from every rank.")
+    row_reduce_scatter: Traffic = Field(description="Partial row-sliced outputs, summed.")
+    row_grad_allgather: Traffic = Field(description="Row-sliced output gradients (backward).")
+    dp_allreduce: Traffic = Field(description="Data-parallel table gradients, averaged.")
+    sent_bytes: int
+    received_bytes: int
+    seconds: float = Field(description="This rank's phases, one after another.")
+
+
+class RankPlan(_Frozen):
+    """What one rank holds and looks up."""
+
+    rank: int
+    table_parallel_weights: list[LocalWeight]
+    table_parallel_inputs: list[LocalInput] = Field(
+        description="Inputs this rank serves, in all-to-all order."
+    )
+    elements: int = Field(description="Weight elements held, data-parallel replicas included.")
+    bytes: int = Field(
+        description="Bytes held: weights and their optimizer state, data-parallel replicas "
+        "included."
+    )
+    optimizer_bytes: int = Field(0, description="Of bytes, the optimizer state.")
+    host_bytes: int = Field(
+        0,
+        description="Of bytes, those in host memory: offloaded pieces and their optimizer "
+        "state. Left out when 0.",
+        exclude_if=left_out_at(0),
+    )
+    comm: RankComm | None = Field(
+        None, description="Estimated traffic per step (null without a global batch size)."
+    )
+    step: RankStep | None = Field(
+        None, description="Estimated step time by stage (null without a global batch size)."
+    )
+
+    @cached_property
+    def row_slices(self) -> list[RowSlice]:
+        """One per row-sliced table, in group order: from the plan's ``row_splits``, worked
+        out for this rank when first asked (a worker asks for its own rank only)."""
+        return [
+            record(RowSlice, table=split.table, rows=split.rank_rows(rows, self.rank))
+            for split, rows in self.__dict__.get("_row_splits", ())
+        ]
+
+    @property
+    def device_bytes(self) -> int:
+        """Bytes on the rank's GPU: everything it holds but the offloaded pieces."""
+        return self.bytes - self.host_bytes
 
 
 class OutputAssembly(_Frozen):

@@ -34,12 +34,15 @@ LAYERS: list[tuple[str, ...]] = [
         "planner.jsonlines",
         "planner.spec",
         "planner.plan_parts",
+        "planner.plan_ranks",
+        "planner.seal",
         "planner.plan",
     ),
     ("planner.costs",),
     ("planner.placement",),
     ("planner.describe", "planner.planning"),  # a Placement written as a Plan
     ("planner.consistency",),  # a plan's checks and the checked loader: reports read plans
+    ("planner.saving",),  # plans written checked and sealed
     ("planner.reports", "planner.checkpoint"),  # read plans (compare and capacity re-plan)
     ("planner.validation",),
     ("planner.cli", "planner.exit_codes"),

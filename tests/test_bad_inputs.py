@@ -31,6 +31,7 @@ from shared import RICH, time_limit
 
 from planner import load_spec, make_plan, spec_from_dict
 from planner.cli import main
+from planner.saving import plan_text
 
 Content = str | bytes | Callable[[dict], str]
 
@@ -534,8 +535,8 @@ CASES: dict[str, Case] = {
     "format_version as a string": Case(
         ("show", "bad.json"),
         2,
-        ("bad.json", "format_version", "the number 2"),
-        {"bad.json": edited(_set("format_version", "2"))},
+        ("bad.json", "format_version", "the number 3"),
+        {"bad.json": edited(_set("format_version", "3"))},
     ),
     "fingerprint mismatch names the setting": Case(
         ("validate", "plan.json", "--spec", "spec.yaml", "--world-size", "4"),
@@ -737,7 +738,7 @@ def test_output_dash_writes_the_plan_to_stdout_and_nothing_else(
     (tmp_path / "spec.yaml").write_text(json.dumps(RICH))
     result = CliRunner().invoke(main, ["plan", "spec.yaml", "-o", "-"])
     assert result.exit_code == 0, result.output
-    assert result.stdout == make_plan(spec_from_dict(RICH)).to_json()
+    assert result.stdout == plan_text(make_plan(spec_from_dict(RICH)))  # checked and sealed
     assert result.stderr == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
 
@@ -759,8 +760,8 @@ def test_a_plan_too_large_to_read_back_is_not_written(
     """What no loader would read is not written (auto's plan of 1,000 tables on 16,384
     ranks passes 1 GiB); here the limit is 1 MiB and the plan larger."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("planner.plan.MAX_PLAN_BYTES", 2**20)
-    tables = "".join(f"  - {{name: t{i}, rows: {i + 1}, width: 2}}\n" for i in range(3000))
+    monkeypatch.setattr("planner.saving.MAX_PLAN_BYTES", 2**20)
+    tables = "".join(f"  - {{name: t{i}, rows: {i + 1}, width: 2}}\n" for i in range(6000))
     (tmp_path / "many.yaml").write_text(f"world_size: 1\ntables:\n{tables}")
     result = CliRunner().invoke(main, ["plan", "many.yaml", "-o", output])
     assert result.exit_code == 2, result.output

@@ -28,6 +28,7 @@ from planner import (
     save_plan,
     spec_problems,
 )
+from planner.saving import plan_text
 
 # SMALL_YAML and its hand-worked placement: see tests/shared.py.
 
@@ -108,7 +109,7 @@ def test_plan_writes_the_plan_and_prints_the_preview(work: Path) -> None:
     assert out.splitlines()[-1] == "wrote plan.json"
 
     plan = json.loads((work / "plan.json").read_text())
-    assert plan["format_version"] == 2
+    assert plan["format_version"] == 3
     assert plan["world_size"] == 2
     assert [r["bytes"] for r in plan["ranks"]] == [3280, 2240]
     assert [r["elements"] for r in plan["ranks"]] == [840, 560]
@@ -308,8 +309,8 @@ def test_plan_file_is_pretty_printed_and_versioned(saved: Path) -> None:
     text = saved.read_text()
     data = json.loads(text)
     assert text == jsonlines.dumps(data) + "\n"
-    assert list(data)[:3] == ["format_version", "fingerprint", "world_size"]
-    assert data["format_version"] == 2
+    assert list(data)[:4] == ["format_version", "seal", "fingerprint", "world_size"]
+    assert data["format_version"] == 3
     # a shard per line, everything above it indented
     assert '    {"table": "a", "rank": 0, "rows": [0, 100], "cols": [0, 8]},' in text.splitlines()
     assert data["fingerprint"].startswith("sha256:")
@@ -524,11 +525,11 @@ def test_validate_with_spec_catches_a_consistent_edit(saved: Path) -> None:
 
 
 def _unknown_member(d: dict) -> None:
-    d["ranks"][0]["table_parallel_weights"][0]["members"][0]["table"] = "zz"
+    d["ranks"][0]["table_parallel_weights"][0]["tables"][0] = "zz"
 
 
-def _input_past_the_weights(d: dict) -> None:
-    d["ranks"][0]["table_parallel_inputs"][0]["weight"] = 9
+def _inputs_with_no_weight(d: dict) -> None:
+    d["ranks"][0]["table_parallel_weights"] = []  # its inputs read no weight now
 
 
 def _no_ranks(d: dict) -> None:
@@ -537,7 +538,7 @@ def _no_ranks(d: dict) -> None:
 
 BROKEN_PLANS = {
     "member of an unknown table": _unknown_member,
-    "input pointing past the weights": _input_past_the_weights,
+    "inputs with no weight to read": _inputs_with_no_weight,
     "no ranks at all": _no_ranks,
 }
 
@@ -791,8 +792,8 @@ BAD_PLANS = {
     "not JSON": (lambda saved: "world_size: 2\n", ["not valid JSON", "line 1"]),
     "JSON but not a plan": (lambda saved: '{"a": 1}', ["not a plan file", "planner plan"]),
     "wrong format_version": (
-        _plan_with(lambda d: d.update(format_version=3)),
-        ["format_version 3", "not supported"],
+        _plan_with(lambda d: d.update(format_version=4)),
+        ["format_version 4", "not supported"],
     ),
     "format 1": (
         _plan_with(lambda d: d.update(format_version=1)),
@@ -841,7 +842,7 @@ def test_library_round_trip(work: Path) -> None:
     save_plan(plan, work / "lib.json")
     loaded = load_plan(work / "lib.json")
     assert loaded == plan
-    assert loaded.to_json() == (work / "lib.json").read_text()
+    assert plan_text(loaded) == (work / "lib.json").read_text()  # sealed: it passes its checks
     assert plan_problems(loaded) == []
     assert spec_problems(loaded, spec) == []
     assert [r.bytes for r in loaded.ranks] == [3280, 2240]

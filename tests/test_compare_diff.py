@@ -262,9 +262,7 @@ def test_unexplained_differences_are_named(work: Path) -> None:
     old = plan_file(work, "old.json")
     data = json.loads(old.read_text())
     rank = data["ranks"][0]
-    rank["table_parallel_weights"].reverse()
-    for local in rank["table_parallel_inputs"]:
-        local["weight"] = 1 - local["weight"]
+    rank["table_parallel_weights"].reverse()  # inputs find their table's weight by name
     (work / "new.json").write_text(json.dumps(data))
     assert invoke("validate", "new.json").exit_code == 0
     result = invoke("diff", old, "new.json", "--exit-code")
@@ -358,8 +356,8 @@ def test_a_row_sliced_table_without_shards_is_refused(work: Path) -> None:
     assert result.exit_code == 2, result.output
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        "Error: new.json: shards: the shards of 'a' do not cover its 100 x 8 elements exactly "
-        "once (and 7 more); run planner validate for every problem"
+        "Error: new.json: row_splits: must hold one split per row-sliced table, and no other "
+        "(and 3 more); run planner validate for every problem"
     ]
 
 

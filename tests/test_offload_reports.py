@@ -204,11 +204,12 @@ def test_an_offloaded_weight_fuses_nothing() -> None:
 def move(data: dict, rank: int, weight: int, device: str) -> None:
     """Edit one single-piece weight, its shard and the rank's host bytes consistently."""
     entry = data["ranks"][rank]["table_parallel_weights"][weight]
-    (member,) = entry["members"]
-    size = entry["rows"] * entry["width"] * {"float32": 4, "float16": 2}[entry["dtype"]]
+    (table,) = entry["tables"]
+    spec = next(t for t in data["tables"] if t["name"] == table)
+    size = spec["rows"] * entry["width"] * {"float32": 4, "float16": 2}[spec["dtype"]]
     before = entry.get("device", "gpu")
     entry["device"] = device
-    shard = next(s for s in data["shards"] if (s["table"], s["rank"]) == (member["table"], rank))
+    shard = next(s for s in data["shards"] if (s["table"], s["rank"]) == (table, rank))
     shard["device"] = device
     change = size if device == "host" else -size if before == "host" else 0
     data["ranks"][rank]["host_bytes"] = data["ranks"][rank].get("host_bytes", 0) + change
@@ -321,10 +322,10 @@ def test_the_schema_knows_the_offload_fields(work: Path) -> None:
     schema = json.loads(invoke("schema").stdout)
     validator = jsonschema.Draft202012Validator(schema)
     defs = schema["$defs"]
-    for model in ("Shard", "LocalWeight"):
+    for model in ("Shard", "WeightEntry"):  # a rank's weights as plan format 3 writes them
         assert defs[model]["properties"]["device"]["enum"] == ["gpu", "host"]
         assert "device" not in defs[model]["required"]
-    assert "host_bytes" in defs["RankPlan"]["properties"]
+    assert "host_bytes" in defs["RankEntry"]["properties"]
     assert defs["Parameters"]["properties"]["offload"]["enum"] == ["none", "upstream", "auto"]
     data = plan_json(gpu_embedding_size=500, host_memory=10_000)
     assert list(validator.iter_errors(data)) == []

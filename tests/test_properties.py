@@ -18,8 +18,9 @@ from shared import time_limit
 from planner import load_plan, plan_from_dict
 from planner.costs.memory import rank_footprints
 from planner.costs.summary import summarize
-from planner.plan import Plan, save_plan
+from planner.plan import Plan
 from planner.planning import make_plan
+from planner.saving import plan_text, save_plan
 from planner.spec import DTYPE_BYTES, Spec, spec_from_dict
 from planner.validation import plan_problems, spec_problems
 
@@ -236,7 +237,7 @@ def test_plan_is_deterministic_and_round_trips(spec, tmp_path):
     assert plan_from_dict(json.loads(text)) == plan
     path = tmp_path / "tables.plan.json"
     save_plan(plan, path)
-    assert path.read_text() == text
+    assert path.read_text() == plan_text(plan)  # the same text, sealed
     assert load_plan(path) == plan
 
 
@@ -254,13 +255,13 @@ def test_corrupted_plans_are_caught(spec, data):
     ranks[rank] = ranks[rank].model_copy(update={"elements": ranks[rank].elements + delta})
     assert plan_problems(plan.model_copy(update={"ranks": ranks})) != []
 
-    if plan.shards:
-        index = data.draw(st.integers(0, len(plan.shards) - 1), label="shard")
+    if plan.table_parallel_shards:  # row-sliced tables have a row split, not shards
+        shards = list(plan.table_parallel_shards)
+        index = data.draw(st.integers(0, len(shards) - 1), label="shard")
         low, high = data.draw(st.sampled_from(SHIFTS), label="shift")
-        shards = list(plan.shards)
         cols = shards[index].cols
         shards[index] = shards[index].model_copy(update={"cols": (cols[0] + low, cols[1] + high)})
-        assert plan_problems(plan.model_copy(update={"shards": shards})) != []
+        assert plan_problems(plan.model_copy(update={"table_parallel_shards": shards})) != []
 
 
 # --- gaps in plan_problems found while writing the properties --------------------------

@@ -50,7 +50,9 @@ def test_row_sliced_table_also_cut_by_columns(plan_dict: dict) -> None:
         {"table": "a", "rank": 1, "rows": [0, 1000], "cols": [2, 4]},
     ]
     problems = problems_after(plan_dict)
-    assert "shards: 'a' must be cut into whole-column row ranges, in rank order" in problems
+    assert "shards: row-sliced table 'a' must have no shards (its rows are in row_splits)" in (
+        problems
+    )
 
 
 def test_row_split_over_ranks_that_do_not_exist(plan_dict: dict) -> None:

@@ -25,7 +25,8 @@ from planner.checkpoint.manifest import (
     write_json_durably,
 )
 from planner.checkpoint.npyfile import READ_BYTES, BlockCrc, write_piece
-from planner.plan import Plan, save_plan
+from planner.plan import Plan
+from planner.saving import save_plan
 
 # Bytes moved per chunk when saving, restoring or resharding: bounds the memory a
 # checkpoint operation adds to the process (a chunk, its copy, one read buffer).

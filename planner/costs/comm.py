@@ -93,7 +93,7 @@ def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
 
     table_parallel = set(plan.groups.table_parallel)
     holders: dict[str, list[tuple[int, int]]] = defaultdict(list)  # table: (rank, width)
-    for s in plan.shards:
+    for s in plan.table_parallel_shards:
         if s.table in table_parallel:
             holders[s.table].append((s.rank, s.cols[1] - s.cols[0]))
 

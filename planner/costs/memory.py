@@ -14,9 +14,12 @@ counts against ``device_memory``; ``host_bytes`` counts against ``host_memory``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from planner.plan import LocalWeight, Plan, RankPlan, RowSlice
+import numpy as np
+
+from planner.plan import LocalWeight, Plan, RankPlan, RowSlice, RowSplit
 from planner.spec import DTYPE_BYTES, TableSpec
 from planner.units import optimizer_slots
 
@@ -74,19 +77,40 @@ def offloaded_bytes(weights: list[LocalWeight]) -> int:
     return sum(w.rows * w.width * DTYPE_BYTES[w.dtype] for w in weights if w.device == "host")
 
 
+def row_split_footprints(
+    splits: Iterable[RowSplit], tables: dict[str, TableSpec], world_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per rank, the elements and bytes (weights only) of its row slices.
+
+    From the splits, one vector per table: a plan of hundreds of row-sliced tables on
+    thousands of ranks would otherwise count a million row slices one by one.
+    """
+    elements, size = np.zeros(world_size, np.int64), np.zeros(world_size, np.int64)
+    for split in splits:
+        table = tables[split.table]
+        starts, ends = split.bounds(table.rows, world_size)
+        elements += (ends - starts) * table.width
+        size += (ends - starts) * table.width * table.itemsize
+    return elements, size
+
+
 def rank_footprints(plan: Plan, ranks: list[RankPlan] | None = None) -> list[tuple[int, int, int]]:
     """(elements, bytes, optimizer bytes) each rank holds, recounted from what it lists.
 
-    ``bytes`` includes the optimizer state, as ``RankPlan.bytes`` does.
+    ``bytes`` includes the optimizer state, as ``RankPlan.bytes`` does. Row slices are
+    counted from the plan's row splits.
     """
     tables = {t.name: t for t in plan.tables}
     replicas = [tables[name] for name in plan.groups.data_parallel]
     slots = optimizer_slots(plan.parameters.optimizer)
     everywhere = footprint([], [], replicas, tables)  # counted once, not once per rank
+    splits = [s for s in plan.row_splits if s.table in tables]
+    row_elements, row_bytes = row_split_footprints(splits, tables, plan.world_size)
     counts = []
     for rank in plan.ranks if ranks is None else ranks:
-        elements, size = footprint(rank.table_parallel_weights, rank.row_slices, [], tables)
-        elements, size = elements + everywhere[0], size + everywhere[1]
+        elements, size = footprint(rank.table_parallel_weights, [], [], tables)
+        elements += everywhere[0] + int(row_elements[rank.rank])
+        size += everywhere[1] + int(row_bytes[rank.rank])
         counts.append((elements, size * (1 + slots), size * slots))
     return counts
 
@@ -121,20 +145,18 @@ def replica_bytes(plan: Plan) -> int:
 def rank_holdings(plan: Plan) -> list[Holdings]:
     """What each rank holds, from one pass over the shards (not one pass per rank)."""
     factor = state_factor(plan)
-    itemsize = {t.name: t.itemsize for t in plan.tables}
-    row_sliced = set(plan.groups.row_sliced)
-    rows, host = [0] * plan.world_size, [0] * plan.world_size
+    tables = {t.name: t for t in plan.tables}
+    host = [0] * plan.world_size
     pieces: list[list[tuple[str, int]]] = [[] for _ in range(plan.world_size)]
-    for s in plan.shards:
-        size = (s.rows[1] - s.rows[0]) * (s.cols[1] - s.cols[0]) * itemsize[s.table] * factor
-        if s.table in row_sliced:
-            rows[s.rank] += size
-        elif s.device == "host":
-            host[s.rank] += size
+    for s in plan.table_parallel_shards:
+        size = (s.rows[1] - s.rows[0]) * (s.cols[1] - s.cols[0]) * tables[s.table].itemsize
+        if s.device == "host":
+            host[s.rank] += size * factor
         else:
-            pieces[s.rank].append((s.table, size))
+            pieces[s.rank].append((s.table, size * factor))
+    rows = row_split_footprints(plan.row_splits, tables, plan.world_size)[1] * factor
     replicas = replica_bytes(plan)
-    return [Holdings(replicas, rows[r], pieces[r], host[r]) for r in range(plan.world_size)]
+    return [Holdings(replicas, int(rows[r]), pieces[r], host[r]) for r in range(plan.world_size)]
 
 
 def spread_bytes(plan: Plan) -> int:

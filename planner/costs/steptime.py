@@ -267,9 +267,10 @@ def plan_holdings(plan: Plan) -> Holdings:
         for rank in plan.ranks
     ]
     row_rows = {index[name]: [0] * plan.world_size for name in plan.groups.row_sliced}
-    for position, rank in enumerate(plan.ranks):
-        for s in rank.row_slices:
-            row_rows[index[s.table]][position] = s.rows[1] - s.rows[0]
+    for split in plan.row_splits:  # whole vectors: not one row slice per rank and table
+        if index.get(split.table) in row_rows:
+            starts, ends = split.bounds(plan.tables[index[split.table]].rows, plan.world_size)
+            row_rows[index[split.table]] = (ends - starts).tolist()
     return Holdings(
         pieces=pieces,
         row_rows=row_rows,

@@ -18,7 +18,7 @@ import tensorflow as tf
 from common import close, feed, local_loss, make_data, plan_for, reference_step
 
 import runtime
-from planner.plan import save_plan
+from planner.saving import save_plan
 from runtime import DistributedEmbedding, DistributedGradientTape
 from runtime.horovod_patches import is_local
 
