@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from planner import make_plan, spec_from_dict
 from planner.plan import Plan
-from planner.planning import make_plan
-from planner.spec import spec_from_dict
 
 
 def describe_layer(layer, name: str) -> dict:

@@ -20,8 +20,7 @@ import horovod.tensorflow as hvd
 import numpy as np
 import tensorflow as tf
 
-from planner.planning import make_plan
-from planner.spec import spec_from_dict
+from planner import make_plan, spec_from_dict
 
 LR = 0.5
 

@@ -384,8 +384,7 @@ def empty_batch():
 
 
 def make_plan_for_world(world: int):
-    from planner.planning import make_plan
-    from planner.spec import spec_from_dict
+    from planner import make_plan, spec_from_dict
 
     return make_plan(spec_from_dict({**TABLE_PARALLEL, "world_size": world}))
 
