@@ -2,10 +2,15 @@
 
 A rank whose inputs are unusable must not raise alone: the others would wait for it in
 the next collective forever. So each rank inspects its inputs (statically: their
-number, types and layouts; dynamically: batch sizes and ids outside their tables),
-summarizes them in a small record (:class:`runtime.checks.Record`), the records are
-all-gathered, and every rank judges all of them with the same code and raises the same
-error. Everything the layer computes afterwards depends on that judgement.
+number, types and layouts; dynamically: batch sizes and ids outside their tables) and
+summarizes them in a small record (:class:`runtime.checks.Record`, a dozen int32
+words). The record travels at the head of every block of the layer's first
+all-to-all, which every rank makes whatever its inputs (see :mod:`runtime.pipeline`),
+so the check costs no collective of its own. Every rank then judges all records with
+the same code and raises the same error, eagerly or when the traced step runs, before
+it uses what it received. Lookups that must run before the judgement (with
+``dp_input=False`` the first all-to-all carries embeddings) read ids clamped into
+their tables, so that no rank fails alone.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from planner.plan import Plan
-from runtime import checks, exchange
+from runtime import checks
 from runtime.lookup import IdProblem, describe_input, id_bounds
 
 
@@ -33,10 +38,9 @@ class Inspection:
 class InputAgreement:
     """Inspects this rank's inputs and agrees on every rank's with the other ranks."""
 
-    def __init__(self, plan: Plan, rank: int, world_size: int, name: str):
+    def __init__(self, plan: Plan, rank: int, world_size: int):
         self.rank = rank
         self.world_size = world_size
-        self.name = name
         dp_input = plan.parameters.dp_input
         # Input names each rank feeds, in order.
         self.expected = [
@@ -68,12 +72,8 @@ class InputAgreement:
             hotness[name] = k
         return Inspection(checks.OK, 0, None, hotness)
 
-    def agree(self, inputs: list, inspection: Inspection) -> tf.Tensor | None:
-        """Exchange and judge every rank's input record; raises the same error everywhere.
-
-        Eagerly it returns None once every rank's inputs passed; traced, a tensor that
-        the layer's computation must depend on (it fails on every rank when run).
-        """
+    def record(self, inputs: list, inspection: Inspection) -> tf.Tensor:
+        """This rank's record, int32 [RECORD_FIELDS], in :class:`checks.Record` order."""
         problem = inspection.problem
         record = {
             "status": inspection.status,
@@ -87,26 +87,35 @@ class InputAgreement:
                 [inspection.hotness.get(n) for n in self.expected[self.rank]]
             ),
             "bad_input": -1,
-            "bad_id": 0,
+            "bad_id_high": 0,
+            "bad_id_low": 0,
         }
         if inspection.status == checks.OK and inputs:
             batches = tf.stack([_batch_size(inp) for inp in inputs])
             bad_input, bad_id = self._out_of_range(inputs)
+            high, low = _words(bad_id)
             record.update(
                 bits=64 if any(i.dtype == tf.int64 for i in inputs) else 32,
                 batch=batches[0],
                 consistent=tf.reduce_all(tf.equal(batches, batches[0])),
                 bad_input=bad_input,
-                bad_id=bad_id,
+                bad_id_high=high,
+                bad_id_low=low,
             )
-        record = tf.stack([tf.cast(record[field], tf.int64) for field in checks.Record._fields])
-        if self.world_size > 1:
-            record = exchange.allgather(record, name=f"{self.name}_input_check")
+        return tf.stack([tf.cast(record[field], tf.int32) for field in checks.Record._fields])
+
+    def judge(self, records: tf.Tensor) -> tf.Tensor | None:
+        """Judge every rank's record ([world_size, RECORD_FIELDS]); the same error everywhere.
+
+        Eagerly it raises now, or returns None once every rank's inputs passed. Traced,
+        it returns a tensor that fails on every rank when the step runs: whatever uses
+        the inputs must depend on it.
+        """
         judge = functools.partial(checks.judge_or_raise, context=self.context)
         if tf.executing_eagerly():
-            judge(record.numpy())
+            judge(records.numpy())
             return None
-        return tf.numpy_function(judge, [record], tf.int32, stateful=True)
+        return tf.numpy_function(judge, [records], tf.int32, stateful=True)
 
     def _out_of_range(self, inputs: list) -> tuple[tf.Tensor, tf.Tensor]:
         """The index of the first input with an id outside its table (-1: none), and the id.
@@ -132,7 +141,7 @@ def placeholders(
     Eagerly the check has already raised. Traced, it fails on every rank when run, so
     these are never computed. They must only let the code after the layer trace here as
     on the ranks whose inputs passed, or this rank alone would fail while the others
-    wait in the check's collective:
+    wait for it in a collective:
 
     * their batch dimension comes from the check's result, so it is unknown when
       tracing, as on the other ranks (a concat with a static batch traces);
@@ -146,6 +155,14 @@ def placeholders(
         none = tf.gather(weight, tf.zeros([0], tf.int32))
         tie += tf.cast(tf.reduce_sum(none), dtype)
     return [tf.zeros(tf.stack([unknown, width]), dtype) + tie for width in widths]
+
+
+def _words(value: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """An int64 scalar as two int32 words, upper and lower (see checks.join_words)."""
+    high = tf.bitwise.right_shift(value, 32)
+    low = value - tf.bitwise.left_shift(high, 32)  # 0 .. 2**32 - 1
+    low = tf.where(low >= 2**31, low - 2**32, low)
+    return tf.cast(high, tf.int32), tf.cast(low, tf.int32)
 
 
 def _batch_size(inp) -> tf.Tensor:

@@ -26,12 +26,16 @@ class LayerVariables:
     table_parallel: list[tf.Variable]
     row_slices: list[tf.Variable]
     # Empty and local; read by the exchange so that every rank's gradient tape records
-    # it (see runtime.exchange.return_embeddings). None when nothing is exchanged.
+    # it (see runtime.pipeline). None when nothing is exchanged.
     anchor: tf.Variable | None
 
     def tables_in_order(self) -> list[tf.Variable]:
         """The variables holding table pieces, in the order of ``variable_pieces``."""
         return self.data_parallel + self.table_parallel + self.row_slices
+
+    def trainable(self) -> list[tf.Variable]:
+        """Every variable the layer trains, the anchor included."""
+        return self.tables_in_order() + ([] if self.anchor is None else [self.anchor])
 
 
 def table_initializers(plan: Plan, embeddings: list | None) -> list:

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from planner.plan import Plan, load_plan, plan_from_dict
 from runtime import checks
-from runtime.agreement import InputAgreement, placeholders
+from runtime.agreement import InputAgreement
 from runtime.construction import create_variables, table_initializers
 from runtime.pipeline import Pipeline
 from runtime.planning import plan_for_layers
@@ -92,7 +92,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         self.plan = plan
         self.dp_input = plan.parameters.dp_input
         self._initializers = table_initializers(plan, embeddings)
-        self._agreement = InputAgreement(plan, self.rank, self.world_size, self.name)
+        self._agreement = InputAgreement(plan, self.rank, self.world_size)
         self._variables = None
         self._pipeline = None
 
@@ -118,12 +118,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
     def build(self, input_shape=None):
         self._variables = create_variables(self, self.plan, self.rank, self._initializers)
         self._pipeline = Pipeline(
-            self.plan,
-            self.rank,
-            self.name,
-            self._variables,
-            self._agreement.expected[self.rank],
-            self.compute_dtype,
+            self.plan, self.rank, self.name, self._variables, self._agreement, self.compute_dtype
         )
         self.built = True
 
@@ -210,13 +205,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
     @tf.autograph.experimental.do_not_convert
     def _run(self, inputs):
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        inspection = self._agreement.inspect(inputs)
-        ok = self._agreement.agree(inputs, inspection)
-        if inspection.status != checks.OK:
-            return placeholders(
-                ok, self._pipeline.output_widths(), self.trainable_weights, self.compute_dtype
-            )
-        return self._pipeline(inputs, inspection.hotness, ok)
+        return self._pipeline(inputs, self._agreement.inspect(inputs))
 
 
 # The constructor's placement options and their defaults (upstream's).

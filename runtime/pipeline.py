@@ -1,12 +1,17 @@
-"""One call of the layer, once the inputs are agreed: lookups and the exchange.
+"""One call of the layer: agree on the inputs, look up, exchange.
 
 Three groups run side by side, as the plan places them:
 
 * data-parallel tables: a local lookup on every rank;
-* table-parallel tables: ids go to the ranks holding the tables with one all-to-all,
-  embeddings come back with another; column pieces are concatenated per input;
-* row-sliced tables: ids are all-gathered, each rank looks up the rows it holds and a
-  reduce-scatter sums the partial results back to the rank that owns each sample.
+* table-parallel tables: ids go to the ranks holding the tables, embeddings come back;
+  column pieces are concatenated per input;
+* row-sliced tables: every rank receives every rank's ids, looks up the rows it holds,
+  and sends each rank its samples' partial results, which that rank sums.
+
+With more than one rank a call makes two all-to-alls (ids, then embeddings) and its
+gradient one more, whatever the number of tables (see :mod:`runtime.exchange`). Every
+rank's input record travels at the head of the first of them; nothing received is used
+before all records are judged (:mod:`runtime.agreement`).
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 from planner.plan import Plan
-from runtime import exchange
+from runtime import checks, exchange
+from runtime.agreement import InputAgreement, Inspection, placeholders
 from runtime.construction import LayerVariables
 from runtime.lookup import Ids, lookup, to_ids
+
+RECORD = checks.RECORD_FIELDS
+INT32_MAX = 2**31 - 1
 
 
 class Pipeline:
@@ -28,7 +37,7 @@ class Pipeline:
         rank: int,
         name: str,
         variables: LayerVariables,
-        expected: list[str],
+        agreement: InputAgreement,
         compute_dtype: tf.DType,
     ):
         self.plan = plan
@@ -36,11 +45,24 @@ class Pipeline:
         self.world_size = plan.world_size
         self.name = name
         self.variables = variables
-        self.expected = expected  # the input names this rank feeds, in order
-        self.compute_dtype = compute_dtype
+        self.agreement = agreement
+        self.expected = agreement.expected[rank]  # the input names this rank feeds, in order
+        self.compute_dtype = tf.as_dtype(compute_dtype)
         self.dp_input = plan.parameters.dp_input
         self._rank_plan = plan.ranks[rank]
         self._table_of = {i.name: plan.table(i.table) for i in plan.inputs}
+        self._row_inputs = list(plan.input_groups.row_sliced)
+        self._row_widths = [self._table_of[name].width for name in self._row_inputs]
+        # Widths of the table-parallel lookups each rank sends back, in its serving order.
+        self._served_widths = [
+            [r.table_parallel_weights[local.weight].width for local in r.table_parallel_inputs]
+            for r in plan.ranks
+        ]
+        self._exchanges = bool(plan.input_groups.table_parallel or self._row_inputs)
+        travelling = [self._table_of[name].rows for name in plan.input_groups.table_parallel]
+        travelling += [self._table_of[name].rows for name in self._row_inputs]
+        # Ids in range fit the tables, so int32 carries them unless a table is that big.
+        self.id_dtype = tf.int64 if max(travelling, default=0) > INT32_MAX else tf.int32
 
     def outputs(self) -> list[str]:
         """Output names in plan input order (with dp_input=False: all inputs are table-parallel)."""
@@ -49,131 +71,210 @@ class Pipeline:
     def output_widths(self) -> list[int]:
         return [self._table_of[name].width for name in self.outputs()]
 
-    def __call__(
-        self, inputs: list, hotness: dict[str, int | None], ok: tf.Tensor | None
-    ) -> list[tf.Tensor]:
-        """The outputs for agreed inputs; ``ok`` (traced) is the agreement every op waits for."""
+    def __call__(self, inputs: list, inspection: Inspection) -> list[tf.Tensor]:
+        record = self.agreement.record(inputs, inspection)
+        usable = inspection.status == checks.OK
         ids = {}
-        for name, inp in zip(self.expected, inputs, strict=True):
-            flat = to_ids(inp)
-            if ok is not None:
-                with tf.control_dependencies([ok]):
-                    flat = Ids(
-                        tf.identity(flat.values),
-                        None if flat.lengths is None else tf.identity(flat.lengths),
-                        flat.hotness,
-                    )
-            ids[name] = flat
-        comm_dtype = tf.int64 if any(i.dtype == tf.int64 for i in inputs) else tf.int32
-        outputs = self._call_data_parallel(ids)
-        # Results of the layer's collectives so far: each next one waits for them.
-        collectives = [] if ok is None else [ok]
-        lookups = self._lookup_table_parallel(ids, hotness, comm_dtype, collectives)
-        row_parts = self._lookup_row_sliced(ids, comm_dtype, collectives)
-        if self.world_size > 1:
-            packed = None
-            if lookups is not None:
-                packed = exchange.pack_outputs(lookups, self.world_size, self.compute_dtype)
-            anchor = self.variables.anchor
-            received, row_outputs = exchange.return_embeddings(
-                packed,
-                row_parts,
-                self.world_size,
-                f"{self.name}_out",
-                anchor=tf.reduce_sum(anchor) if anchor is not None else 0.0,
-                after=collectives,
-            )
-            if received is not None:
-                lookups = exchange.unpack_outputs(received, self.plan.exchange.output_widths)
-        else:
-            row_outputs = row_parts
-        if lookups is not None:
-            outputs.update(self._assemble_table_parallel(lookups))
-        for name, out in zip(self.plan.input_groups.row_sliced, row_outputs, strict=True):
-            outputs[name] = tf.cast(out, self.compute_dtype)
-        return [outputs[name] for name in self.outputs()]
+        if usable:
+            ids = {name: to_ids(inp) for name, inp in zip(self.expected, inputs, strict=True)}
+        if self.world_size == 1:
+            ok = self.agreement.judge(record[None])
+            if not usable:
+                return self._placeholders(ok)
+            ids = {name: _gated(flat, ok) for name, flat in ids.items()}
+            return self._assemble(ids, self._lookup_table_parallel(ids), [])
+        if self.dp_input:
+            return self._call_data_parallel_input(ids, inspection.hotness, record, usable)
+        return self._call_model_parallel_input(ids, record, usable)
 
-    def _call_data_parallel(self, ids: dict[str, Ids]) -> dict[str, tf.Tensor]:
+    # --- the two input modes ----------------------------------------------------------
+
+    def _call_data_parallel_input(self, ids, hotness, record, usable) -> list[tf.Tensor]:
+        """Every rank feeds its local batch of every input."""
+        blocks = []
+        for rank_plan in self.plan.ranks:
+            parts = [record]
+            if usable:
+                for name in [local.input for local in rank_plan.table_parallel_inputs]:
+                    parts += exchange.id_parts(ids[name])
+                for name in self._row_inputs:
+                    parts += exchange.id_parts(ids[name])
+            blocks.append(parts)
+        payload, splits = exchange.pack(blocks, self.id_dtype)
+        received, received_splits = exchange.alltoall(payload, splits, f"{self.name}_ids")
+        ok = self.agreement.judge(exchange.heads(received, received_splits, RECORD, tf.int32))
+        if not usable:
+            return self._placeholders(ok)
+        sources = exchange.by_source(received, received_splits, self.world_size)
+        ids = {name: _gated(flat, ok) for name, flat in ids.items()}
+        batch = ids[self.expected[0]].batch_size()
+        served = [local.input for local in self._rank_plan.table_parallel_inputs]
+        global_ids = exchange.unpack_ids(
+            [exchange.skip_head(_gated_tensor(s, ok), RECORD, tf.int32) for s in sources],
+            [hotness[name] for name in served + self._row_inputs],
+            batch,
+        )
+        received_ids = dict(zip(served + self._row_inputs, global_ids, strict=True))
+        lookups = self._lookup_table_parallel(received_ids)
+        row_parts = self._lookup_row_sliced(received_ids)
+        if not self._exchanges:
+            return self._assemble(ids, [], [])
+        received, received_splits = self._send_embeddings(
+            lookups, row_parts, batch, None, after=[received, ok]
+        )
+        sources = exchange.by_source(received, received_splits, self.world_size)
+        return self._assemble(ids, *self._receive_embeddings(sources, batch))
+
+    def _call_model_parallel_input(self, ids, record, usable) -> list[tf.Tensor]:
+        """Each rank feeds the global batch of the inputs it serves (``dp_input=False``).
+
+        The first all-to-all carries embeddings, so the lookups come before the
+        judgement: they read ids clamped into their tables, so that no rank fails alone
+        on an id the judgement is about to report on every rank.
+        """
+        lookups, batch = [], 0
+        if usable:
+            lookups = self._lookup_table_parallel(
+                {name: self._clamped(name, flat) for name, flat in ids.items()}
+            )
+        if lookups:
+            batch = tf.shape(lookups[0], out_type=tf.int32)[0] // self.world_size
+        received, received_splits = self._send_embeddings(lookups, [], batch, record, after=[])
+        ok = self.agreement.judge(exchange.heads(received, received_splits, RECORD, tf.int32))
+        if not usable:
+            return self._placeholders(ok)
+        sources = [
+            exchange.skip_head(_gated_tensor(source, ok), RECORD, tf.int32)
+            for source in exchange.by_source(received, received_splits, self.world_size)
+        ]
+        return self._assemble({}, *self._receive_embeddings(sources, None))
+
+    # --- lookups ------------------------------------------------------------------------
+
+    def _lookup_data_parallel(self, ids: dict[str, Ids]) -> dict[str, tf.Tensor]:
         outputs = {}
         data_parallel = self.plan.groups.data_parallel
         for name in self.plan.input_groups.data_parallel:
             table = self._table_of[name]
             var = self.variables.data_parallel[data_parallel.index(table.name)]
-            out = lookup(var, ids[name], table.combiner)
-            outputs[name] = tf.cast(out, self.compute_dtype)
+            outputs[name] = tf.cast(lookup(var, ids[name], table.combiner), self.compute_dtype)
         return outputs
 
-    def _lookup_table_parallel(
-        self, ids, hotness, comm_dtype, collectives: list
-    ) -> list[tf.Tensor] | None:
-        """This rank's lookups for the inputs it serves, over the global batch."""
-        plan = self.plan
-        if not plan.input_groups.table_parallel:
-            return None
-        mine = self._rank_plan.table_parallel_inputs
-        if self.dp_input and self.world_size > 1:
-            per_destination = [
-                [ids[local.input] for local in rank.table_parallel_inputs] for rank in plan.ranks
-            ]
-            send, splits = exchange.pack_ids(per_destination, comm_dtype)
-            received, received_splits = exchange.alltoall(
-                send, splits, f"{self.name}_ids", collectives
+    def _lookup_table_parallel(self, ids: dict[str, Ids]) -> list[tf.Tensor]:
+        """This rank's lookups for the inputs it serves (over the global batch), in order."""
+        weights = self._rank_plan.table_parallel_weights
+        return [
+            tf.cast(
+                lookup(
+                    self.variables.table_parallel[local.weight],
+                    ids[local.input],
+                    weights[local.weight].combiner,
+                    offset=local.row_offset,
+                ),
+                self.compute_dtype,
             )
-            any_input = ids[self.expected[0]]
-            local_ids = exchange.unpack_ids(
-                received,
-                received_splits,
-                [hotness[local.input] for local in mine],
-                any_input.batch_size(),
-                self.world_size,
-            )
-        else:
-            local_ids = [ids[local.input] for local in mine]
-        lookups = [
-            lookup(
-                self.variables.table_parallel[local.weight],
-                flat,
-                self._rank_plan.table_parallel_weights[local.weight].combiner,
-                offset=local.row_offset,
-            )
-            for local, flat in zip(mine, local_ids, strict=True)
+            for local in self._rank_plan.table_parallel_inputs
         ]
-        return [tf.cast(out, self.compute_dtype) for out in lookups]
 
-    def _assemble_table_parallel(self, pieces: list[tf.Tensor]) -> dict[str, tf.Tensor]:
-        """Concatenate each input's column pieces (worker order indices from the plan)."""
-        outputs = {}
-        for assembly in self.plan.exchange.outputs:
-            parts = [pieces[i] for i in assembly.pieces]
-            outputs[assembly.input] = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
-        return outputs
-
-    def _lookup_row_sliced(self, ids, comm_dtype, collectives: list) -> list[tf.Tensor]:
+    def _lookup_row_sliced(self, ids: dict[str, Ids]) -> list[tf.Tensor]:
         """Partial lookups [global_batch, width] into this rank's rows of each row-sliced
         table, in float32 so that summing the partial results over ranks loses nothing."""
-        plan = self.plan
         parts = []
-        for i, name in enumerate(plan.input_groups.row_sliced):
-            local = ids[name]
-            values = exchange.allgather(
-                tf.cast(local.values, comm_dtype), f"{self.name}_row_ids_{i}", collectives
-            )
-            lengths = None
-            if local.lengths is not None:
-                lengths = exchange.allgather(
-                    tf.cast(local.lengths, comm_dtype), f"{self.name}_row_lengths_{i}", collectives
-                )
-            global_ids = Ids(values, lengths, local.hotness)
+        for name in self._row_inputs:
             table = self._table_of[name]
-            slot = plan.groups.row_sliced.index(table.name)
+            slot = self.plan.groups.row_sliced.index(table.name)
             start, stop = self._rank_plan.row_slices[slot].rows
             if stop > start:
                 part = lookup(
-                    self.variables.row_slices[slot], global_ids, table.combiner,
+                    self.variables.row_slices[slot], ids[name], table.combiner,
                     valid_rows=(start, stop),
                 )
                 parts.append(tf.cast(part, tf.float32))
             else:
                 # Nothing held here: contribute zeros, and do not touch the empty variable.
-                parts.append(tf.zeros([global_ids.batch_size(), table.width], tf.float32))
+                parts.append(tf.zeros([ids[name].batch_size(), table.width], tf.float32))
         return parts
+
+    def _clamped(self, name: str, ids: Ids) -> Ids:
+        """``ids`` with every id moved into its table (see _call_model_parallel_input)."""
+        rows = self._table_of[name].rows
+        values = tf.clip_by_value(ids.values, 0, tf.cast(rows - 1, ids.values.dtype))
+        return Ids(values, ids.lengths, ids.hotness)
+
+    # --- the embedding exchange -----------------------------------------------------------
+
+    def _send_embeddings(self, lookups, row_parts, batch, record, after):
+        """Send each rank its samples' embeddings in one differentiable all-to-all.
+
+        Each rank is sent rows ``rank * batch`` to ``(rank + 1) * batch`` of every
+        lookup, each flattened on its own, so that inputs not yet agreed on cannot fail
+        here, and of the row-sliced partial results side by side. ``record``, when
+        given, travels at the head of every block. Returns (received, received splits).
+        """
+        rows = tf.concat(row_parts, axis=1) if row_parts else None
+        # The anchor (empty: no bytes) makes every rank's tape record this exchange, and
+        # carries the dependencies that order it after the layer's earlier collective.
+        # No arithmetic on the payload itself: a bit-cast record would not survive it.
+        tie = exchange.depending_on(self.variables.anchor, after)
+        blocks = []
+        for rank in range(self.world_size):
+            parts = [] if record is None else [record]
+            parts += [exchange.rows_for(out, rank, batch) for out in lookups]
+            if rows is not None:
+                parts.append(exchange.rows_for(rows, rank, batch))
+            blocks.append(parts + ([tie] if rank == 0 else []))
+        payload, splits = exchange.pack(blocks, self.compute_dtype)
+        return exchange.differentiable_alltoall(payload, splits, f"{self.name}_out")
+
+    def _receive_embeddings(self, sources: list[tf.Tensor], batch):
+        """(table-parallel pieces in worker order, row-sliced outputs) from every rank's
+        block; ``batch`` None: learnt from the blocks (a rank feeding nothing has none)."""
+        if batch is None:
+            total = sum(sum(widths) for widths in self._served_widths)
+            batch = tf.size(tf.concat(sources, 0), out_type=tf.int32) // total
+        pieces, row_sums = [], []
+        row_width = sum(self._row_widths)
+        for source, widths in zip(sources, self._served_widths, strict=True):
+            layout = [(self.compute_dtype, batch * width) for width in widths]
+            if row_width:
+                layout.append((tf.float32, batch * row_width))
+            if not layout:
+                continue
+            parts = exchange.unpack(source, layout)
+            pieces += [tf.reshape(p, [batch, w]) for p, w in zip(parts, widths, strict=False)]
+            if row_width:
+                row_sums.append(tf.reshape(parts[-1], [batch, row_width]))
+        row_outputs = []
+        if row_sums:
+            summed = tf.split(tf.add_n(row_sums), self._row_widths, axis=1)
+            row_outputs = [tf.cast(out, self.compute_dtype) for out in summed]
+        return pieces, row_outputs
+
+    # --- outputs ------------------------------------------------------------------------
+
+    def _assemble(self, ids, pieces: list[tf.Tensor], row_outputs) -> list[tf.Tensor]:
+        """Every output in plan input order: local lookups, pieces concatenated per input
+        (worker order indices from the plan), row-sliced sums."""
+        outputs = self._lookup_data_parallel(ids)
+        for assembly in self.plan.exchange.outputs:
+            parts = [pieces[i] for i in assembly.pieces]
+            outputs[assembly.input] = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+        outputs.update(zip(self._row_inputs, row_outputs, strict=True))
+        return [outputs[name] for name in self.outputs()]
+
+    def _placeholders(self, ok) -> list[tf.Tensor]:
+        weights = self.variables.trainable()
+        return placeholders(ok, self.output_widths(), weights, self.compute_dtype)
+
+
+def _gated_tensor(tensor: tf.Tensor, ok: tf.Tensor | None) -> tf.Tensor:
+    """``tensor``, computed only after the judgement ``ok`` passed (traced)."""
+    if ok is None:
+        return tensor
+    with tf.control_dependencies([ok]):
+        return tf.identity(tensor)
+
+
+def _gated(ids: Ids, ok: tf.Tensor | None) -> Ids:
+    lengths = None if ids.lengths is None else _gated_tensor(ids.lengths, ok)
+    return Ids(_gated_tensor(ids.values, ok), lengths, ids.hotness)
