@@ -1,12 +1,12 @@
 """Runtime speed on CPU: the distributed layer's step time on 2 ranks against a single
-process on the same tables, and the layer's start-up time from a plan file against the
-original constructor, which plans in process.
+process on the same tables, the step's collectives and bytes against the planner's
+estimate, and the layer's start-up time from a plan file against the original
+constructor, which plans in process.
 
 The distributed measurements run under ``horovodrun -np 2 --gloo -H localhost:2`` and rank
 0 reports them: one job for the start-up times, then one job per spec for the step times
-(a fresh Horovod per spec, as in a training job; see docs/benchmarks.md for why it
-matters). The reference runs last, as one plain process, so that nothing else of this
-script competes with it for the cores.
+(a fresh Horovod per spec, as in a training job). The reference runs last, as one plain
+process, so that nothing else of this script competes with it for the cores.
 
 * **Step**: forward, backward and a plain SGD update (``tf.keras.optimizers.legacy.SGD``)
   inside one ``tf.function``, after ``--warmup`` steps; the median of ``--steps`` steps.
@@ -16,6 +16,10 @@ script competes with it for the cores.
   (the same lookup code, no collectives). Both see the same ids, and the same loss: the
   sum over inputs of the batch mean of ``sum(output * target)``. On one machine the two
   ranks share its cores, so this measures the layer's overhead, not scaling.
+* **Traffic**: the Horovod collectives in the timed step's graph, and the bytes rank 0
+  sends and receives per step in each, metered on a second trace of the same step
+  (``_traffic.py``) over a few more steps, beside the planner's estimate for the same
+  plan (``ranks[0].comm``, planned at the global batch with 4-byte ids).
 * **Start-up**: ``DistributedEmbedding.from_plan(path)`` (read and check the plan file,
   set up the layer) against ``DistributedEmbedding(embeddings, strategy=...)`` with the
   plan's options (describe the Keras layers, plan in process); the Keras embedding layers
@@ -256,8 +260,8 @@ def main() -> None:
         me = [sys.executable, str(Path(__file__).resolve()), "--jobs", str(jobs_path)]
         launcher = [horovodrun(), "-np", str(RANKS), "--gloo", "-H", f"localhost:{RANKS}"]
         distributed = [*launcher, *me, "--worker", "distributed", "--select"]
-        # One job per spec, as a training job runs one layer: Horovod's state (see
-        # docs/benchmarks.md) must not carry over from one spec to the next.
+        # One job per spec, as a training job runs one layer: nothing (warm caches,
+        # Gloo's connections) carries over from one spec to the next.
         dist = {"startup": {}}
         if startup:
             dist = run_worker([*distributed, "startup"], "[0]<stdout>:", args.timeout)

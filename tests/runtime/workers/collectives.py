@@ -210,6 +210,4 @@ SCENARIOS = {
 
 
 if __name__ == "__main__":
-    hvd.init()
-    tf.keras.utils.set_random_seed(1234)
-    sys.exit(1 if common.run(SCENARIOS, sys.argv[1:] or list(SCENARIOS)) else 0)
+    common.main(SCENARIOS)

@@ -530,7 +530,4 @@ SCENARIOS = {
 
 
 if __name__ == "__main__":
-    hvd.init()
-    tf.keras.utils.set_random_seed(1234)
-    names = sys.argv[1:] or list(SCENARIOS)
-    sys.exit(1 if common.run(SCENARIOS, names) else 0)
+    common.main(SCENARIOS)
