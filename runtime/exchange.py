@@ -64,8 +64,21 @@ def ratio(part: tf.DType, payload: tf.DType) -> int:
     return part.size // payload.size if _bit_cast(part, payload) else 1
 
 
+def _merge_last(x: tf.Tensor) -> tf.Tensor:
+    """``x`` with its last two dimensions merged (a bit-cast's trailing one)."""
+    return tf.reshape(x, tf.concat([tf.shape(x)[:-2], [-1]], 0))
+
+
+def _bit_uncast(y: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """The ``dtype`` values bit-cast into ``y``'s last dimension."""
+    parts = dtype.size // y.dtype.size
+    if parts > 1:
+        y = tf.reshape(y, tf.concat([tf.shape(y)[:-1], [-1, parts]], 0))
+    return tf.bitcast(y, dtype)
+
+
 def _encode_float(x: tf.Tensor, payload: tf.DType) -> tf.Tensor:
-    """A flat float tensor bit-cast into the narrower float ``payload``.
+    """A float tensor bit-cast into the narrower float ``payload``, along its last axis.
 
     Its gradient decodes the gradient the same way, so a gradient travels back through
     the payload exactly as the values travelled forward.
@@ -77,13 +90,13 @@ def _encode_float(x: tf.Tensor, payload: tf.DType) -> tf.Tensor:
         def grad(upstream):
             return _decode_float(upstream, dtype)
 
-        return tf.reshape(tf.bitcast(x, payload), [-1]), grad
+        return _merge_last(tf.bitcast(x, payload)), grad
 
     return encode_float(x)
 
 
 def _decode_float(y: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
-    """The flat ``dtype`` values :func:`_encode_float` put into ``y``."""
+    """The ``dtype`` values :func:`_encode_float` put into ``y``."""
     payload = y.dtype
 
     @tf.custom_gradient
@@ -96,24 +109,17 @@ def _decode_float(y: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return decode_float(y)
 
 
-def _bit_uncast(y: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
-    parts = dtype.size // y.dtype.size
-    shaped = tf.reshape(y, [-1, parts]) if parts > 1 else y
-    return tf.bitcast(shaped, dtype)
-
-
 def encode(part: tf.Tensor, payload: tf.DType) -> tf.Tensor:
-    """``part`` flattened into ``payload`` elements (:func:`ratio` per element)."""
-    flat = tf.reshape(part, [-1])
+    """``part`` in ``payload`` elements, :func:`ratio` of them per element of its last axis."""
     if not _bit_cast(part.dtype, payload):
-        return tf.cast(flat, payload)
+        return tf.cast(part, payload)
     if part.dtype.is_floating:
-        return _encode_float(flat, payload)
-    return tf.reshape(tf.bitcast(flat, payload), [-1])
+        return _encode_float(part, payload)
+    return _merge_last(tf.bitcast(part, payload))
 
 
 def _decode(block: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
-    """The flat ``dtype`` values :func:`encode` put into ``block``."""
+    """The ``dtype`` values :func:`encode` put into ``block``."""
     if not _bit_cast(dtype, block.dtype):
         return tf.cast(block, dtype)
     if dtype.is_floating:
@@ -122,14 +128,29 @@ def _decode(block: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
 
 
 def pack(blocks: list[list[tf.Tensor]], dtype: tf.DType) -> tuple[tf.Tensor, tf.Tensor]:
-    """One flat payload and its per-rank split sizes: block r, its parts in order, to rank r."""
+    """One flat payload and its per-rank split sizes: block r, its parts in order, to rank r.
+
+    A part given to several ranks (the same tensor object) is encoded once.
+    """
+    encoded: dict[int, tf.Tensor] = {}
     flat, sizes = [], []
     for parts in blocks:
-        encoded = [encode(part, dtype) for part in parts]
-        block = tf.concat(encoded, 0) if encoded else tf.zeros([0], dtype)
+        for part in parts:
+            if id(part) not in encoded:
+                encoded[id(part)] = encode(tf.reshape(part, [-1]), dtype)
+        block = tf.concat([encoded[id(part)] for part in parts], 0) if parts else []
+        block = tf.convert_to_tensor(block, dtype)
         flat.append(block)
         sizes.append(tf.shape(block, out_type=tf.int32)[0])
     return tf.concat(flat, 0), tf.stack(sizes)
+
+
+def pack_rows(parts: list[tf.Tensor], dtype: tf.DType) -> tuple[tf.Tensor, tf.Tensor]:
+    """One flat payload and its split sizes from parts shaped [world_size, n]: row r of
+    every part, side by side, to rank r."""
+    rows = tf.concat([encode(part, dtype) for part in parts], axis=1)
+    share = tf.shape(rows, out_type=tf.int32)[1]
+    return tf.reshape(rows, [-1]), tf.fill(tf.shape(rows, out_type=tf.int32)[:1], share)
 
 
 def unpack(block: tf.Tensor, layout: list[tuple[tf.DType, tf.Tensor | int]]) -> list[tf.Tensor]:
@@ -222,38 +243,40 @@ def depending_on(tensor: tf.Tensor, others: list[tf.Tensor | None]) -> tf.Tensor
 # --- ids ----------------------------------------------------------------------------
 
 
-def id_parts(ids: Ids) -> list[tf.Tensor]:
-    """How one input's ids travel: ragged ids preceded by their per-sample lengths.
-
-    Dense ids travel as they are: the receiver knows their hotness from its own copy of
-    the input.
-    """
-    return [ids.values] if ids.lengths is None else [ids.lengths, ids.values]
+def id_parts(inputs: list[Ids]) -> list[tf.Tensor]:
+    """How a list of inputs' ids travel: the per-sample lengths of the ragged ones, then
+    every input's ids. Dense ids need no lengths: the receiver knows their hotness from
+    its own copy of the input."""
+    lengths = [ids.lengths for ids in inputs if ids.lengths is not None]
+    return lengths + [ids.values for ids in inputs]
 
 
 def unpack_ids(
     blocks: list[tf.Tensor], hotness: list[int | None], local_batch: tf.Tensor
 ) -> list[Ids]:
-    """Inputs over the global batch from every rank's block (records already removed).
+    """Inputs over the global batch from every rank's :func:`id_parts` (records removed).
 
     ``hotness[i]`` is the i-th input's hotness in each block (None: ragged). Every rank
     sent ``local_batch`` samples per input (agreed beforehand), so sample order in the
     result is rank 0's samples, then rank 1's, and so on.
     """
+    if not hotness:
+        return []
+    ragged = [i for i, k in enumerate(hotness) if k is None]
     values: list[list[tf.Tensor]] = [[] for _ in hotness]
     lengths: list[list[tf.Tensor]] = [[] for _ in hotness]
     for block in blocks:
-        start = tf.constant(0, tf.int32)
-        for i, k in enumerate(hotness):
-            if k is None:
-                row_lengths = block[start : start + local_batch]
-                start += local_batch
-                count = tf.cast(tf.reduce_sum(row_lengths), tf.int32)
-                lengths[i].append(row_lengths)
-            else:
-                count = local_batch * k
-            values[i].append(block[start : start + count])
-            start += count
+        counts: list[tf.Tensor] = [local_batch * (k or 0) for k in hotness]
+        head = local_batch * len(ragged)
+        if ragged:
+            per_input = tf.reshape(block[:head], [len(ragged), local_batch])
+            totals = tf.cast(tf.reduce_sum(per_input, axis=1), tf.int32)
+            for j, i in enumerate(ragged):
+                lengths[i].append(per_input[j])
+                counts[i] = totals[j]
+        pieces = tf.split(block[head:], tf.stack(counts), num=len(hotness))
+        for i, piece in enumerate(pieces):
+            values[i].append(piece)
     return [
         Ids(tf.concat(values[i], 0), tf.concat(lengths[i], 0) if k is None else None, k)
         for i, k in enumerate(hotness)

@@ -93,13 +93,9 @@ class Pipeline:
         """Every rank feeds its local batch of every input."""
         blocks = []
         for rank_plan in self.plan.ranks:
-            parts = [record]
-            if usable:
-                for name in [local.input for local in rank_plan.table_parallel_inputs]:
-                    parts += exchange.id_parts(ids[name])
-                for name in self._row_inputs:
-                    parts += exchange.id_parts(ids[name])
-            blocks.append(parts)
+            names = [local.input for local in rank_plan.table_parallel_inputs]
+            names += self._row_inputs
+            blocks.append([record] + (exchange.id_parts([ids[n] for n in names]) if usable else []))
         payload, splits = exchange.pack(blocks, self.id_dtype)
         received, received_splits = exchange.alltoall(payload, splits, f"{self.name}_ids")
         ok = self.agreement.judge(exchange.heads(received, received_splits, RECORD, tf.int32))
@@ -206,24 +202,31 @@ class Pipeline:
     def _send_embeddings(self, lookups, row_parts, batch, record, after):
         """Send each rank its samples' embeddings in one differentiable all-to-all.
 
-        Each rank is sent rows ``rank * batch`` to ``(rank + 1) * batch`` of every
-        lookup, each flattened on its own, so that inputs not yet agreed on cannot fail
-        here, and of the row-sliced partial results side by side. ``record``, when
-        given, travels at the head of every block. Returns (received, received splits).
+        Rank r gets rows ``r * batch`` to ``(r + 1) * batch`` of every table-parallel
+        lookup, and of the row-sliced partial results side by side. ``record``, when
+        given (the call's first collective, inputs not agreed on yet), travels at the
+        head of every block, and each lookup is cut on its own, so that inputs of
+        unequal sizes cannot fail here; it comes with dp_input=False only, which has no
+        row-sliced inputs. Returns (received, received splits).
         """
-        rows = tf.concat(row_parts, axis=1) if row_parts else None
         # The anchor (empty: no bytes) makes every rank's tape record this exchange, and
         # carries the dependencies that order it after the layer's earlier collective.
         # No arithmetic on the payload itself: a bit-cast record would not survive it.
         tie = exchange.depending_on(self.variables.anchor, after)
-        blocks = []
-        for rank in range(self.world_size):
-            parts = [] if record is None else [record]
-            parts += [exchange.rows_for(out, rank, batch) for out in lookups]
-            if rows is not None:
-                parts.append(exchange.rows_for(rows, rank, batch))
-            blocks.append(parts + ([tie] if rank == 0 else []))
-        payload, splits = exchange.pack(blocks, self.compute_dtype)
+        world = self.world_size
+        if record is None:
+            parts = [tf.reshape(out, [world, -1]) for out in lookups]
+            if row_parts:
+                parts.append(tf.reshape(tf.concat(row_parts, axis=1), [world, -1]))
+            parts.append(tf.reshape(tie, [world, 0]))
+            payload, splits = exchange.pack_rows(parts, self.compute_dtype)
+        else:
+            blocks = [
+                [record] + [exchange.rows_for(out, rank, batch) for out in lookups]
+                for rank in range(world)
+            ]
+            blocks[0].append(tie)
+            payload, splits = exchange.pack(blocks, self.compute_dtype)
         return exchange.differentiable_alltoall(payload, splits, f"{self.name}_out")
 
     def _receive_embeddings(self, sources: list[tf.Tensor], batch):
