@@ -188,14 +188,18 @@ def traffic_rows(plans: dict[str, Plan], dist: dict) -> tuple[list[str], list[li
 # --- the driver -------------------------------------------------------------------------
 
 
-def environment() -> dict[str, str]:
-    """As the runtime tests launch: quiet TensorFlow, one OpenMP thread, this checkout."""
-    return {
+def environment(cycle_time: float | None = None) -> dict[str, str]:
+    """As the runtime tests launch: quiet TensorFlow, one OpenMP thread, this checkout;
+    with ``cycle_time``, Horovod's background cycle in ms (``HOROVOD_CYCLE_TIME``)."""
+    env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
+    if cycle_time is not None:
+        env["HOROVOD_CYCLE_TIME"] = str(cycle_time)
+    return env
 
 
 def horovodrun() -> str:
@@ -203,10 +207,15 @@ def horovodrun() -> str:
     return str(candidate) if candidate.exists() else "horovodrun"
 
 
-def run_worker(command: list[str], prefix: str, timeout: float) -> dict:
+def run_worker(command: list[str], prefix: str, args: argparse.Namespace) -> dict:
     """Run a worker (progress goes to stderr) and parse its result line."""
     done = subprocess.run(
-        command, env=environment(), cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=timeout
+        command,
+        env=environment(args.cycle_time),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=args.timeout,
     )
     for line in done.stdout.splitlines():
         if line.startswith(prefix + MARKER):
@@ -225,6 +234,9 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--specs", help="comma-separated step specs (default: all)")
     parser.add_argument("--no-startup", action="store_true", help="step times only")
+    parser.add_argument(
+        "--cycle-time", type=float, help="HOROVOD_CYCLE_TIME in ms (default: Horovod's, 1 ms)"
+    )
     parser.add_argument("--worker", choices=["distributed", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--jobs", help=argparse.SUPPRESS)
     parser.add_argument("--select", help=argparse.SUPPRESS)
@@ -264,13 +276,13 @@ def main() -> None:
         # Gloo's connections) carries over from one spec to the next.
         dist = {"startup": {}}
         if startup:
-            dist = run_worker([*distributed, "startup"], "[0]<stdout>:", args.timeout)
+            dist = run_worker([*distributed, "startup"], "[0]<stdout>:", args)
         dist["step"] = {}
         for index in range(len(jobs["step"])):
-            one = run_worker([*distributed, str(index)], "[0]<stdout>:", args.timeout)
+            one = run_worker([*distributed, str(index)], "[0]<stdout>:", args)
             dist["step"].update(one.pop("step"))
             dist = {**one, **dist}  # the start-up job's import time and threads, if it ran
-        ref = run_worker([*me, "--worker", "reference", "--select", "all"], "", args.timeout)
+        ref = run_worker([*me, "--worker", "reference", "--select", "all"], "", args)
     load_after = os.getloadavg()[0]
 
     global_batch = RANKS * args.batch
@@ -320,10 +332,12 @@ def main() -> None:
         f"machine: {machine()}; 1-minute load average {load_before:.1f} before, "
         f"{load_after:.1f} after"
     )
+    cycle = "Horovod's default 1 ms" if args.cycle_time is None else f"{args.cycle_time} ms"
     print(
         f"launch: horovodrun -np {RANKS} --gloo -H localhost:{RANKS}, OMP_NUM_THREADS=1, "
-        f"TensorFlow's default thread pools (intra-op {dist['threads']}); reference: one plain "
-        "process, same environment, run after the distributed jobs"
+        f"TensorFlow's default thread pools (intra-op {dist['threads']}), Horovod cycle time "
+        f"{cycle}; reference: one plain process, same environment, run after the "
+        "distributed jobs"
     )
     print(
         f"step: local batch {args.batch} per rank, global batch {global_batch}; median (and "
