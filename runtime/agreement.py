@@ -3,7 +3,7 @@
 A rank whose inputs are unusable must not raise alone: the others would wait for it in
 the next collective forever. So each rank inspects its inputs (statically: their
 number, types and layouts; dynamically: batch sizes and ids outside their tables) and
-summarizes them in a small record (:class:`runtime.checks.Record`, a dozen int32
+summarizes them in a small record (:class:`runtime.checks.Record`, eleven int32
 words). The record travels at the head of every block of the layer's first
 all-to-all, which every rank makes whatever its inputs (see :mod:`runtime.pipeline`),
 so the check costs no collective of its own. Every rank then judges all records with

@@ -265,9 +265,10 @@ def unpack_ids(
     ragged = [i for i, k in enumerate(hotness) if k is None]
     values: list[list[tf.Tensor]] = [[] for _ in hotness]
     lengths: list[list[tf.Tensor]] = [[] for _ in hotness]
+    dense_counts = [local_batch * (k or 0) for k in hotness]
+    head = local_batch * len(ragged)
     for block in blocks:
-        counts: list[tf.Tensor] = [local_batch * (k or 0) for k in hotness]
-        head = local_batch * len(ragged)
+        counts = list(dense_counts)
         if ragged:
             per_input = tf.reshape(block[:head], [len(ragged), local_batch])
             totals = tf.cast(tf.reduce_sum(per_input, axis=1), tf.int32)

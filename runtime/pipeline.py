@@ -102,8 +102,8 @@ class Pipeline:
         if not usable:
             return self._placeholders(ok)
         sources = exchange.by_source(received, received_splits, self.world_size)
-        ids = {name: _gated(flat, ok) for name, flat in ids.items()}
         batch = ids[self.expected[0]].batch_size()
+        ids = {name: _gated(ids[name], ok) for name in self.plan.input_groups.data_parallel}
         served = [local.input for local in self._rank_plan.table_parallel_inputs]
         global_ids = exchange.unpack_ids(
             [exchange.skip_head(_gated_tensor(s, ok), RECORD, tf.int32) for s in sources],
