@@ -14,9 +14,9 @@ flattened into one payload of a single dtype:
   reverses it: each rank's output gradients of the row-sliced inputs reach every rank
   (an all-gather).
 
-No reduce-scatter, on purpose: Horovod runs it over Gloo with an algorithm whose first
-send pins the TCP send buffer to that message's size, which disables the kernel's
-buffer autotuning for good; after a small reduce-scatter, large all-to-alls crawl
+No reduce-scatter, on purpose: over Gloo, Horovod's sets the TCP send buffer of the
+connections it uses to the size of its first message, which turns the kernel's
+buffer autotuning off for good; after a small reduce-scatter, large all-to-alls crawl
 (docs/benchmarks.md). Summing received partial results locally moves the same bytes.
 
 A part whose dtype differs from the payload's is cast when that is exact (ids checked
