@@ -20,9 +20,10 @@ buffer autotuning off for good; after a small reduce-scatter, large all-to-alls 
 (docs/benchmarks.md). Summing received partial results locally moves the same bytes.
 
 A part whose dtype differs from the payload's is cast when that is exact (ids checked
-against their tables in the ids' payload, float32 in float64) and otherwise bit-cast
-(the int32 record in a float payload, float32 row partial results in a float16 one),
-so nothing is rounded.
+against their tables in the ids' payload, float32 in float64, which only flushes
+denormals, as TensorFlow's CPU kernels do anyway) and otherwise bit-cast (the int32
+record in a float payload, float32 row partial results in a float16 one), so nothing
+is rounded.
 
 Horovod matches a collective across ranks by its name. Inside ``tf.function`` an
 unnamed collective is named after its input tensor, and those names depend on how many
