@@ -7,11 +7,12 @@ Library use::
     save_plan(plan, "tables.plan.json")
 """
 
+from planner.consistency import load_plan, plan_from_dict, plan_problems
 from planner.errors import PlanFileError, PlannerError, SpecError
-from planner.plan import FORMAT_VERSION, Plan, load_plan, plan_from_dict, save_plan
+from planner.plan import FORMAT_VERSION, Plan, save_plan
 from planner.planning import make_plan
 from planner.spec import InputSpec, Spec, TableSpec, load_spec, spec_from_dict
-from planner.validation import plan_problems, spec_problems
+from planner.validation import spec_problems
 
 __all__ = [
     "FORMAT_VERSION",

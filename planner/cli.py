@@ -3,24 +3,42 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
 
 import click
 
-from planner.compare import compare as compare_plans
-from planner.compare import parse_strategies, parse_world_sizes
-from planner.compare import render as render_comparison
-from planner.diff import diff_plans
-from planner.diff import render as render_diff
-from planner.errors import PlannerError
-from planner.memory import OPTIMIZERS, capacity_lines
-from planner.plan import Plan, load_plan, plan_json_schema, save_plan
+from planner.checkpoint.cli import checkpoint
+from planner.consistency import load_plan, plan_problems
+from planner.errors import PlannerError, shown
+from planner.exit_codes import COMMAND_EXIT_CODES, exit_codes_help
+from planner.placement.registry import STRATEGY_NAMES
+from planner.plan import Plan, plan_json_schema, plan_text, read_plan, save_plan
 from planner.planning import make_plan
-from planner.preview import DEFAULT_SHARD_LIMIT, FORMATS, render
-from planner.spec import STRATEGIES, DType, Spec, load_spec
-from planner.validation import plan_problems, reference_problems, spec_problems
+from planner.reports.capacity import capacity_report
+from planner.reports.compare import compare as compare_plans
+from planner.reports.compare import parse_strategies, parse_world_sizes
+from planner.reports.compare import render as render_comparison
+from planner.reports.diff import diff_plans
+from planner.reports.diff import render as render_diff
+from planner.reports.diff import summary as diff_summary
+from planner.reports.html_report import diff_page, plan_page, save_report
+from planner.reports.preview import (
+    DEFAULT_RANKS,
+    DEFAULT_SHARD_LIMIT,
+    FORMATS,
+    LIST_EVERY_RANK_UP_TO,
+    TOP_RANKS,
+    parse_ranks,
+    render,
+)
+from planner.spec import DType, Objective, Offload, Spec, load_spec
+from planner.units import OPTIMIZERS
+from planner.validation import spec_problems
+
+MAX_PROBLEMS_SHOWN = 50  # validate lists this many problems, then how many more
 
 
 class InputError(click.ClickException):
@@ -70,7 +88,8 @@ COST_OPTIONS = [
     ),
     click.option(
         "--device-memory",
-        help="Memory per GPU, e.g. 80GiB or 80GB; a plan that does not fit exits with code 3.",
+        help="Memory per GPU, e.g. 80GiB or 80GB; a rank holding more on its GPU (less the "
+        "reserve) does not fit.",
     ),
     click.option(
         "--memory-reserve",
@@ -103,6 +122,32 @@ COST_OPTIONS = [
         type=float,
         help="GB/s per rank in allreduce, allgather, reduce-scatter (default 25).",
     ),
+    click.option(
+        "--objective",
+        type=click.Choice(get_args(Objective)),
+        help="What auto optimises: time (default with --device-memory) or memory.",
+    ),
+    click.option("--gpus-per-host", type=int, help="Ranks per host (default 8)."),
+    click.option("--intra-host-bandwidth", type=float, help="GB/s within a host (default 200)."),
+    click.option("--memory-bandwidth", type=float, help="GB/s of GPU memory (default 900)."),
+    click.option("--column-multiple", type=int, help="auto's column pieces (default 4)."),
+    click.option(
+        "--gpu-embedding-size",
+        type=int,
+        help="Elements of table-parallel pieces kept per GPU; the largest beyond it go to "
+        "host memory (upstream's rule; implies --offload upstream).",
+    ),
+    click.option(
+        "--offload",
+        type=click.Choice(get_args(Offload)),
+        help="Pieces in host memory: none, upstream (with --gpu-embedding-size), or auto "
+        "(the fewest bytes that fit --device-memory).",
+    ),
+    click.option(
+        "--host-memory",
+        help="Host memory per rank for offloaded pieces, e.g. 128GiB; a rank offloading more "
+        "does not fit.",
+    ),
 ]
 
 
@@ -125,7 +170,7 @@ def spec_options(command: Callable) -> Callable:
     """Options that override the spec file: placement, then memory and communication."""
     options = [
         click.option("--world-size", type=int, help="Number of ranks (GPUs)."),
-        click.option("--strategy", type=click.Choice(STRATEGIES), help="Placement strategy."),
+        click.option("--strategy", type=click.Choice(STRATEGY_NAMES), help="Placement strategy."),
         *THRESHOLD_OPTIONS,
         *COST_OPTIONS,
     ]
@@ -156,10 +201,55 @@ def _shards_option(command: Callable) -> Callable:
     )(command)
 
 
+def _check_ranks(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if value != DEFAULT_RANKS:
+        try:
+            parse_ranks(value)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+    return value
+
+
+def _ranks_option(command: Callable) -> Callable:
+    return click.option(
+        "--ranks",
+        default=DEFAULT_RANKS,
+        callback=_check_ranks,
+        metavar="all|none|'top N'",
+        help=f"Which ranks get a row: every rank up to {LIST_EVERY_RANK_UP_TO} ranks, else the "
+        f"{TOP_RANKS} largest and the smallest (JSON: every rank).",
+    )(command)
+
+
 def _shard_limit(list_shards: bool | None) -> int | None:
     if list_shards is None:
         return DEFAULT_SHARD_LIMIT
     return None if list_shards else -1
+
+
+def _html_option(drawn: str) -> Callable[[Callable], Callable]:
+    return click.option(
+        "--html",
+        type=click.Path(dir_okay=False),
+        help=f"Also write a self-contained HTML page with charts of {drawn}.",
+    )
+
+
+def _check_report_path(html: str | None, *inputs: str | Path) -> None:
+    """Before any work: the report's folder exists and the report overwrites no input."""
+    if html is None:
+        return
+    report = Path(html)
+    if not report.parent.is_dir():
+        raise InputError(f"{report}: folder {report.parent} does not exist; create it first")
+    for other in inputs:
+        if report.resolve() == Path(other).resolve():
+            raise InputError(f"{report}: --html would overwrite {other}; name another file")
+
+
+def _write_report(page: str, html: str, to_stderr: bool) -> None:
+    _fail_cleanly(lambda: save_report(page, html))
+    click.echo(f"wrote {html}", err=to_stderr)
 
 
 class OneLineErrors(click.Group):
@@ -182,59 +272,110 @@ class OneLineErrors(click.Group):
             raise InputError(exc.format_message()) from exc
 
 
-@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=OneLineErrors,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=exit_codes_help(),
+)
 def main() -> None:
     """Plan where recommender embedding tables live on N GPUs, once, as a file to commit."""
 
 
-@main.command()
+@main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["plan"]))
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False),
-    help="Where to write the plan (default: SPEC's name with .plan.json, in this folder).",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Where to write the plan (default: SPEC's name with .plan.json, in this folder); "
+    "- writes it to standard output, alone, with no preview. Never the spec itself.",
 )
 @spec_options
 @_format_option
 @_shards_option
+@_ranks_option
+@_html_option("the plan")
 def plan(
-    spec_path: str, output: str | None, fmt: str, list_shards: bool | None, **overrides: Any
+    spec_path: str,
+    output: str | None,
+    fmt: str,
+    list_shards: bool | None,
+    ranks: str,
+    html: str | None,
+    **overrides: Any,
 ) -> None:
-    """Plan SPEC (a tables YAML file): print the layout and write the plan JSON."""
+    """Plan SPEC (a tables YAML file): print the layout and write the plan JSON.
+
+    A plan that does not fit --device-memory is not written (exit 3); its --html report
+    is, to show the ranks over the limit.
+    """
+    target = _output_path(spec_path, output)
+    _check_report_path(html, spec_path, *((target,) if target else ()))
     spec = _load_spec(spec_path, overrides)
     result = _fail_cleanly(lambda: make_plan(spec))
-    target = Path(output) if output else Path(Path(spec_path).stem + ".plan.json")
-    if not target.parent.is_dir():
-        raise InputError(f"{target}: folder {target.parent} does not exist; create it first")
-    overflow = capacity_lines(result)
-    if overflow:
-        raise CapacityExceeded("\n".join(overflow))
+    capacity = capacity_report(result)
+    if not capacity.fits:
+        if html is not None:
+            _write_report(plan_page(result, spec_path, capacity), html, to_stderr=True)
+        if fmt == "json" and target is not None:
+            click.echo(render(result, fmt, _shard_limit(list_shards), ranks, capacity))
+        raise CapacityExceeded("\n".join(capacity.lines()))
+    if target is None:  # standard output holds the plan alone
+        click.echo(_fail_cleanly(lambda: plan_text(result, "standard output")), nl=False)
+        if html is not None:
+            _write_report(plan_page(result, spec_path), html, to_stderr=True)
+        return
     _fail_cleanly(lambda: save_plan(result, target))
-    click.echo(render(result, fmt, _shard_limit(list_shards)))
-    click.echo(f"wrote {target}", err=fmt == "json")
+    click.echo(render(result, fmt, _shard_limit(list_shards), ranks, capacity))
+    click.echo(f"wrote {shown(str(target))}", err=fmt == "json")
+    if html is not None:
+        _write_report(plan_page(result, spec_path), html, to_stderr=fmt == "json")
 
 
-@main.command()
+def _output_path(spec_path: str, output: str | None) -> Path | None:
+    """Where the plan goes (None: standard output); never over the spec it is made from."""
+    if output == "-":
+        return None
+    target = Path(output) if output else Path(Path(spec_path).stem + ".plan.json")
+    name = shown(str(target))
+    if not target.parent.is_dir():
+        raise InputError(
+            f"{name}: folder {shown(str(target.parent))} does not exist; create it first"
+        )
+    try:
+        same = target.exists() and os.path.samefile(target, spec_path)
+    except OSError:  # the spec cannot be read either: load_spec says so
+        same = False
+    if same:
+        raise InputError(
+            f"{name}: is the spec {shown(spec_path)} itself; write the plan to another file "
+            "(-o PLAN.json, or -o - for standard output)"
+        )
+    return target
+
+
+@main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["show"]))
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @_format_option
 @_shards_option
-def show(plan_path: str, fmt: str, list_shards: bool | None) -> None:
-    """Print the layout of a saved plan."""
-    saved = _load_whole_plan(plan_path)
-    click.echo(render(saved, fmt, _shard_limit(list_shards)))
+@_ranks_option
+@_html_option("the plan")
+def show(plan_path: str, fmt: str, list_shards: bool | None, ranks: str, html: str | None) -> None:
+    """Print the layout of a saved plan (and with --html, draw it); a plan that fails any
+    of validate's checks is refused."""
+    _check_report_path(html, plan_path)
+    saved = _load_sound_plan(plan_path)
+    click.echo(render(saved, fmt, _shard_limit(list_shards), ranks))
+    if html is not None:
+        _write_report(plan_page(saved, plan_path), html, to_stderr=fmt == "json")
 
 
-def _load_whole_plan(plan_path: str) -> Plan:
-    """A saved plan whose ranks, names and indices all refer to something that exists."""
-    saved: Plan = _fail_cleanly(lambda: load_plan(plan_path))
-    broken = reference_problems(saved)
-    if broken:
-        raise InputError(f"{plan_path}: {broken[0]}; run planner validate for every problem")
-    return saved
+def _load_sound_plan(plan_path: str) -> Plan:
+    """A saved plan that passes every check validate makes, or one line saying why not."""
+    return _fail_cleanly(lambda: load_plan(plan_path))
 
 
-@main.command()
+@main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["validate"]))
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
 @click.option(
     "--spec",
@@ -244,21 +385,27 @@ def _load_whole_plan(plan_path: str) -> Plan:
 )
 @spec_options
 def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
-    """Check a plan: schema, every element placed exactly once, parts agree, spec matches."""
-    saved: Plan = _fail_cleanly(lambda: load_plan(plan_path))
-    problems = plan_problems(saved)
-    if spec_path is not None:
-        problems += spec_problems(saved, _load_spec(spec_path, overrides))
-    elif any(value is not None for value in overrides.values()):
+    """Check a plan: schema, every element placed exactly once, parts agree, costs and
+    capacity follow, and with --spec that re-planning the spec gives this very plan."""
+    saved: Plan = _fail_cleanly(lambda: read_plan(plan_path))
+    if spec_path is None and any(value is not None for value in overrides.values()):
         raise InputError("the --world-size/--strategy/threshold options need --spec")
+    spec = None if spec_path is None else _load_spec(spec_path, overrides)
+    problems = plan_problems(saved)
+    if spec is not None:
+        problems += spec_problems(saved, spec)
+    name = shown(plan_path)
     if problems:
-        for problem in problems:
-            click.echo(f"{plan_path}: {problem}", err=True)
+        for problem in problems[:MAX_PROBLEMS_SHOWN]:
+            click.echo(f"{name}: {problem}", err=True)
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            more = len(problems) - MAX_PROBLEMS_SHOWN
+            click.echo(f"{name}: and {more:,} more problems", err=True)
         raise SystemExit(1)
-    click.echo(f"{plan_path}: ok ({saved.world_size} ranks, {len(saved.shards)} shards)")
+    click.echo(f"{name}: ok ({saved.world_size} ranks, {len(saved.shards)} shards)")
 
 
-@main.command()
+@main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["compare"]))
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option(
     "--world-size",
@@ -288,7 +435,8 @@ def compare(
 
     Rows show the largest and mean rank bytes, imbalance, shards, and with
     --global-batch-size the traffic per rank and step time, with --device-memory
-    whether the plan fits. Nothing is written.
+    whether the plan fits (a report: plans that do not fit are rows, not an error).
+    Nothing is written.
     """
     spec = _load_spec(spec_path, overrides)
     try:
@@ -300,7 +448,7 @@ def compare(
     click.echo(render_comparison(rows, fmt))
 
 
-@main.command()
+@main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["diff"]))
 @click.argument("old_path", metavar="OLD", type=click.Path(dir_okay=False))
 @click.argument("new_path", metavar="NEW", type=click.Path(dir_okay=False))
 @click.option(
@@ -316,20 +464,30 @@ def compare(
     show_default=True,
     help="Output format.",
 )
-def diff(old_path: str, new_path: str, exit_code: bool, fmt: str) -> None:
-    """What moved from plan OLD to plan NEW: the summary first, then each change."""
-    old, new = _load_whole_plan(old_path), _load_whole_plan(new_path)
+@_html_option("both plans, side by side")
+def diff(old_path: str, new_path: str, exit_code: bool, fmt: str, html: str | None) -> None:
+    """What moved from plan OLD to plan NEW: the summary first, then each change.
+
+    Both plans must pass validate's checks; a broken one is refused, not compared."""
+    _check_report_path(html, old_path, new_path)
+    old, new = _load_sound_plan(old_path), _load_sound_plan(new_path)
     result = diff_plans(old, new)
     click.echo(render_diff(result, old, new, fmt))
+    if html is not None:
+        page = diff_page(old, new, (old_path, new_path), diff_summary(result, old, new))
+        _write_report(page, html, to_stderr=fmt == "json")
     if exit_code and result.changed:
         raise SystemExit(1)
 
 
-@main.command()
+@main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["schema"]))
 def schema() -> None:
     """Print the plan file's JSON Schema."""
     click.echo(json.dumps(plan_json_schema(), indent=2))
 
+
+checkpoint.epilog = exit_codes_help(COMMAND_EXIT_CODES["checkpoint"])
+main.add_command(checkpoint)
 
 if __name__ == "__main__":
     main()

@@ -10,31 +10,56 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
-from planner.errors import PlanFileError
-from planner.memory import Optimizer
+from planner import jsonlines
+from planner.errors import PlanFileError, brief, shown
+from planner.files import MAX_PLAN_BYTES, JsonRefused, gc_paused, parse_json, read_text
+from planner.plan_parts import (
+    Exchange,
+    Range,
+    RankStep,
+    RowSlice,
+    RowSplit,
+    StepStats,
+    _Frozen,
+    exchange_of,
+    record,
+)
 from planner.spec import (
     Combiner,
     DType,
     Initializer,
     InputSpec,
+    Objective,
+    Offload,
     Spec,
     Strategy,
     TableSpec,
+    WorldSize,
     describe_validation_error,
 )
+from planner.units import Optimizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-Range = tuple[int, int]
+Device = Literal["gpu", "host"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+def _left_out_at(default: Any) -> Callable[[Any], bool]:
+    """For fields added after plans were first written: left out of the file at their
+    default, so plans that do not use them keep their bytes (and their pins)."""
+    return lambda value: value == default
 
 
 class Parameters(_Frozen):
@@ -73,6 +98,29 @@ class Parameters(_Frozen):
     allreduce_bandwidth: float = Field(
         25.0, gt=0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
     )
+    objective: Objective | None = Field(None, description="As written (null = automatic).")
+    gpus_per_host: int = Field(8, ge=1, description="Ranks per host.")
+    intra_host_bandwidth: float = Field(200.0, gt=0, description="GB/s per rank within a host.")
+    memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
+    column_multiple: int = Field(4, ge=1, description="auto's column pieces: multiples of this.")
+    gpu_embedding_size: int | None = Field(
+        None,
+        ge=0,
+        description="Elements of table-parallel pieces a rank keeps on its GPU under "
+        "upstream's offload rule (null = not used).",
+        exclude_if=_left_out_at(None),
+    )
+    offload: Offload = Field(
+        "none",
+        description="Rule that chose the pieces in host memory: none, upstream or auto.",
+        exclude_if=_left_out_at("none"),
+    )
+    host_memory: int | None = Field(
+        None,
+        gt=0,
+        description="Host bytes per rank for offloaded pieces (null = not checked).",
+        exclude_if=_left_out_at(None),
+    )
 
 
 class Groups(_Frozen):
@@ -90,6 +138,12 @@ class Shard(_Frozen):
     rank: int
     rows: Range
     cols: Range
+    device: Device = Field(
+        "gpu",
+        description="host: the piece lives in host memory (CPU offload; table-parallel "
+        "pieces only). Left out when gpu, the rank's GPU.",
+        exclude_if=_left_out_at("gpu"),
+    )
 
 
 class FusedMember(_Frozen):
@@ -109,6 +163,12 @@ class LocalWeight(_Frozen):
     combiner: Combiner
     dtype: DType
     initializer: Initializer
+    device: Device = Field(
+        "gpu",
+        description="host: the variable, its optimizer state and its lookups live in host "
+        "memory (/CPU:0); it then holds one piece, fused with no other. Left out when gpu.",
+        exclude_if=_left_out_at("gpu"),
+    )
     members: list[FusedMember]
 
 
@@ -118,13 +178,6 @@ class LocalInput(_Frozen):
     input: str
     weight: int = Field(description="Index into this rank's table_parallel_weights.")
     row_offset: int
-
-
-class RowSlice(_Frozen):
-    """This rank's rows of a row-sliced table (may be empty); ids are looked up at id - rows[0]."""
-
-    table: str
-    rows: Range
 
 
 class Traffic(_Frozen):
@@ -158,35 +211,39 @@ class RankPlan(_Frozen):
     table_parallel_inputs: list[LocalInput] = Field(
         description="Inputs this rank serves, in all-to-all order."
     )
-    row_slices: list[RowSlice] = Field(description="One per row-sliced table, in group order.")
     elements: int = Field(description="Weight elements held, data-parallel replicas included.")
     bytes: int = Field(
         description="Bytes held: weights and their optimizer state, data-parallel replicas "
         "included."
     )
     optimizer_bytes: int = Field(0, description="Of bytes, the optimizer state.")
+    host_bytes: int = Field(
+        0,
+        description="Of bytes, those in host memory: offloaded pieces and their optimizer "
+        "state. Left out when 0.",
+        exclude_if=_left_out_at(0),
+    )
     comm: RankComm | None = Field(
         None, description="Estimated traffic per step (null without a global batch size)."
     )
-
-
-class OutputAssembly(_Frozen):
-    """How a table-parallel input's output is rebuilt after the output all-to-all."""
-
-    input: str
-    pieces: list[int] = Field(
-        description="Indices into the worker-order received outputs, concatenated in this "
-        "order along the width."
+    step: RankStep | None = Field(
+        None, description="Estimated step time by stage (null without a global batch size)."
     )
 
+    @cached_property
+    def row_slices(self) -> list[RowSlice]:
+        """One per row-sliced table, in group order: from the plan's ``row_splits``, worked
+        out for this rank when first asked (a worker asks for its own rank only)."""
+        r = self.rank
+        return [
+            record(RowSlice, table=t, rows=(starts[r], ends[r]))
+            for t, (starts, ends) in self.__dict__.get("_row_splits", ())
+        ]
 
-class Exchange(_Frozen):
-    """The table-parallel all-to-all, flattened in worker order (rank 0's inputs first)."""
-
-    output_widths: list[int]
-    outputs: list[OutputAssembly] = Field(
-        description="One per table-parallel input, in group order."
-    )
+    @property
+    def device_bytes(self) -> int:
+        """Bytes on the rank's GPU: everything it holds but the offloaded pieces."""
+        return self.bytes - self.host_bytes
 
 
 class CommStats(_Frozen):
@@ -213,30 +270,83 @@ class Stats(_Frozen):
     comm: CommStats | None = Field(
         None, description="Traffic summary per step (null without a global batch size)."
     )
+    step: StepStats | None = Field(
+        None, description="Step-time estimate (null without a global batch size)."
+    )
 
 
 class Plan(_Frozen):
     """A complete, versioned placement of a spec's tables over ``world_size`` ranks."""
 
-    format_version: Literal[1] = FORMAT_VERSION
-    fingerprint: str = Field(description="sha256 of the normalized spec this plan was made from.")
-    world_size: int = Field(ge=1)
+    model_config = ConfigDict(
+        **_Frozen.model_config, validate_by_name=True, serialize_by_alias=True
+    )
+
+    format_version: Literal[2] = FORMAT_VERSION
+    fingerprint: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256 of the normalized spec this plan was made from.",
+    )
+    world_size: WorldSize
     strategy: Strategy = Field(description="Strategy used (one rank always uses basic).")
     parameters: Parameters
     tables: list[TableSpec]
     inputs: list[InputSpec]
     groups: Groups
     input_groups: Groups
-    shards: list[Shard]
+    row_splits: list[RowSplit] = Field(
+        default_factory=list, description="One per row-sliced table, in group order."
+    )
+    table_parallel_shards: list[Shard] = Field(
+        alias="shards",
+        description="Every table-parallel piece, by table (spec order), then rank.",
+    )
     ranks: list[RankPlan]
-    exchange: Exchange
     stats: Stats
 
+    @model_validator(mode="after")
+    def _link_row_splits(self) -> Plan:
+        """Let each rank work out its row slices from ``row_splits`` when asked."""
+        rows = {t.name: t.rows for t in self.tables}
+        splits = {s.table: s for s in self.row_splits if s.table in rows}
+        linked = [
+            (name, tuple(a.tolist() for a in splits[name].bounds(rows[name], self.world_size)))
+            for name in self.groups.row_sliced
+            if name in splits
+        ]
+        for rank in self.ranks:
+            object.__setattr__(rank, "_row_splits", linked)
+            rank.__dict__.pop("row_slices", None)
+        return self
+
+    @cached_property
+    def shards(self) -> list[Shard]:
+        """Every piece, by table (spec order), then rank: the table-parallel ones and the
+        row-sliced tables' (from ``row_splits``)."""
+        tables = {t.name: t for t in self.tables}
+        found = list(self.table_parallel_shards)
+        for s in (s for s in self.row_splits if s.table in tables):
+            t = tables[s.table]
+            found += [
+                record(Shard, table=t.name, rank=rank, rows=rows, cols=(0, t.width), device="gpu")
+                for rank, rows in enumerate(s.row_ranges(t.rows, self.world_size))
+                if rows[1] > rows[0]
+            ]
+        index = {name: i for i, name in enumerate(tables)}
+        found.sort(key=lambda s: (index.get(s.table, len(index)), s.rank))
+        return found
+
+    @cached_property
+    def exchange(self) -> Exchange:
+        """Follows from the ranks: their inputs in order, and each input's pieces."""
+        return exchange_of(self.ranks, self.input_groups.table_parallel)
+
     def table(self, name: str) -> TableSpec:
+        """The table called ``name``: a search, so code looking up many builds a dict."""
         return next(t for t in self.tables if t.name == name)
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2) + "\n"
+        return jsonlines.dumps(self.model_dump(mode="json")) + "\n"
 
     def spec(self) -> Spec:
         """The normalized spec this plan was made from."""
@@ -256,13 +366,41 @@ class Plan(_Frozen):
             compute_dtype=params.compute_dtype,
             alltoall_bandwidth=params.alltoall_bandwidth,
             allreduce_bandwidth=params.allreduce_bandwidth,
+            objective=params.objective,
+            gpus_per_host=params.gpus_per_host,
+            intra_host_bandwidth=params.intra_host_bandwidth,
+            memory_bandwidth=params.memory_bandwidth,
+            column_multiple=params.column_multiple,
+            gpu_embedding_size=params.gpu_embedding_size,
+            offload=params.offload,
+            host_memory=params.host_memory,
             tables=self.tables,
             inputs=self.inputs,
         )
 
 
 def plan_json_schema() -> dict:
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **Plan.model_json_schema()}
+    """The schema of plan files (what is written; derived parts are left out)."""
+    schema = Plan.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def plan_text(plan: Plan, target: str = "<plan>") -> str:
+    """The plan as its file holds it; PlanFileError (naming ``target``, where it was to be
+    written) when that is more than a plan may be.
+
+    Every worker parses the whole file, and ``read_plan`` refuses one over
+    ``MAX_PLAN_BYTES``, so a larger plan is not written for nobody to read back.
+    """
+    text = plan.to_json()
+    size = len(text) if text.isascii() else len(text.encode())
+    if size > MAX_PLAN_BYTES:
+        raise PlanFileError(
+            f"{target}: the plan would be {size / 2**20:,.1f} MiB, more than the "
+            f"{MAX_PLAN_BYTES // 2**20:,} MiB a plan may be; plan with fewer ranks, or fewer "
+            "row-sliced tables (each lists a shard on every rank)"
+        )
+    return text
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:
@@ -271,20 +409,22 @@ def save_plan(plan: Plan, path: str | Path) -> None:
     Readers (CI, a training job starting) never see half a plan.
     """
     path = Path(path)
-    text = plan.to_json()
+    text = plan_text(plan, shown(str(path)))
     try:
-        if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: nothing to rename
-            path.write_text(text)
-        else:
-            _write_atomically(text, path)
+        write_atomically(text, path)
     except OSError as exc:
         raise PlanFileError(f"{path}: cannot write the plan ({exc.strerror or exc})") from exc
 
 
-def _write_atomically(text: str, path: Path) -> None:
+def write_atomically(text: str, path: Path) -> None:
+    """A temp file in ``path``'s folder renamed over it, removed if anything fails; or
+    straight into ``path`` when it is a device or FIFO (/dev/stdout: nothing to rename)."""
+    if path.exists() and not path.is_file():
+        path.write_text(text, encoding="utf-8")
+        return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it private; plans are shared
         os.replace(tmp, path)
@@ -299,29 +439,56 @@ def _current_umask() -> int:
     return mask
 
 
-def load_plan(path: str | Path) -> Plan:
-    """Read and schema-check a plan file; raises PlanFileError with a one-line reason."""
+def read_plan(path: str | Path) -> Plan:
+    """Read and schema-check a plan file, nothing more; PlanFileError with a one-line reason.
+
+    ``planner.load_plan`` also checks that the plan's parts agree; this is what
+    ``planner validate`` reads to list every problem of a plan that may not.
+    """
     path = Path(path)
+    name = shown(str(path))
+    text = read_text(path, MAX_PLAN_BYTES, "a plan file", "plan", PlanFileError)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise PlanFileError(f"{path}: not a plan file (not UTF-8 text)") from exc
-    except OSError as exc:
-        raise PlanFileError(f"{path}: cannot read the plan ({exc.strerror})") from exc
+        raw = parse_json(text)
     except json.JSONDecodeError as exc:
-        raise PlanFileError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
-    return plan_from_dict(raw, source=str(path))
+        raise PlanFileError(f"{name}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+    except JsonRefused as exc:
+        raise PlanFileError(f"{name}: not a plan file ({exc})") from exc
+    with gc_paused():
+        return parse_plan(raw, source=name)
 
 
-def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
+
+
+def parse_plan(raw: object, source: str = "<plan>") -> Plan:
     """Schema-check parsed JSON; what is not a plan at all is said so before any field."""
     if not isinstance(raw, dict) or "format_version" not in raw:
-        found = f"a JSON {type(raw).__name__}" if not isinstance(raw, dict) else "no format_version"
+        found = (
+            "no format_version"
+            if isinstance(raw, dict)
+            else "JSON null"
+            if raw is None
+            else f"JSON {str(raw).lower()}"
+            if isinstance(raw, bool)
+            else f"a JSON {_JSON_TYPES.get(type(raw), type(raw).__name__)}"
+        )
         raise PlanFileError(f"{source}: not a plan file ({found}); make one with planner plan")
-    if raw["format_version"] != FORMAT_VERSION:
+    if raw["format_version"] == 1:
         raise PlanFileError(
-            f"{source}: format_version {raw['format_version']!r} is not supported "
-            f"(this planner reads {FORMAT_VERSION}); re-plan with this version"
+            f"{source}: format_version 1 (a plan from an older planner) is not read by this "
+            f"one; re-plan the spec with this version (planner plan SPEC)"
+        )
+    version = raw["format_version"]
+    if isinstance(version, str) and version.strip() == str(FORMAT_VERSION):
+        raise PlanFileError(
+            f"{source}: format_version must be the number {FORMAT_VERSION}, not the string "
+            f"{brief(version)}; write it without quotes"
+        )
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise PlanFileError(
+            f"{source}: format_version {brief(version)} is not supported (this planner reads "
+            f"format version {FORMAT_VERSION} only); re-plan with this version"
         )
     try:
         return Plan.model_validate(raw)

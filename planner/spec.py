@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -21,18 +24,61 @@ from pydantic import (
     model_validator,
 )
 
-from planner.errors import SpecError
-from planner.memory import Optimizer, parse_size
+from planner.errors import SpecError, brief, shown
+from planner.files import MAX_SPEC_BYTES, YamlRefused, gc_paused, parse_yaml, read_text
+from planner.initializers import check_initializer
+from planner.units import OPTIMIZER_SLOTS, Optimizer, parse_size
 
+# Bounds with a meaning: ids and byte counts are 64-bit, and the lookup kernels address a
+# step's ids and a row's columns with 32-bit offsets. The world size bound keeps planning
+# and the plan file within seconds and megabytes (README, "Limits").
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+MAX_WORLD_SIZE = 16_384
+MAX_HOTNESS = 65_536
+MAX_NAME_LENGTH = 256
+
+
+def _printable_name(name: str) -> str:
+    """Names reach previews, error lines and variable names: printable, not padded."""
+    if not name.isprintable():
+        at, char = next((i, c) for i, c in enumerate(name) if not c.isprintable())
+        raise ValueError(
+            f"has a character that does not print ({char!r} at position {at}); "
+            "use printable characters only"
+        )
+    if name != name.strip():
+        raise ValueError("begins or ends with a space; remove it")
+    return name
+
+
+def _world_size_bound(world_size: int) -> int:
+    if world_size > MAX_WORLD_SIZE:
+        raise ValueError(
+            f"more than {MAX_WORLD_SIZE:,} ranks, the most this planner plans "
+            "(see Limits in the README)"
+        )
+    return world_size
+
+
+WorldSize = Annotated[
+    int,
+    Field(ge=1, strict=True, description=f"Number of ranks (GPUs), at most {MAX_WORLD_SIZE:,}."),
+    AfterValidator(_world_size_bound),
+]
+Name = Annotated[
+    str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_printable_name)
+]
 Strategy = Literal["basic", "memory_balanced", "memory_optimized", "auto"]
 Combiner = Literal["sum", "mean"] | None
 DType = Literal["float32", "float16", "bfloat16"]
-Initializer = str | dict[str, Any]
+Initializer = Annotated[str | dict[str, Any], BeforeValidator(check_initializer)]
+Offload = Literal["none", "upstream", "auto"]
+Elements = Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]
+Bandwidth = Annotated[float, Field(ge=1e-9, le=1e9)]  # a byte to an exabyte per second
+Objective = Literal["time", "memory"]
 
-# libyaml's loader when available: ten times faster on specs with thousands of tables.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-STRATEGIES: tuple[str, ...] = ("basic", "memory_balanced", "memory_optimized", "auto")
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
@@ -43,9 +89,15 @@ class _Frozen(BaseModel):
 class TableSpec(_Frozen):
     """One embedding table: ``rows`` ids, each looked up as a ``width``-wide vector."""
 
-    name: str = Field(min_length=1)
-    rows: int = Field(gt=0, strict=True, description="Number of rows (the vocabulary size).")
-    width: int = Field(gt=0, strict=True, description="Embedding width (columns).")
+    name: Name
+    rows: int = Field(
+        gt=0,
+        strict=True,
+        description="Number of rows (the vocabulary size); ids are int64, so at most 2^63 - 1.",
+    )
+    width: int = Field(
+        gt=0, strict=True, description="Embedding width (columns); at most 2^31 - 1."
+    )
     combiner: Combiner = Field(
         None, description="null: one id per sample; sum or mean: reduce multi-hot ids."
     )
@@ -55,6 +107,29 @@ class TableSpec(_Frozen):
         description="Keras initializer identifier or {class_name, config}; tables are only "
         "fused with tables of the same initializer.",
     )
+
+    @field_validator("rows")
+    @classmethod
+    def _rows_are_int64_ids(cls, rows: int) -> int:
+        if rows > INT64_MAX:
+            raise ValueError("more rows than int64 ids can number (2^63 - 1)")
+        return rows
+
+    @field_validator("width")
+    @classmethod
+    def _width_fits_int32(cls, width: int) -> int:
+        if width > INT32_MAX:
+            raise ValueError("wider than 2^31 - 1 columns, more than 32-bit offsets address")
+        return width
+
+    @model_validator(mode="after")
+    def _bytes_fit_int64(self) -> TableSpec:
+        if self.elements * self.itemsize > INT64_MAX:
+            raise ValueError(
+                f"{self.rows:,} rows x {self.width:,} columns x {self.itemsize} bytes do not fit "
+                "a 64-bit byte count; check rows and width"
+            )
+        return self
 
     @property
     def elements(self) -> int:
@@ -69,42 +144,49 @@ class TableSpec(_Frozen):
 class InputSpec(_Frozen):
     """One input feature: a column of ids read from ``table``."""
 
-    name: str = Field(min_length=1)
-    table: str = Field(min_length=1)
-    hotness: int = Field(1, gt=0, strict=True, description="Ids per sample (1 = one-hot).")
+    name: Name
+    table: Name
+    hotness: int = Field(
+        1, gt=0, strict=True, description="Ids per sample (1 = one-hot); at most 65,536."
+    )
+
+    @field_validator("hotness")
+    @classmethod
+    def _hotness_bound(cls, hotness: int) -> int:
+        if hotness > MAX_HOTNESS:
+            raise ValueError(
+                f"more than {MAX_HOTNESS:,} ids per sample; a step's ids (hotness x batch) "
+                "must stay below 2^31 for the lookup kernels' 32-bit offsets"
+            )
+        return hotness
 
 
 class Spec(_Frozen):
     """A whole model: the tables, their inputs, and how to place them."""
 
-    world_size: int = Field(ge=1, strict=True, description="Number of ranks (GPUs).")
+    world_size: WorldSize
     strategy: Strategy = "basic"
-    column_slice_threshold: int | None = Field(
+    column_slice_threshold: Elements | None = Field(
         None,
-        ge=0,
-        strict=True,
         description="Largest elements per column slice; null = automatic when there are "
         "fewer table-parallel tables than ranks.",
     )
-    row_slice_threshold: int | None = Field(
+    row_slice_threshold: Elements | None = Field(
         None,
-        ge=0,
-        strict=True,
         description="Tables with at least this many elements are row-sliced; null or 0 = off.",
     )
-    data_parallel_threshold: int | None = Field(
+    data_parallel_threshold: Elements | None = Field(
         None,
-        ge=0,
-        strict=True,
         description="Tables with at most this many elements are data-parallel; null or 0 = off.",
     )
-    dp_input: bool = Field(True, description="false = inputs arrive model-parallel.")
+    dp_input: bool = Field(True, strict=True, description="false = inputs arrive model-parallel.")
     optimizer: Optimizer = Field(
         "sgd", description="Training optimizer; its state per weight counts in each rank's bytes."
     )
     device_memory: int | None = Field(
         None,
         gt=0,
+        le=INT64_MAX,
         description="Memory per GPU in bytes, or a size such as 80GiB or 80GB; a plan with a "
         "rank over it (less the reserve) is refused.",
     )
@@ -118,29 +200,83 @@ class Spec(_Frozen):
     global_batch_size: int | None = Field(
         None,
         gt=0,
+        le=INT32_MAX,
         strict=True,
         description="Samples per step over all ranks; enables the communication estimate.",
     )
     id_bytes: Literal[4, 8] = Field(8, description="Bytes per id sent: 8 (int64) or 4 (int32).")
     compute_dtype: DType = Field("float32", description="Type of the embeddings exchanged.")
-    alltoall_bandwidth: float = Field(
-        25.0, gt=0, description="GB/s a rank sends (and receives) in an all-to-all."
+    alltoall_bandwidth: Bandwidth = Field(
+        25.0, description="GB/s a rank sends (and receives) in an all-to-all."
     )
-    allreduce_bandwidth: float = Field(
+    allreduce_bandwidth: Bandwidth = Field(
         25.0,
-        gt=0,
         description="GB/s a rank sends (and receives) in a ring allreduce, allgather or "
         "reduce-scatter.",
     )
+    objective: Objective | None = Field(None, description="What auto optimises.")
+    gpus_per_host: int = Field(8, ge=1, strict=True, description="Ranks per host.")
+    intra_host_bandwidth: float = Field(200.0, gt=0, description="GB/s within a host.")
+    memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
+    column_multiple: int = Field(4, ge=1, strict=True, description="auto's column cut unit.")
+    gpu_embedding_size: Elements | None = Field(
+        None,
+        description="Elements of table-parallel pieces each rank keeps on its GPU; the "
+        "largest pieces beyond it live in host memory (upstream's rule; implies offload: "
+        "upstream). null = no such limit.",
+    )
+    offload: Offload = Field(
+        "none",
+        description="Which table-parallel pieces live in host memory: none; upstream "
+        "(upstream's rule with gpu_embedding_size); auto (the fewest bytes that make each "
+        "rank fit device_memory). Default: upstream when gpu_embedding_size is set, else none.",
+    )
+    host_memory: int | None = Field(
+        None,
+        gt=0,
+        le=INT64_MAX,
+        description="Host memory per rank for offloaded pieces, in bytes or a size such as "
+        "128GiB; a plan with a rank over it is refused. null = not checked.",
+    )
     tables: list[TableSpec] = Field(min_length=1)
     inputs: list[InputSpec] | None = Field(
-        None, description="Default: one input per table, named after it."
+        None,
+        min_length=1,
+        description="Default: one input per table, named after it; at least one when given.",
     )
 
-    @field_validator("device_memory", mode="before")
+    @field_validator("device_memory", "host_memory", mode="before")
     @classmethod
-    def _parse_device_memory(cls, value: Any) -> Any:
-        return parse_size(value) if isinstance(value, str) else value
+    def _parse_memory_size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, (str, bool)) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_offload(cls, data: Any) -> Any:
+        """``gpu_embedding_size`` alone asks for upstream's rule, as it does upstream."""
+        if isinstance(data, dict) and data.get("offload") is None:
+            upstream = data.get("gpu_embedding_size") is not None
+            data = {**data, "offload": "upstream" if upstream else "none"}
+        return data
+
+    @model_validator(mode="after")
+    def _check_offload(self) -> Spec:
+        if self.offload == "upstream" and self.gpu_embedding_size is None:
+            raise ValueError(
+                "offload: upstream keeps gpu_embedding_size elements per rank on the GPU; "
+                "set gpu_embedding_size, or use offload: auto with device_memory"
+            )
+        if self.offload != "upstream" and self.gpu_embedding_size is not None:
+            raise ValueError(
+                f"gpu_embedding_size: it is upstream's offload rule, but offload is "
+                f"{self.offload}; remove gpu_embedding_size or set offload: upstream"
+            )
+        if self.offload == "auto" and self.device_memory is None:
+            raise ValueError(
+                "offload: auto moves to host memory what does not fit device_memory; "
+                "set device_memory"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_batch(self) -> Spec:
@@ -148,6 +284,41 @@ class Spec(_Frozen):
             raise ValueError(
                 f"global_batch_size: {self.global_batch_size} samples do not split evenly "
                 f"over {self.world_size} ranks; use a multiple of world_size"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> Spec:
+        """Every count a plan records fits 64 bits, and a step's ids 32-bit offsets."""
+        state = 1 + OPTIMIZER_SLOTS[self.optimizer]
+        held = sum(t.elements * t.itemsize for t in self.tables) * state
+        if held > INT64_MAX:
+            raise ValueError(
+                f"tables: {held:,} bytes with optimizer state, more than a 64-bit count; "
+                "check the tables' rows and widths"
+            )
+        batch = self.global_batch_size
+        if batch is None:
+            return self
+        hotness = (
+            [1] * len(self.tables) if self.inputs is None else [i.hotness for i in self.inputs]
+        )
+        for index, ids in enumerate(hotness):
+            if ids * batch > INT32_MAX:
+                raise ValueError(
+                    f"inputs[{index}].hotness: {ids:,} ids per sample x "
+                    f"global_batch_size {batch:,} is {ids * batch:,} ids a step, past "
+                    "the lookup kernels' 32-bit offsets (2^31 - 1); lower one of them"
+                )
+        # a bound on any rank's bytes per step, times the ranks: ids (8 bytes at most) and
+        # embeddings out, back and their gradients (4 bytes at most), replicas' gradients
+        widest = max(t.width for t in self.tables)
+        per_sample = 8 * sum(hotness) + 12 * widest * len(hotness)
+        traffic = self.world_size * (batch * per_sample + 2 * held)
+        if traffic > INT64_MAX:
+            raise ValueError(
+                "global_batch_size: the estimated traffic per step does not fit a 64-bit "
+                "byte count; lower global_batch_size"
             )
         return self
 
@@ -178,6 +349,10 @@ class Spec(_Frozen):
             return list(self.inputs)
         return [InputSpec(name=t.name, table=t.name) for t in self.tables]
 
+    def resolved_objective(self) -> Objective:
+        """The objective in effect: time when a device memory bounds the plans, else memory."""
+        return self.objective or ("time" if self.device_memory is not None else "memory")
+
     def normalized(self) -> Spec:
         """The same spec with every default written out, so equal specs compare equal."""
         return self.model_copy(update={"inputs": self.resolved_inputs()})
@@ -192,8 +367,9 @@ class Spec(_Frozen):
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# Fields that describe training and the cluster rather than placement; they were added
-# after the first plans, so they enter the fingerprint only when not at their default.
+# Fields that describe training, the cluster and CPU offload; they were added after the
+# first plans, so they enter the fingerprint only when not at their default. A plan
+# records each in its parameters.
 COST_FIELDS: tuple[str, ...] = (
     "optimizer",
     "device_memory",
@@ -203,6 +379,12 @@ COST_FIELDS: tuple[str, ...] = (
     "compute_dtype",
     "alltoall_bandwidth",
     "allreduce_bandwidth",
+    *("objective", "gpus_per_host", "intra_host_bandwidth", "memory_bandwidth"),
+    "column_multiple",
+    # CPU offload (README, "CPU offload")
+    "gpu_embedding_size",
+    "offload",
+    "host_memory",
 )
 
 
@@ -223,33 +405,42 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     Raises SpecError with a one-line message naming the file, the field and the fix.
     """
     path = Path(path)
+    name = shown(str(path))
+    text = read_text(path, MAX_SPEC_BYTES, "a YAML spec", "spec", SpecError)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not a YAML spec (not UTF-8 text)") from exc
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec ({exc.strerror})") from exc
-    try:
-        raw = yaml.load(text, Loader=_YAML_LOADER)
+        raw = parse_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise SpecError(f"{path}: not valid YAML{where}: {problem}") from exc
+        raise SpecError(f"{name}: {_yaml_problem(exc)}") from exc
     if not isinstance(raw, dict):
         raise SpecError(
-            f"{path}: expected a mapping with world_size, strategy and tables at the top"
+            f"{name}: expected a mapping with world_size, strategy and tables at the top"
+        )
+    if "format_version" in raw and "shards" in raw:
+        raise SpecError(
+            f"{name}: this is a plan, not a spec; planner plan reads a tables YAML file "
+            "(see the plan with planner show)"
         )
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     raw.update(given)
     try:
-        return Spec.model_validate(raw)
+        with gc_paused():
+            return Spec.model_validate(raw)
     except ValidationError as exc:
         field = exc.errors()[0]["loc"][:1]
         if field and field[0] in given:  # the value came from an option, not the file
             text = describe_validation_error(exc).removeprefix(f"{field[0]}: ")
             raise SpecError(f"--{str(field[0]).replace('_', '-')}: {text}") from exc
-        raise SpecError(f"{path}: {describe_validation_error(exc)}") from exc
+        raise SpecError(f"{name}: {describe_validation_error(exc)}") from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML (or our limits) found, and the line it was on."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = shown(str(getattr(exc, "problem", None) or "not valid YAML"))
+    if isinstance(exc, YamlRefused):
+        return f"line {mark.line + 1}: {problem}" if mark is not None else problem
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {problem}"
 
 
 def spec_from_dict(raw: dict[str, Any], source: str = "<spec>") -> Spec:
@@ -265,7 +456,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     errors = exc.errors()
     first = errors[0]
     field = _format_location(first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
+    message = shown(first["msg"].removeprefix("Value error, "))
     if first["type"] == "value_error" and not field:
         text = message
     elif first["type"] == "missing":
@@ -273,16 +464,36 @@ def describe_validation_error(exc: ValidationError) -> str:
     elif first["type"] == "extra_forbidden":
         text = f"{field}: unknown key; remove it or check its spelling"
     else:
-        text = f"{field}: {message} (got {first['input']!r})"
+        value = first["input"]
+        text = f"{field}: {message}{_hint(first['type'], value)} (got {brief(value)})"
     more = len(errors) - 1
     return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
 
 
+# What YAML 1.1 reads as a number and YAML 1.2 does not (or reads as another number).
+_NUMBER_LIKE = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?::[0-9_]+)*|0[xXoObB][0-9a-fA-F_]+)$")
+
+
+def _hint(kind: str, value: Any) -> str:
+    """How to write a value the field refused, when its form is the likely mistake."""
+    if kind == "int_type" and isinstance(value, str) and _NUMBER_LIKE.match(value.strip()):
+        return (
+            "; write a plain decimal integer (010, 0x10, 1_000 and 1:30 are refused: "
+            "YAML 1.1 and 1.2 read them as different numbers)"
+        )
+    if kind == "bool_type" and isinstance(value, str):
+        return "; write true or false"
+    return ""
+
+
 def _format_location(loc: tuple[Any, ...]) -> str:
+    """``tables[1].rows``; a key that is not a plain word is shown quoted and escaped."""
     text = ""
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += ("." if text else "") + str(part)
+            word = str(part)
+            word = word if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", word) else brief(word)
+            text += ("." if text else "") + word
     return text

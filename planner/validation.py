@@ -1,46 +1,28 @@
-"""Check a plan on its own terms: every element placed once, and every part agreeing.
+"""Does a plan belong to a spec? The fingerprint, then a re-plan for equality.
 
-These checks do not re-run placement: they hold for any correct plan, hand-edited or
-made by another version, and they are what a worker relies on when it builds its part.
+A plan's checks on its own terms, and the checked loaders, are in
+``planner.consistency``; ``plan_problems`` is also importable from here, where it was
+first.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from pydantic import ValidationError
 
-from planner.comm import CommConfig, estimate_comm
-from planner.layout import fusion_key, weight_key
-from planner.memory import optimizer_slots
+from planner.consistency import plan_problems
+from planner.errors import brief
 from planner.plan import Plan
-from planner.planning import make_plan, rank_footprints, summarize
+from planner.planning import make_plan
 from planner.spec import Spec
 
-
-def plan_problems(plan: Plan) -> list[str]:
-    """Every inconsistency found, one line each; empty for a sound plan.
-
-    Dangling references (an unknown table, an index out of range) are reported alone:
-    the deeper checks follow those references and would have nothing to compare.
-    """
-    problems = reference_problems(plan)
-    if problems:
-        return problems
-    for check in (
-        _check_groups,
-        _check_coverage,
-        _check_rank_contents,
-        _check_exchange,
-        _check_totals,
-    ):
-        problems += check(plan)
-    return problems
+__all__ = ["plan_problems", "spec_problems"]
 
 
 def spec_problems(plan: Plan, spec: Spec) -> list[str]:
     """Does ``plan`` belong to ``spec``? Fingerprint first, then a re-plan for equality."""
     if spec.fingerprint() != plan.fingerprint:
         return [
-            f"fingerprint {plan.fingerprint} does not match the spec ({spec.fingerprint()}); "
+            f"fingerprint: does not match the spec ({_differences(plan, spec)}); "
             "re-run planner plan on the spec and commit the new plan"
         ]
     if make_plan(spec) != plan:
@@ -48,228 +30,42 @@ def spec_problems(plan: Plan, spec: Spec) -> list[str]:
     return []
 
 
-def reference_problems(plan: Plan) -> list[str]:
-    """Ranks numbered 0..N-1, and every name and index pointing at something that exists.
-
-    A plan that passes this can be previewed and built from without a crash.
-    """
-    numbers = [r.rank for r in plan.ranks]
-    if numbers != list(range(plan.world_size)):
-        return [f"ranks: expected ranks 0..{plan.world_size - 1} in order, found {numbers}"]
-    tables = {t.name for t in plan.tables}
-    inputs = {i.name for i in plan.inputs}
-    problems = [
-        f"inputs: input {i.name!r} reads table {i.table!r}, which is not in tables"
-        for i in plan.inputs
-        if i.table not in tables
+def _differences(plan: Plan, spec: Spec, shown_at_most: int = 3) -> str:
+    """The settings, tables and inputs that differ, as 'field: X in the plan, Y in the spec'."""
+    try:
+        planned = plan.spec().normalized().model_dump(mode="json")
+    except ValidationError:  # a plan that fails its own checks: nothing to compare with
+        return "the plan's own settings are inconsistent"
+    given = spec.normalized().model_dump(mode="json")
+    found = [
+        _difference(key, planned[key], given[key])
+        for key in planned
+        if key not in ("tables", "inputs") and planned[key] != given[key]
     ]
-    for _, names in plan.groups:
-        problems += [f"groups: {name!r} is not in tables" for name in names if name not in tables]
-    for _, names in plan.input_groups:
-        problems += [
-            f"input_groups: {name!r} is not in inputs" for name in names if name not in inputs
-        ]
-    for shard in plan.shards:
-        if shard.table not in tables:
-            problems.append(f"shards: table {shard.table!r} is not in tables")
-        if not 0 <= shard.rank < plan.world_size:
-            problems.append(
-                f"shards: shard of {shard.table!r} names rank {shard.rank}, "
-                f"outside 0..{plan.world_size - 1}"
-            )
-    for rank in plan.ranks:
-        where = f"ranks[{rank.rank}]"
-        for weight in rank.table_parallel_weights:
-            problems += [
-                f"{where}: weight member {m.table!r} is not in tables"
-                for m in weight.members
-                if m.table not in tables
+    for key in ("tables", "inputs"):
+        found += _list_differences(key, planned[key], given[key])
+    if not found:
+        return "the plan's fingerprint is not that of its own tables and settings"
+    more = len(found) - shown_at_most
+    return "; ".join(found[:shown_at_most]) + (f"; and {more:,} more" if more > 0 else "")
+
+
+def _difference(what: str, in_plan: object, in_spec: object) -> str:
+    return f"{what}: {brief(in_plan)} in the plan, {brief(in_spec)} in the spec"
+
+
+def _list_differences(key: str, in_plan: list[dict], in_spec: list[dict]) -> list[str]:
+    before = {item["name"]: item for item in in_plan}
+    after = {item["name"]: item for item in in_spec}
+    found = [f"{key}: {brief(name)} only in the spec" for name in after if name not in before]
+    found += [f"{key}: {brief(name)} only in the plan" for name in before if name not in after]
+    for name, item in after.items():
+        if name in before:
+            found += [
+                _difference(f"{key}[{brief(name)}].{field}", before[name][field], value)
+                for field, value in item.items()
+                if before[name][field] != value
             ]
-        for local in rank.table_parallel_inputs:
-            if local.input not in inputs:
-                problems.append(f"{where}: input {local.input!r} is not in inputs")
-            if not 0 <= local.weight < len(rank.table_parallel_weights):
-                problems.append(
-                    f"{where}: input {local.input!r} reads weight {local.weight}, "
-                    f"which the rank does not have"
-                )
-        problems += [
-            f"{where}: row slice of {s.table!r}, which is not in tables"
-            for s in rank.row_slices
-            if s.table not in tables
-        ]
-    outputs = len(plan.exchange.output_widths)
-    for output in plan.exchange.outputs:
-        if output.input not in inputs:
-            problems.append(f"exchange.outputs: {output.input!r} is not in inputs")
-        if any(not 0 <= k < outputs for k in output.pieces):
-            problems.append(f"exchange.outputs: a piece of {output.input!r} is out of range")
-    return problems
-
-
-def _check_groups(plan: Plan) -> list[str]:
-    problems = []
-    tables = [t.name for t in plan.tables]
-    grouped = plan.groups.data_parallel + plan.groups.table_parallel + plan.groups.row_sliced
-    if sorted(grouped) != sorted(tables):
-        problems.append("groups: every table must be in exactly one group")
-    group_of = {name: g for g, names in plan.groups for name in names}
-    table_of = {i.name: i.table for i in plan.inputs}
-    for group, names in plan.input_groups:
-        problems += [
-            f"input_groups.{group}: input {name!r} reads a table not in {group}"
-            for name in names
-            if group_of.get(table_of[name]) != group
-        ]
-    grouped_inputs = [name for _, names in plan.input_groups for name in names]
-    if sorted(grouped_inputs) != sorted(table_of):
-        problems.append("input_groups: every input must be in exactly one group")
-    if (plan.world_size == 1 or not plan.parameters.dp_input) and (
-        plan.groups.data_parallel or plan.groups.row_sliced
-    ):
-        problems.append(
-            "groups: with one rank or dp_input false every table must be table-parallel"
-        )
-    return problems
-
-
-def _check_coverage(plan: Plan) -> list[str]:
-    """Each table is tiled exactly once, the way its group cuts it.
-
-    Table-parallel tables are cut by columns (every shard holds all rows), row-sliced
-    tables by rows, in rank order (every shard holds all columns); data-parallel
-    tables have no shards.
-    """
-    by_table = defaultdict(list)
-    for shard in plan.shards:
-        by_table[shard.table].append(shard)
-    row_sliced = set(plan.groups.row_sliced)
-    problems = []
-    for table in plan.tables:
-        shards = by_table.pop(table.name, [])
-        if table.name in plan.groups.data_parallel:
-            if shards:
-                problems.append(f"shards: data-parallel table {table.name!r} must have no shards")
-            continue
-        if table.name in row_sliced:
-            whole, spans, length = (0, table.width), [s.rows for s in shards], table.rows
-            cut_along = "whole-column row ranges, in rank order"
-            in_rank_order = [s.rows for s in sorted(shards, key=lambda s: s.rank)] == sorted(spans)
-        else:
-            whole, spans, length = (0, table.rows), [s.cols for s in shards], table.width
-            cut_along = "whole-row column ranges"
-            in_rank_order = True
-        other_axis = [s.cols if table.name in row_sliced else s.rows for s in shards]
-        if not (all(span == whole for span in other_axis) and in_rank_order):
-            problems.append(f"shards: {table.name!r} must be cut into {cut_along}")
-        elif not _tiles(spans, length):
-            problems.append(
-                f"shards: the shards of {table.name!r} do not cover its {table.rows} x "
-                f"{table.width} elements exactly once"
-            )
-    problems += [f"shards: table {name!r} is not in the plan" for name in by_table]
-    return problems
-
-
-def _tiles(spans: list[tuple[int, int]], length: int) -> bool:
-    end = 0
-    for start, stop in sorted(spans):
-        if start != end or stop <= start:
-            return False
-        end = stop
-    return end == length
-
-
-def _check_rank_contents(plan: Plan) -> list[str]:
-    """Local weights, inputs and row slices agree with the shards and the tables."""
-    problems = []
-    tables = {t.name: t for t in plan.tables}
-    shard_at = {(s.table, s.rank): s for s in plan.shards}
-    table_parallel = set(plan.groups.table_parallel)
-    tp_inputs = {i.name: i.table for i in plan.inputs if i.name in plan.input_groups.table_parallel}
-    for rank in plan.ranks:
-        where = f"ranks[{rank.rank}]"
-        held = {}
-        for w_index, weight in enumerate(rank.table_parallel_weights):
-            offset = 0
-            for member in weight.members:
-                table = tables[member.table]
-                shard = shard_at.get((member.table, rank.rank))
-                if shard is None:
-                    problems.append(f"{where}: holds {member.table!r} but no shard says so")
-                elif shard.cols != member.cols:
-                    problems.append(f"{where}: {member.table!r} columns disagree with its shard")
-                if (member.row_offset, member.rows) != (offset, table.rows):
-                    problems.append(f"{where}: {member.table!r} row offset or rows are wrong")
-                if member.cols[1] - member.cols[0] != weight.width:
-                    problems.append(f"{where}: {member.table!r} width differs from its weight")
-                if fusion_key(table, weight.width) != weight_key(
-                    weight.width, weight.combiner, weight.dtype, weight.initializer
-                ):
-                    problems.append(f"{where}: {member.table!r} fused with a different config")
-                held[member.table] = (w_index, member.row_offset)
-                offset += member.rows
-            if offset != weight.rows:
-                problems.append(f"{where}: weight {w_index} rows are not its members' sum")
-        served = [(i.input, i.weight, i.row_offset) for i in rank.table_parallel_inputs]
-        wanted = sorted((name, *held[t]) for name, t in tp_inputs.items() if t in held)
-        if sorted(served) != wanted:
-            problems.append(f"{where}: table_parallel_inputs do not match the tables it holds")
-        problems += [
-            f"{where}: a shard of {s.table!r} is here but no local weight holds it"
-            for s in plan.shards
-            if s.rank == rank.rank and s.table in table_parallel and s.table not in held
-        ]
-        if [s.table for s in rank.row_slices] != plan.groups.row_sliced:
-            problems.append(f"{where}: row_slices must list the row-sliced tables in group order")
-        for s in rank.row_slices:
-            shard = shard_at.get((s.table, rank.rank))
-            if (shard.rows if shard else (s.rows[0], s.rows[0])) != s.rows:
-                problems.append(f"{where}: row slice of {s.table!r} disagrees with its shard")
-    return problems
-
-
-def _check_exchange(plan: Plan) -> list[str]:
-    flat = [
-        (i.input, rank.table_parallel_weights[i.weight].width)
-        for rank in plan.ranks
-        for i in rank.table_parallel_inputs
-    ]
-    problems = []
-    if [width for _, width in flat] != plan.exchange.output_widths:
-        problems.append("exchange.output_widths: do not follow the ranks' inputs")
-    inputs = {i.name: i.table for i in plan.inputs}
-    assembled = [o.input for o in plan.exchange.outputs]
-    if assembled != plan.input_groups.table_parallel:
-        problems.append("exchange.outputs: must list the table-parallel inputs in group order")
-    for output in plan.exchange.outputs:
-        positions = [k for k, (name, _) in enumerate(flat) if name == output.input]
-        width = sum(flat[k][1] for k in output.pieces)
-        if output.pieces != positions or width != plan.table(inputs[output.input]).width:
-            problems.append(f"exchange.outputs: pieces of {output.input!r} do not rebuild it")
-    return problems
-
-
-def _check_totals(plan: Plan) -> list[str]:
-    params = plan.parameters
-    problems = []
-    if params.optimizer_slots != optimizer_slots(params.optimizer):
-        problems.append(
-            f"parameters.optimizer_slots: {params.optimizer} keeps "
-            f"{optimizer_slots(params.optimizer)} values per weight, not {params.optimizer_slots}"
-        )
-    problems += [
-        f"ranks[{rank.rank}]: elements or bytes do not match what it holds"
-        for rank, counted in zip(plan.ranks, rank_footprints(plan), strict=True)
-        if counted != (rank.elements, rank.bytes, rank.optimizer_bytes)
-    ]
-    config = CommConfig.from_parameters(params)
-    estimate = [None] * len(plan.ranks) if config is None else estimate_comm(plan, config)
-    if [rank.comm for rank in plan.ranks] != estimate:
-        problems.append(
-            "ranks: the traffic estimates do not follow from the plan and its parameters; "
-            "re-run planner plan"
-        )
-    if summarize(plan.ranks, plan.tables) != plan.stats:
-        problems.append("stats: do not match the ranks")
-    return problems
+    if not found and list(before) != list(after):
+        found.append(f"{key}: the same names in another order")
+    return found

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from planner.plan import Plan
-from runtime.horovod_patches import mark_local
+from runtime.planning import layer_initializer
+from runtime.slots import mark_local
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class LayerVariables:
 def table_initializers(plan: Plan, embeddings: list | None) -> list:
     """One Keras initializer per plan table: the given layers', or the plan's own."""
     if embeddings:
-        return [layer.embeddings_initializer for layer in embeddings]
+        return [layer_initializer(layer) for layer in embeddings]
     return [tf.keras.initializers.get(_initializer_identifier(t.initializer)) for t in plan.tables]
 
 

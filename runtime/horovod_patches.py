@@ -5,11 +5,8 @@ between ranks, so they must never be broadcast or averaged. Everything else is
 data-parallel and goes through Horovod as usual.
 
 Optimizer slots of a local variable (momentum and the like) are local too. They are
-recognised by identity, not by name: the first :func:`mark_local` wraps the two methods
-through which Keras optimizers create every slot, ``add_slot`` (legacy optimizers)
-and ``add_variable_from_reference`` (Keras 2.15 optimizers), so that a slot created
-for a local variable is marked as well. The wrap only sets that mark; local variables
-are marked when the layer builds them, before any optimizer can create their slots.
+recognised by identity, not by name (:mod:`runtime.slots`): local variables are marked
+when the layer builds them, before any optimizer can create their slots.
 
 Three more things every wrapper does:
 
@@ -32,48 +29,22 @@ script over is a change of import.
 
 from __future__ import annotations
 
-import functools
 import inspect
 
 import horovod.tensorflow as hvd
 import horovod.tensorflow.keras as hvd_keras
 import tensorflow as tf
 
-# Slot-creating methods of Keras optimizers, and the name of their variable argument.
-_SLOT_CREATORS = (
-    (tf.keras.optimizers.legacy.Optimizer, "add_slot", "var"),
-    (tf.keras.optimizers.Optimizer, "add_variable_from_reference", "model_variable"),
-)
+from runtime.slots import is_local, mark_local
 
-
-def mark_local(var) -> None:
-    """Mark a model-parallel variable: never broadcast or averaged, nor its optimizer slots."""
-    _mark_slots_of_local_variables()
-    var.de_local = True
-
-
-def is_local(var) -> bool:
-    """True for a model-parallel variable, or an optimizer slot of one."""
-    return bool(getattr(var, "de_local", False))
-
-
-def _mark_slots_of_local_variables() -> None:
-    """Make the Keras optimizers mark the slots they create for local variables (once)."""
-    for cls, method, argument in _SLOT_CREATORS:
-        create = getattr(cls, method)
-        if getattr(create, "_marks_local_slots", False):
-            continue
-
-        @functools.wraps(create)
-        def creating(self, *args, _create=create, _argument=argument, **kwargs):
-            slot = _create(self, *args, **kwargs)
-            var = kwargs[_argument] if _argument in kwargs else args[0]
-            if is_local(var):
-                slot.de_local = True
-            return slot
-
-        creating._marks_local_slots = True
-        setattr(cls, method, creating)
+__all__ = [
+    "BroadcastGlobalVariablesCallback",
+    "DistributedGradientTape",
+    "DistributedOptimizer",
+    "broadcast_variables",
+    "is_local",
+    "mark_local",
+]
 
 
 def broadcast_variables(variables, root_rank: int = 0, **kwargs):

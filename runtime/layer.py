@@ -25,7 +25,7 @@ import os
 import horovod.tensorflow as hvd
 import tensorflow as tf
 
-from planner.plan import Plan, load_plan, plan_from_dict
+from planner import Plan, load_plan, plan_from_dict
 from runtime import checks
 from runtime.agreement import InputAgreement
 from runtime.construction import create_variables, table_initializers

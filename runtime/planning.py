@@ -10,10 +10,12 @@ import tensorflow as tf
 
 from planner import make_plan, spec_from_dict
 from planner.plan import Plan
+from runtime.embedding import DEFAULT_INITIALIZER
 
 
 def describe_layer(layer, name: str) -> dict:
-    """A spec table for a Keras embedding layer (``tf.keras.layers.Embedding`` or ours)."""
+    """A spec table for an embedding layer: ``tf.keras.layers.Embedding``, ours, or any
+    Keras layer with ``input_dim``, ``output_dim`` and ``get_config`` (as upstream takes)."""
     dtype = tf.as_dtype(getattr(layer, "variable_dtype", None) or layer.dtype or "float32").name
     return {
         "name": name,
@@ -21,8 +23,22 @@ def describe_layer(layer, name: str) -> dict:
         "width": int(layer.output_dim),
         "combiner": getattr(layer, "combiner", None),
         "dtype": dtype,
-        "initializer": tf.keras.initializers.serialize(layer.embeddings_initializer),
+        "initializer": tf.keras.initializers.serialize(layer_initializer(layer)),
     }
+
+
+def layer_initializer(layer) -> tf.keras.initializers.Initializer:
+    """The initializer of the table an embedding layer describes.
+
+    Its ``embeddings_initializer``, as an attribute (Keras' and our layers) or in its
+    config (a custom layer may keep it only there); else the default of
+    ``tf.keras.layers.Embedding`` and ``runtime.Embedding``, ``uniform``. A custom layer
+    gets no say in how the runtime stores and looks up the table, only in its start.
+    """
+    initializer = getattr(layer, "embeddings_initializer", None)
+    if initializer is None:
+        initializer = layer.get_config().get("embeddings_initializer")
+    return tf.keras.initializers.get(initializer or DEFAULT_INITIALIZER)
 
 
 def plan_for_layers(

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from click.testing import CliRunner, Result
-from shared import SMALL_YAML
+from click.testing import Result
+from shared import SMALL_YAML, invoke, rank_lines
 
 from planner import (
     PlanFileError,
+    jsonlines,
     load_plan,
     load_spec,
     make_plan,
@@ -27,7 +28,6 @@ from planner import (
     save_plan,
     spec_problems,
 )
-from planner.cli import main
 
 # SMALL_YAML and its hand-worked placement: see tests/shared.py.
 
@@ -59,21 +59,9 @@ EXPECTED_RANK_ROWS = [
 EXPECTED_FOOTER = "largest rank 3.20 KiB, mean 2.70 KiB, imbalance (max/mean) 1.188"
 
 
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
 def files_in(folder: Path) -> list[str]:
     """Every file under ``folder``, hidden ones (temp files) included."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary current folder holding small.yaml."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(SMALL_YAML)
-    return tmp_path
 
 
 @pytest.fixture
@@ -95,18 +83,6 @@ def assert_clean_failure(result: Result, *fragments: str, code: int = 2) -> str:
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
-
-
-def rank_lines(text: str) -> list[list[str]]:
-    """The rows of the per-rank table in the text preview, split on whitespace."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["rank", "shards"])
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.strip():
-            break
-        rows.append(line.split())
-    return rows
 
 
 def preview_of(result: Result) -> str:
@@ -132,7 +108,7 @@ def test_plan_writes_the_plan_and_prints_the_preview(work: Path) -> None:
     assert out.splitlines()[-1] == "wrote plan.json"
 
     plan = json.loads((work / "plan.json").read_text())
-    assert plan["format_version"] == 1
+    assert plan["format_version"] == 2
     assert plan["world_size"] == 2
     assert [r["bytes"] for r in plan["ranks"]] == [3280, 2240]
     assert [r["elements"] for r in plan["ranks"]] == [840, 560]
@@ -291,9 +267,12 @@ def test_row_slice_threshold_override(work: Path) -> None:
     assert result.exit_code == 0, result.output
     plan = json.loads((work / "plan.json").read_text())
     assert plan["groups"]["row_sliced"] == ["a"]
-    assert [(s["rank"], s["rows"], s["cols"]) for s in plan["shards"] if s["table"] == "a"] == [
-        (0, [0, 50], [0, 8]),
-        (1, [50, 100], [0, 8]),
+    assert plan["row_splits"] == [{"table": "a", "ranks": [0, 2], "remainder_start": 0}]
+    assert "a" not in {s["table"] for s in plan["shards"]}  # written once, as its split
+    loaded = load_plan(work / "plan.json")
+    assert [(s.rank, s.rows, s.cols) for s in loaded.shards if s.table == "a"] == [
+        (0, (0, 50), (0, 8)),
+        (1, (50, 100), (0, 8)),
     ]
     assert [r["bytes"] for r in plan["ranks"]] == [1600 + 1600 + 640, 1600 + 80]
 
@@ -328,9 +307,11 @@ def test_equal_specs_written_differently_give_identical_bytes(work: Path) -> Non
 def test_plan_file_is_pretty_printed_and_versioned(saved: Path) -> None:
     text = saved.read_text()
     data = json.loads(text)
-    assert text == json.dumps(data, indent=2) + "\n"
+    assert text == jsonlines.dumps(data) + "\n"
     assert list(data)[:3] == ["format_version", "fingerprint", "world_size"]
-    assert data["format_version"] == 1
+    assert data["format_version"] == 2
+    # a shard per line, everything above it indented
+    assert '    {"table": "a", "rank": 0, "rows": [0, 100], "cols": [0, 8]},' in text.splitlines()
     assert data["fingerprint"].startswith("sha256:")
     assert len(data["fingerprint"]) == len("sha256:") + 64
 
@@ -460,8 +441,10 @@ def test_validate_fails_with_a_different_spec(saved: Path, work: Path) -> None:
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("plan.json: fingerprint ")
-    assert "does not match the spec" in lines[0]
+    assert lines == [
+        "plan.json: fingerprint: does not match the spec (tables['b'].rows: 50 in the plan, "
+        "51 in the spec); re-run planner plan on the spec and commit the new plan"
+    ]
 
 
 def test_validate_spec_options_need_the_spec(saved: Path) -> None:
@@ -529,16 +512,6 @@ def test_validate_with_spec_catches_a_consistent_edit(saved: Path) -> None:
         d["ranks"].reverse()
         for index, rank in enumerate(d["ranks"]):
             rank["rank"] = index
-        widths = [
-            w
-            for r in d["ranks"]
-            for i in r["table_parallel_inputs"]
-            for w in [r["table_parallel_weights"][i["weight"]]["width"]]
-        ]
-        d["exchange"]["output_widths"] = widths
-        order = [i["input"] for r in d["ranks"] for i in r["table_parallel_inputs"]]
-        for output in d["exchange"]["outputs"]:
-            output["pieces"] = [k for k, name in enumerate(order) if name == output["input"]]
 
     tamper(saved, swap)
     alone = invoke("validate", "plan.json")
@@ -608,7 +581,7 @@ def test_schema_validates_a_real_plan(saved: Path) -> None:
     assert list(validator.iter_errors(plan)) == []
 
     for broken in (
-        {**plan, "format_version": 2},
+        {**plan, "format_version": 1},
         {**plan, "surprise": 1},
         {**plan, "world_size": "two"},
         {k: v for k, v in plan.items() if k != "shards"},
@@ -818,8 +791,12 @@ BAD_PLANS = {
     "not JSON": (lambda saved: "world_size: 2\n", ["not valid JSON", "line 1"]),
     "JSON but not a plan": (lambda saved: '{"a": 1}', ["not a plan file", "planner plan"]),
     "wrong format_version": (
-        _plan_with(lambda d: d.update(format_version=2)),
-        ["format_version 2", "not supported"],
+        _plan_with(lambda d: d.update(format_version=3)),
+        ["format_version 3", "not supported"],
+    ),
+    "format 1": (
+        _plan_with(lambda d: d.update(format_version=1)),
+        ["format_version 1", "re-plan the spec with this version"],
     ),
     "unknown key": (_plan_with(lambda d: d.update(extra=1)), ["extra", "unknown key"]),
     "a field of the wrong type": (

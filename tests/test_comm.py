@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 from pathlib import Path
 
 import pytest
@@ -10,12 +12,13 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from planner import load_plan, plan_from_dict
 from planner.cli import main
-from planner.comm import PHASES, CommConfig, estimate_comm, phase_bytes
+from planner.costs.comm import PHASES, CommConfig, estimate_comm, phase_bytes, plain_sum
 from planner.errors import SpecError
-from planner.plan import load_plan, plan_from_dict
+from planner.plan import parse_plan
 from planner.planning import make_plan
-from planner.spec import spec_from_dict
+from planner.spec import load_spec, spec_from_dict
 from planner.validation import plan_problems, spec_problems
 
 # Three ranks, global batch 6, so each rank holds b = 2 samples of every input.
@@ -135,6 +138,30 @@ def test_time_is_the_slowest_rank_per_phase_summed() -> None:
     assert plan.ranks[2].comm.seconds == pytest.approx(0.112 + 0.040 + 0.040 + 0.200)
 
 
+def test_totals_add_left_to_right_on_every_python() -> None:
+    # Python 3.12's sum() compensates rounding: sum([0.1, 0.2, 0.3]) is 0.6 there and
+    # 0.6000000000000001 on 3.10 and 3.11. Plans keep the plain total everywhere.
+    assert plain_sum([0.1, 0.2, 0.3]) == 0.6000000000000001
+    assert plain_sum([3, 4]) == 7 and isinstance(plain_sum([3, 4]), int)
+    assert plain_sum([]) == 0
+
+
+def test_plan_times_are_the_plain_sums_of_their_phases() -> None:
+    # On this plan the compensated sum differs in the last digit (0.0004198704 instead of
+    # 0.00041987039999999995), so a plan made on Python 3.11 would not validate on 3.12.
+    spec = load_spec(
+        Path(__file__).resolve().parents[1] / "configs" / "criteo_kaggle.yaml",
+        {"strategy": "memory_optimized", "world_size": 16, "optimizer": "adam",
+         "global_batch_size": 65536, "id_bytes": 4},
+    )
+    plan = make_plan(spec)
+    plain = functools.partial(functools.reduce, operator.add)
+    assert plan.stats.comm.step_seconds == plain(plan.stats.comm.phase_seconds.values())
+    assert plan.stats.comm.step_seconds == 0.00041987039999999995
+    for rank in plan.ranks:
+        assert rank.comm.seconds == plain(getattr(rank.comm, p).seconds for p in PHASES)
+
+
 def test_int32_ids_halve_the_id_traffic_and_half_precision_the_embeddings() -> None:
     plan = plan_of(id_bytes=4, compute_dtype="float16")
     rank0 = plan.ranks[0].comm
@@ -226,7 +253,7 @@ def test_schema_accepts_a_plan_with_estimates_and_a_device_limit() -> None:
 def test_tampered_stats_fail_validation() -> None:
     data = json.loads(plan_of().to_json())
     data["stats"]["comm"]["step_seconds"] *= 2
-    assert "stats: do not match the ranks" in plan_problems(plan_from_dict(data))
+    assert "stats: do not match the ranks" in plan_problems(parse_plan(data))
 
 
 def test_preview_shows_traffic_per_rank_and_the_step(tmp_path: Path, monkeypatch) -> None:
@@ -237,9 +264,9 @@ def test_preview_shows_traffic_per_rank_and_the_step(tmp_path: Path, monkeypatch
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     head = next(line for line in lines if line.startswith("rank "))
-    assert head.split()[-4:] == ["sent", "received", "comm", "time"]
+    assert head.split()[-5:] == ["sent", "received", "comm", "time", "step"]
     # rank 0: (128 + 48 + 48) / 1000 + (64 + 128 + 128 + 80) / 2000 = 0.424 s
-    assert lines[lines.index(head) + 2].split()[-6:] == ["536", "B", "600", "B", "424.000", "ms"]
+    assert lines[lines.index(head) + 2].split()[-8:-2] == ["536", "B", "600", "B", "424.000", "ms"]
     assert (
         "communication per step at global batch 6 (2 per rank, 8-byte ids, float32 "
         "embeddings): largest rank sends 568 B, receives 600 B; 1.61 KiB in all"

@@ -6,16 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared import SMALL
+from shared import SMALL, invoke
 
-from planner.cli import main
-from planner.compare import compare, parse_strategies, parse_world_sizes
-from planner.diff import diff_plans
-from planner.plan import load_plan
+from planner import load_plan
 from planner.planning import make_plan
+from planner.reports.compare import compare, parse_strategies, parse_world_sizes
+from planner.reports.diff import diff_plans
 from planner.spec import STRATEGIES, spec_from_dict
 
 # a 100 x 8 float32 (800 elements, 3200 B), b 50 x 8 (400, 1600 B),
@@ -25,17 +23,6 @@ from planner.spec import STRATEGIES, spec_from_dict
 #     b -> r1, d -> r1, c -> r1; ranks end ordered by load, so rank 0 holds b, d, c
 #     (2320 B) and rank 1 holds a (3200 B)
 #   one rank: everything on rank 0 (5520 B), strategy basic whatever was asked
-
-
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(json.dumps(SMALL))  # JSON is YAML
-    return tmp_path
 
 
 def plan_file(work: Path, name: str, **changes) -> Path:
@@ -91,20 +78,28 @@ def test_compare_table_with_traffic_and_fit(work: Path) -> None:
     #     embeddings: rank 0 sends 2 x 20 x 4 = 160 B, rank 1 2 x 8 x 4 = 64 B
     #     rank 0 sends 16 + 160 + 64 = 240, receives 48 + 64 + 160 = 272 -> 272 B
     #     time: 48 + 160 + 160 = 368 B -> 368 ms
+    # step (docs/cost_model.md), one host at 1000 B/s, memory at 1000 B/s: a table's
+    # forward lookups read 4 ids x (8 B + a 128-byte line, the least a row read moves)
+    # and write 4 x width x 4 B: a, b, d (8 wide) 672 B each, c (4 wide) 608 B.
+    #   basic: ids 32, lookups max(672 + 608, 672 + 672) = 1344, outputs 128 and
+    #     gradients 128, backward 2 x 1344: 4320 B -> 4320 ms
+    #   memory_optimized: ids 48, lookups 672 + 672 + 608 = 1952, outputs 160 and
+    #     gradients 160, backward 3904: 6224 ms
     result = invoke(
         "compare", "small.yaml", "--world-size", "2", "--strategy", "basic,memory_optimized",
         "--global-batch-size", "4", "--alltoall-bandwidth", "1e-6", "--device-memory", "3250",
+        "--intra-host-bandwidth", "1e-6", "--memory-bandwidth", "1e-6",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         "world  strategy          max/rank  mean/rank  imbalance  shards  comm/rank   comm time"
-        "  fits",
+        "         step  fits",
         "-----  ----------------  --------  ---------  ---------  ------  ---------  ----------"
-        "  -----------",
+        "  -----------  -----------",
         "    2  basic             3.20 KiB   2.70 KiB      1.188       4      256 B  288.000 ms"
-        "  no (1 over)",
+        "  4320.000 ms  no (1 over)",
         "    2  memory_optimized  3.12 KiB   2.70 KiB      1.159       4      272 B  368.000 ms"
-        "  yes",
+        "  6224.000 ms  yes",
     ]
     assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]  # nothing written
 
@@ -261,12 +256,19 @@ def test_only_an_estimate_changed(work: Path) -> None:
 
 
 def test_unexplained_differences_are_named(work: Path) -> None:
+    # rank 0 holds a (width 8) and c (width 4) as two weights; listed the other way round
+    # (as another version might), with the inputs pointing at the new positions, the plan
+    # is as sound, places every table where it was, and still differs
     old = plan_file(work, "old.json")
     data = json.loads(old.read_text())
-    data["fingerprint"] = "sha256:" + "0" * 64
+    rank = data["ranks"][0]
+    rank["table_parallel_weights"].reverse()
+    for local in rank["table_parallel_inputs"]:
+        local["weight"] = 1 - local["weight"]
     (work / "new.json").write_text(json.dumps(data))
+    assert invoke("validate", "new.json").exit_code == 0
     result = invoke("diff", old, "new.json", "--exit-code")
-    assert (result.exit_code, result.stdout.splitlines()[0]) == (1, "plans differ in fingerprint")
+    assert (result.exit_code, result.stdout.splitlines()[0]) == (1, "plans differ in ranks")
 
 
 def test_diff_json_and_bad_files(work: Path) -> None:
@@ -347,18 +349,17 @@ def test_a_plan_with_a_rank_missing_is_a_one_line_input_error(work: Path) -> Non
         )
 
 
-def test_a_row_sliced_table_without_shards_is_described(work: Path) -> None:
+def test_a_row_sliced_table_without_shards_is_refused(work: Path) -> None:
     old = plan_file(work, "old.json", world_size=3, row_slice_threshold=800)
     data = json.loads(old.read_text())
-    data["shards"] = [s for s in data["shards"] if s["table"] != "a"]
+    data["row_splits"] = []  # a's rows are nowhere
     (work / "new.json").write_text(json.dumps(data))
     result = invoke("diff", old, "new.json")
-    assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == [
-        "1 of 4 tables moved",
-        "",
-        "moved:",
-        "  a: row-sliced over ranks 0-2 (33-34 rows each) -> row-sliced, no shards",
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "Error: new.json: shards: the shards of 'a' do not cover its 100 x 8 elements exactly "
+        "once (and 7 more); run planner validate for every problem"
     ]
 
 

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from planner import Plan, Spec, load_spec, make_plan, plan_problems
-from planner.auto import UPSTREAM_STRATEGIES
 from planner.cli import main
+from planner.placement.upstream import UPSTREAM_STRATEGIES
 from planner.spec import STRATEGIES
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -199,14 +199,15 @@ def test_config_plans_soundly(name: str, world: int, strategy: str) -> None:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_colossal_plans_on_1024_ranks(strategy: str) -> None:
     spec = resized(spec_of("synthetic_colossal"), 1024, strategy)
-    started = time.perf_counter()
+    started = time.process_time()
     plan = make_plan(spec)
-    seconds = time.perf_counter() - started
+    seconds = time.process_time() - started
     assert_sound(plan, spec)
     assert len(plan.ranks) == 1024
     # A guard against an order-of-magnitude regression, not a measurement: the figures
     # (0.3 s upstream strategies, 0.6 s auto) come from benchmarks/planner_speed.py.
-    assert seconds < 5, f"colossal on 1024 ranks took {seconds:.1f} s"
+    # CPU time, not wall time: on a busy machine auto took 6 s of wall time, 0.4 s of CPU.
+    assert seconds < 5, f"colossal on 1024 ranks took {seconds:.1f} s of CPU time"
 
 
 @pytest.mark.parametrize("name", CONFIG_NAMES)

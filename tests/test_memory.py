@@ -11,26 +11,25 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared import SMALL, SMALL_YAML
+from shared import SMALL, invoke
 
-from planner import planning
-from planner.cli import main
+from planner import load_plan, plan_from_dict
+from planner.costs.memory import usable_memory
 from planner.errors import PlanFileError, SpecError
-from planner.memory import (
-    OPTIMIZERS,
+from planner.plan import parse_plan
+from planner.planning import make_plan
+from planner.reports import capacity
+from planner.reports.capacity import (
     _world_sizes_to_try,
     capacity_lines,
     largest_world_to_try,
     over_capacity,
-    parse_size,
-    usable_memory,
 )
-from planner.plan import load_plan, plan_from_dict
-from planner.planning import make_plan
 from planner.spec import COST_FIELDS, DTYPE_BYTES, spec_from_dict
+from planner.units import OPTIMIZERS, parse_size
 from planner.validation import plan_problems, spec_problems
 
 # Four tables, two ranks, round-robin ("basic"):
@@ -94,7 +93,7 @@ def test_usable_memory_takes_the_reserve_off() -> None:
         ({"memory_reserve": -0.1}, "memory_reserve: Input should be greater than or equal"),
         ({"id_bytes": 2}, "id_bytes"),
         ({"global_batch_size": 3}, "global_batch_size: 3 samples do not split evenly over 2"),
-        ({"alltoall_bandwidth": 0}, "alltoall_bandwidth: Input should be greater than 0"),
+        ({"alltoall_bandwidth": 0}, "alltoall_bandwidth: Input should be greater than or equal"),
     ],
 )
 def test_bad_cost_fields_are_one_line_errors(changes, fragment) -> None:
@@ -220,7 +219,7 @@ def test_tampered_optimizer_bytes_fail_validation() -> None:
     data = json.loads(plan.to_json())
     data["ranks"][0]["bytes"] = 3280
     assert "ranks[0]: elements or bytes do not match what it holds" in plan_problems(
-        plan_from_dict(data)
+        parse_plan(data)
     )
 
 
@@ -285,24 +284,14 @@ def test_ranks_hold_every_table_once_and_replicas_on_each(spec) -> None:
 # --- capacity through the CLI -----------------------------------------------------------
 
 
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "small.yaml").write_text(SMALL_YAML)
-    return tmp_path
-
-
-def assert_capacity_failure(result: Result, work: Path, ranks: list[int]) -> list[str]:
-    """Exit 3, nothing on stdout, one stderr line per rank over, no file written."""
+def assert_capacity_failure(result: Result, work: Path, ranks: list[str]) -> list[str]:
+    """Exit 3, nothing on stdout, no file written, and on stderr one line per group of
+    ranks with the same advice, each starting with its ranks (``rank 0``, ``ranks 0-1``)."""
     assert result.exit_code == 3, result.output
     assert result.stdout == ""
     assert "Traceback" not in result.output
     lines = result.stderr.splitlines()
-    assert [line.split(" ")[1] for line in lines] == [str(r) for r in ranks], lines
+    assert [" ".join(line.split(" ")[:2]) for line in lines] == ranks, lines
     assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]
     return lines
 
@@ -314,7 +303,7 @@ def test_plan_over_the_limit_fails_with_one_line_per_rank(work: Path) -> None:
     # that threshold does not fit with basic (a0, b, d = 3840 B on rank 0), 5 ranks do
     # (automatic slicing gives every rank one slice, 1600 B at most).
     result = invoke("plan", "small.yaml", "--device-memory", "3000", "-o", "p.json")
-    (line,) = assert_capacity_failure(result, work, [0])
+    (line,) = assert_capacity_failure(result, work, ["rank 0"])
     assert line.startswith(
         "rank 0 needs 3.20 KiB, 280 B over the 2.93 KiB limit (2.93 KiB less 0% reserve); "
         "table 'a' alone takes 3.12 KiB here; it fits with"
@@ -328,15 +317,17 @@ def test_plan_over_the_limit_fails_with_one_line_per_rank(work: Path) -> None:
     assert (overflow.needs, overflow.limit, overflow.over) == (3280, 3000, 280)
 
 
-def test_every_rank_over_gets_a_line_and_the_world_size_it_needs(work: Path) -> None:
-    # 2000 B: both ranks over; even balanced 5520 / 2 = 2760 B > 2000, so no placement on
-    # two ranks fits; at least ceil(5520 / 2000) = 3 ranks are needed
+def test_ranks_over_for_the_same_reason_share_one_line(work: Path) -> None:
+    # 2000 B: both ranks over (3280 B is 1280 B over, 2240 B is 240 B over); even balanced
+    # 5520 / 2 = 2760 B > 2000, so no placement on two ranks fits; at least
+    # ceil(5520 / 2000) = 3 ranks are needed. Same reason, same advice: one line.
     result = invoke("plan", "small.yaml", "--device-memory", "2000", "-o", "p.json")
-    lines = assert_capacity_failure(result, work, [0, 1])
-    assert lines[0].startswith("rank 0 needs 3.20 KiB, 1.25 KiB over the 1.95 KiB limit")
-    assert lines[1].startswith("rank 1 needs 2.19 KiB, 240 B over the 1.95 KiB limit")
-    for line in lines:
-        assert "even perfectly balanced the tables need 2.70 KiB per rank" in line
+    (line,) = assert_capacity_failure(result, work, ["ranks 0-1"])
+    assert line.startswith(
+        "ranks 0-1 need 2.19 KiB to 3.20 KiB, up to 1.25 KiB over the 1.95 KiB limit "
+        "(1.95 KiB less 0% reserve); even perfectly balanced the tables need 2.70 KiB per "
+        "rank; it fits with --world-size"
+    )
     overflows = over_capacity(plan_of(device_memory=2000))
     assert [o.advice for o in overflows] == ["raise --world-size to at least 3"] * 2
 
@@ -346,7 +337,7 @@ def test_the_reserve_lowers_the_limit(work: Path) -> None:
     result = invoke(
         "plan", "small.yaml", "--device-memory", "4000", "--memory-reserve", "0.25", "-o", "p"
     )
-    (line,) = assert_capacity_failure(result, work, [0])
+    (line,) = assert_capacity_failure(result, work, ["rank 0"])
     assert "280 B over the 2.93 KiB limit (3.91 KiB less 25% reserve)" in line
 
 
@@ -356,9 +347,9 @@ def test_optimizer_state_can_push_a_plan_over(work: Path) -> None:
     result = invoke(
         "plan", "small.yaml", "--device-memory", "4KiB", "--optimizer", "adam", "-o", "p.json"
     )
-    # adam: 9840 and 6720 B against 4096 B
-    lines = assert_capacity_failure(result, work, [0, 1])
-    assert lines[0].startswith("rank 0 needs 9.61 KiB, 5.61 KiB over the 4.00 KiB limit")
+    # adam: 9840 and 6720 B against 4096 B; balanced 8280 B each, so the same reason
+    (line,) = assert_capacity_failure(result, work, ["ranks 0-1"])
+    assert line.startswith("ranks 0-1 need 6.56 KiB to 9.61 KiB, up to 5.61 KiB over the 4.00 KiB")
 
 
 def test_data_parallel_copies_that_fill_a_rank_name_the_threshold(work: Path) -> None:
@@ -376,10 +367,10 @@ def test_data_parallel_copies_that_fill_a_rank_name_the_threshold(work: Path) ->
         "-o",
         "p.json",
     )
-    lines = assert_capacity_failure(result, work, [0, 1])
-    for line in lines:
-        assert "the data-parallel tables alone take 5.39 KiB on every rank" in line
-        assert "--data-parallel-threshold 799" in line
+    (line,) = assert_capacity_failure(result, work, ["ranks 0-1"])
+    assert line.startswith("ranks 0-1 need 5.39 KiB each, 520 B over the 4.88 KiB limit")
+    assert "the data-parallel tables alone take 5.39 KiB on every rank" in line
+    assert "--data-parallel-threshold 799" in line
 
 
 def test_a_table_too_wide_to_column_slice_is_told_to_row_slice() -> None:
@@ -403,28 +394,47 @@ def test_a_table_too_wide_to_column_slice_is_told_to_row_slice() -> None:
 
 def counting_make_plan(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
     """(world size, strategy) of every plan the capacity advice makes from now on."""
-    calls, make = [], planning.make_plan
+    calls, make = [], capacity.make_plan
 
     def counted(spec):
         calls.append((spec.world_size, spec.strategy))
         return make(spec)
 
-    monkeypatch.setattr(planning, "make_plan", counted)
+    monkeypatch.setattr(capacity, "make_plan", counted)
     return calls
 
 
 def test_world_sizes_tried_stop_at_eight_times_the_plan_or_4096() -> None:
     assert [largest_world_to_try(n) for n in (1, 2, 512, 1024)] == [4096, 4096, 4096, 8192]
+    assert [largest_world_to_try(n) for n in (2048, 4096, 16384)] == [16384] * 3  # the bound
     assert _world_sizes_to_try(3, 4096) == [3, 4, 5, 6, 8, 16]
     assert _world_sizes_to_try(1000, 4800) == [1000, 1001, 1002, 1003, 1024, 2048, 4096, 4800]
     assert _world_sizes_to_try(4094, 4096) == [4094, 4095, 4096]
     assert _world_sizes_to_try(5000, 4096) == []
 
 
+def test_advice_never_names_more_ranks_than_a_spec_may_ask_for(tmp_path, monkeypatch) -> None:
+    # 64 x 100 float32 = 25,600 B on 4,096 ranks of 1 B: perfectly balanced they need
+    # 25,600 ranks, past the 16,384 a spec may have; none is re-planned above the bound
+    replans = counting_make_plan(monkeypatch)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("world_size: 4096\ntables:\n  - {name: a, rows: 100, width: 64}\n")
+    result = invoke("plan", spec, "-o", tmp_path / "p.json", "--device-memory", "1B")
+    assert result.exit_code == 3, result.output
+    assert isinstance(result.exception, SystemExit)
+    first = result.stderr.splitlines()[0]
+    assert first.endswith(
+        "even 16,384 ranks do not fit (balanced perfectly the tables need 25,600); use devices "
+        "with more memory (16,384 ranks are the most this planner plans)"
+    ), first
+    assert max(world for world, _ in replans) <= 16384
+    assert not (tmp_path / "p.json").exists()
+
+
 def test_a_spec_that_needs_thousands_of_ranks_is_not_replanned_at_them(monkeypatch) -> None:
     # 6,400,000 float32 elements (25.6 MB) on 1000 B devices: perfectly balanced they need
-    # ceil(25,600,000 / 1000) = 25,600 ranks, past the 4,096 tried. Only the other
-    # strategies are re-planned, at 2 ranks.
+    # ceil(25,600,000 / 1000) = 25,600 ranks, past the 4,096 tried and the 16,384 a spec
+    # may ask for. Only the other strategies are re-planned, at 2 ranks.
     spec = spec_from_dict(
         {
             "world_size": 2,
@@ -434,15 +444,14 @@ def test_a_spec_that_needs_thousands_of_ranks_is_not_replanned_at_them(monkeypat
     )
     plan = make_plan(spec)
     calls = counting_make_plan(monkeypatch)
-    lines = capacity_lines(plan)
+    (line,) = capacity_lines(plan)  # both ranks, one reason: one line
     assert calls == [(2, "memory_balanced"), (2, "memory_optimized"), (2, "auto")]
-    assert len(lines) == 2
-    for line in lines:
-        assert line.endswith(
-            "even perfectly balanced the tables need 12.21 MiB per rank; even 4,096 ranks do "
-            "not fit (balanced perfectly the tables need 25,600); use devices with more memory "
-            "or raise --world-size to at least 25600"
-        )
+    assert line.startswith("ranks 0-1 need ")
+    assert line.endswith(
+        "even perfectly balanced the tables need 12.21 MiB per rank; even 4,096 ranks do "
+        "not fit (balanced perfectly the tables need 25,600); use devices with more memory "
+        "(16,384 ranks are the most this planner plans)"
+    )
 
 
 def test_when_no_world_size_tried_fits_the_largest_one_advises(monkeypatch) -> None:
@@ -525,7 +534,11 @@ def test_preview_shows_optimizer_state_and_free_memory(work: Path) -> None:
         "device_memory": 10240,
         "memory_reserve": 0.0,
         "usable_bytes": 10240,
+        "fits": True,
         "ranks_over": [],
+        "overflows": [],
+        "fixes": [],
+        "advice": [],
     }
 
 

@@ -15,8 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shared import time_limit
 
-from planner.plan import Plan, load_plan, plan_from_dict, save_plan
-from planner.planning import make_plan, rank_footprints, summarize
+from planner import load_plan, plan_from_dict
+from planner.costs.memory import rank_footprints
+from planner.costs.summary import summarize
+from planner.plan import Plan, save_plan
+from planner.planning import make_plan
 from planner.spec import DTYPE_BYTES, Spec, spec_from_dict
 from planner.validation import plan_problems, spec_problems
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from planner.layout import Piece, fuse, fusion_key, merge_slices, rank_layout
-from planner.slicing import (
+from planner.placement.assignment import ASSIGNMENTS, basic, memory_balanced, memory_optimized
+from planner.placement.layout import Piece, fuse, fusion_key, merge_slices, rank_layout
+from planner.placement.slicing import (
     automatic_column_threshold,
     column_slice_count,
     ranges_from_sizes,
     split_evenly,
 )
 from planner.spec import TableSpec
-from planner.strategies import STRATEGIES, basic, memory_balanced, memory_optimized
 
 # --- automatic_column_threshold -------------------------------------------------------
 
@@ -199,8 +199,8 @@ def test_memory_optimized_more_ranks_than_slices():
 
 def test_strategy_registry():
     names = ("basic", "memory_balanced", "memory_optimized")
-    assert [STRATEGIES[name] for name in names] == [basic, memory_balanced, memory_optimized]
-    assert len(STRATEGIES) == 3
+    assert [ASSIGNMENTS[name] for name in names] == [basic, memory_balanced, memory_optimized]
+    assert len(ASSIGNMENTS) == 3
 
 
 # --- merge_slices ----------------------------------------------------------------------

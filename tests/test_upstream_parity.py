@@ -9,32 +9,16 @@ which upstream gets wrong for shared tables and is checked separately where it i
 
 from __future__ import annotations
 
-import gzip
-import json
 from functools import cache
-from pathlib import Path
 
 import pytest
-from upstream_view import upstream_fused_tables, upstream_view
+from upstream_view import assert_matches_upstream, load_cases, spec_dict
 
 from planner.planning import make_plan
 from planner.spec import spec_from_dict
 from planner.validation import plan_problems
 
-CASES_FILE = Path(__file__).parent / "data" / "upstream_cases.json.gz"
-CASES = json.loads(gzip.decompress(CASES_FILE.read_bytes()))
-PARAMETERS = (
-    "world_size",
-    "strategy",
-    "column_slice_threshold",
-    "row_slice_threshold",
-    "data_parallel_threshold",
-    "dp_input",
-)
-# Upstream attributes the view does not rebuild: table_ids and local_group_list are
-# compared through fused_tables; sliced_out_ranges is upstream's buggy concat bookkeeping;
-# ref_seconds is how long upstream took.
-NOT_IN_VIEW = {"table_ids", "local_group_list", "sliced_out_ranges", "ref_seconds"}
+CASES = load_cases("upstream_cases.json.gz")
 
 
 def case_id(number: int) -> str:
@@ -44,29 +28,6 @@ def case_id(number: int) -> str:
 
 
 ALL = [pytest.param(n, id=case_id(n)) for n in range(len(CASES))]
-
-
-def spec_dict(case: dict) -> dict:
-    raw = {key: case[key] for key in PARAMETERS}
-    raw["tables"] = [
-        {
-            "name": table["name"],
-            "rows": table["input_dim"],
-            "width": table["output_dim"],
-            "combiner": table["combiner"],
-        }
-        for table in case["tables"]
-    ]
-    table_map = case["input_table_map"]
-    raw["inputs"] = (
-        None
-        if table_map is None
-        else [
-            {"name": f"in{k}", "table": case["tables"][index]["name"]}
-            for k, index in enumerate(table_map)
-        ]
-    )
-    return raw
 
 
 @cache
@@ -89,21 +50,7 @@ def test_the_data_covers_the_rules():
 
 @pytest.mark.parametrize("number", ALL)
 def test_plan_matches_upstream(number):
-    expected = CASES[number]["expected"]
-    view = upstream_view(plan_of(number))
-
-    compared = set(view) - {"fused_tables"}
-    assert compared == set(expected) - NOT_IN_VIEW
-    for key in sorted(compared):
-        wanted = expected[key]
-        if key == "local_configs":
-            wanted = [
-                [{k: c[k] for k in ("input_dim", "output_dim", "combiner")} for c in rank]
-                for rank in wanted
-            ]
-        assert view[key] == wanted, key
-    if "fused_tables" in view:
-        assert view["fused_tables"] == upstream_fused_tables(expected)
+    assert_matches_upstream(plan_of(number), CASES[number]["expected"])
 
 
 @pytest.mark.parametrize("number", ALL)

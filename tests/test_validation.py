@@ -10,32 +10,18 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from shared import RICH
 
-from planner import make_plan, plan_from_dict, plan_problems, spec_from_dict
+from planner import make_plan, plan_problems, spec_from_dict
 from planner.cli import main
-from planner.planning import rank_footprints, summarize
+from planner.costs.memory import rank_footprints
+from planner.costs.summary import summarize
+from planner.plan import parse_plan
 
-# a (1000 x 4) is row-sliced over 2 ranks (4000 >= 3000 elements); b (10 x 4) is
-# table-parallel on rank 0; c (2 x 4) is data-parallel; d is read by two inputs.
-SPEC = {
-    "world_size": 2,
-    "row_slice_threshold": 3000,
-    "data_parallel_threshold": 8,
-    "global_batch_size": 8,
-    "tables": [
-        {"name": "a", "rows": 1000, "width": 4, "combiner": "sum"},
-        {"name": "b", "rows": 10, "width": 4},
-        {"name": "c", "rows": 2, "width": 4},
-        {"name": "d", "rows": 20, "width": 4, "combiner": "sum"},
-    ],
-    "inputs": [
-        {"name": "a", "table": "a"},
-        {"name": "b", "table": "b"},
-        {"name": "c", "table": "c"},
-        {"name": "d1", "table": "d"},
-        {"name": "d2", "table": "d", "hotness": 3},
-    ],
-}
+# RICH (tests/shared.py): a (1000 x 4) is row-sliced over 2 ranks (4000 >= 3000
+# elements); b (10 x 4) is table-parallel on rank 0; c (2 x 4) is data-parallel; d is read
+# by two inputs.
+SPEC = RICH
 
 
 @pytest.fixture
@@ -48,7 +34,7 @@ def plan_dict() -> dict:
 
 def problems_after(data: dict) -> list[str]:
     """Problems of the edited plan, its per-rank totals and stats recounted first."""
-    plan = plan_from_dict(data)
+    plan = parse_plan(data)
     ranks = [
         rank.model_copy(update={"elements": e, "bytes": b, "optimizer_bytes": o})
         for rank, (e, b, o) in zip(plan.ranks, rank_footprints(plan), strict=True)
@@ -57,27 +43,26 @@ def problems_after(data: dict) -> list[str]:
     return plan_problems(plan)
 
 
-def test_row_sliced_table_held_whole_by_every_rank(plan_dict: dict) -> None:
-    # a becomes two column halves, and every rank claims all of a's rows
-    plan_dict["shards"] = [s for s in plan_dict["shards"] if s["table"] != "a"] + [
+def test_row_sliced_table_also_cut_by_columns(plan_dict: dict) -> None:
+    # a is row-sliced (its rows follow from row_splits); shards claiming its columns too
+    plan_dict["shards"] += [
         {"table": "a", "rank": 0, "rows": [0, 1000], "cols": [0, 2]},
         {"table": "a", "rank": 1, "rows": [0, 1000], "cols": [2, 4]},
     ]
-    for rank in plan_dict["ranks"]:
-        rank["row_slices"] = [{"table": "a", "rows": [0, 1000]}]
     problems = problems_after(plan_dict)
     assert "shards: 'a' must be cut into whole-column row ranges, in rank order" in problems
 
 
-def test_row_slices_out_of_rank_order(plan_dict: dict) -> None:
-    for shard in plan_dict["shards"]:
-        if shard["table"] == "a":
-            shard["rank"] = 1 - shard["rank"]
-    for rank in plan_dict["ranks"]:
-        rank["row_slices"][0]["rows"] = [500, 1000] if rank["rank"] == 0 else [0, 500]
-    assert "shards: 'a' must be cut into whole-column row ranges, in rank order" in (
-        problems_after(plan_dict)
-    )
+def test_row_split_over_ranks_that_do_not_exist(plan_dict: dict) -> None:
+    assert plan_dict["row_splits"] == [{"table": "a", "ranks": [0, 2], "remainder_start": 0}]
+    plan_dict["row_splits"][0]["ranks"] = [0, 3]
+    assert "row_splits: 'a' names ranks 0..2, outside 0..1" in problems_after(plan_dict)
+
+
+def test_row_sliced_table_without_a_split(plan_dict: dict) -> None:
+    plan_dict["row_splits"] = []
+    problems = problems_after(plan_dict)
+    assert "row_splits: must hold one split per row-sliced table, and no other" in problems
 
 
 def test_input_listed_twice_and_another_missing(plan_dict: dict) -> None:

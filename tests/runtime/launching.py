@@ -1,10 +1,5 @@
-"""How the runtime tests start Horovod jobs: the launcher, its environment, the repo root.
-
-A worker runs many scenarios in one job (TensorFlow takes seconds to import per rank),
-and every rank prints ``OK name`` or ``FAIL name: reason`` per scenario. A world of one
-rank needs no launcher: the worker runs as a plain process (``hvd.init()`` then makes a
-one-rank world).
-"""
+"""How the runtime tests start Horovod jobs: the launcher, its environment, the repo root,
+and the scenario workers' ``OK name`` / ``FAIL name: reason`` lines."""
 
 from __future__ import annotations
 
@@ -17,7 +12,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = Path(__file__).parent / "workers"
-TIMEOUT = 300
 
 
 def horovodrun() -> str:
@@ -35,27 +29,38 @@ def launch_environment() -> dict[str, str]:
     }
 
 
-def launch(
-    worker: str, ranks: int, scenarios: list[str], timeout: float = TIMEOUT
-) -> dict[str, list[str]]:
-    """Run ``workers/<worker>`` on ``ranks`` ranks; per scenario, the lines every rank
-    printed about it; under ``__output__`` the output's tail, under ``__lines__`` all of
-    rank 0's output lines (without the launcher's prefix)."""
-    env = launch_environment()
-    command = [sys.executable, str(WORKERS / worker), *scenarios]
-    if ranks > 1:
-        command = [horovodrun(), "-np", str(ranks), "--gloo", "-H", f"localhost:{ranks}", *command]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+def command(ranks: int, script: Path, *args: str) -> list[str]:
+    """``script`` with ``args`` on ``ranks`` ranks; one rank needs no launcher (``hvd.init()``
+    then makes a one-rank world)."""
+    plain = [sys.executable, str(script), *args]
+    if ranks == 1:
+        return plain
+    return [horovodrun(), "-np", str(ranks), "--gloo", "-H", f"localhost:{ranks}", *plain]
+
+
+def start(ranks: int, script: Path, *args: str) -> subprocess.Popen:
+    """Start a job in a session of its own, so that it can be killed whole."""
+    return subprocess.Popen(
+        command(ranks, script, *args), cwd=ROOT, env=launch_environment(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
+
+
+def finish(process: subprocess.Popen, timeout: float) -> str:
+    """The job's output once it ends; killed whole (and said so) after ``timeout`` s."""
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         output += f"\n(timed out after {timeout} s)"
-    results: dict[str, list[str]] = {name: [] for name in scenarios}
+    return output
+
+
+def scenario_results(output: str, names: list[str]) -> dict[str, list[str]]:
+    """Per scenario, the lines every rank printed; ``__output__``: the output's tail;
+    ``__lines__``: every line rank 0 printed, without the launcher's prefix."""
+    results: dict[str, list[str]] = {name: [] for name in names}
     line = r"^(?:\[(\d+)\]<stdout>:)?((?:OK|FAIL) (\S+?)(?::.*)?)$"  # one rank: no prefix
     for match in re.finditer(line, output, re.M):
         name = match.group(3)
@@ -66,8 +71,13 @@ def launch(
     return results
 
 
+def launch(worker: Path, ranks: int, scenarios: list[str], timeout: int) -> dict[str, list[str]]:
+    """Run a scenario worker on ``ranks`` ranks; per scenario, the lines every rank printed."""
+    return scenario_results(finish(start(ranks, worker, *scenarios), timeout), scenarios)
+
+
 def check(results: dict, name: str, ranks: int) -> None:
-    """Every rank reported ``OK name``."""
+    """Every rank printed OK for the scenario."""
     lines = results[name]
     ok = [line for line in lines if ": OK " in line]
     assert len(ok) == ranks, "\n".join(lines) or results["__output__"][0]

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("horovod.tensorflow")
 
-from launching import check, launch
+from launching import WORKERS, check, launch
 
 pytestmark = pytest.mark.runtime
 
@@ -27,7 +27,7 @@ EXPECTED = {"HorovodAlltoall": 3, "HorovodGroupedAllreduce": 1}
 @pytest.fixture(scope="module")
 def two_ranks():
     # Tracing a step over 400 tables twice takes minutes on a busy machine.
-    return launch("collectives.py", 2, SCENARIOS, timeout=900)
+    return launch(WORKERS / "collectives.py", 2, SCENARIOS, 900)
 
 
 def counts(results: dict, scenario: str) -> dict[int, dict[str, int]]:

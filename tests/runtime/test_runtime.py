@@ -1,5 +1,8 @@
-"""Runtime tests: scenario workers launched with ``horovodrun --gloo`` on this machine
-(see launching.py), each compared with a single-process reference."""
+"""Runtime tests: scenario workers launched with ``horovodrun --gloo`` on this machine.
+
+Each launch runs many scenarios in one job (TensorFlow takes seconds to import per
+rank), and every rank prints ``OK name`` or ``FAIL name: reason`` per scenario.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,13 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("horovod.tensorflow")
 
-from launching import check, launch
+import launching
+from launching import WORKERS, check
 
 pytestmark = pytest.mark.runtime
+
+WORKER = WORKERS / "scenarios.py"
+TIMEOUT = 300
 
 ONE_RANK = [
     "mixed_groups",
@@ -55,19 +62,23 @@ THREE_RANKS = [
 ]
 
 
+def launch(ranks: int, scenarios: list[str]) -> dict[str, list[str]]:
+    return launching.launch(WORKER, ranks, scenarios, TIMEOUT)
+
+
 @pytest.fixture(scope="module")
 def one_rank():
-    return launch("scenarios.py", 1, ONE_RANK)
+    return launch(1, ONE_RANK)
 
 
 @pytest.fixture(scope="module")
 def two_ranks():
-    return launch("scenarios.py", 2, TWO_RANKS)
+    return launch(2, TWO_RANKS)
 
 
 @pytest.fixture(scope="module")
 def three_ranks():
-    return launch("scenarios.py", 3, THREE_RANKS)
+    return launch(3, THREE_RANKS)
 
 
 @pytest.mark.parametrize("name", ONE_RANK)

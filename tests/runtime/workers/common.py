@@ -91,33 +91,46 @@ def feed(plan, data: GlobalData, local_batch: int, dtype=tf.int32) -> list:
     return [id_tensor(data.ids[local.input], None, dtype) for local in mine]
 
 
+def reference_outputs(plan, data: GlobalData, variables: list) -> dict:
+    """Single-process outputs of every input on the global batch, by input name."""
+    index = {t.name: i for i, t in enumerate(plan.tables)}
+    outputs = {}
+    for inp in plan.inputs:
+        table = plan.table(inp.table)
+        ids = id_tensor(data.ids[inp.name], None, tf.int64)
+        rows = tf.gather(variables[index[inp.table]], ids)
+        if isinstance(ids, tf.RaggedTensor):
+            total = tf.reduce_sum(rows, axis=1)
+            if table.combiner == "mean":
+                count = tf.cast(tf.maximum(ids.row_lengths(), 1), tf.float32)
+                total = total / count[:, None]
+            out = total
+        elif ids.shape.rank == 1:
+            out = rows
+        elif table.combiner == "mean":
+            out = tf.reduce_mean(rows, axis=1)
+        elif table.combiner == "sum":
+            out = tf.reduce_sum(rows, axis=1)
+        else:
+            out = rows[:, 0]
+        outputs[inp.name] = out
+    return outputs
+
+
+def reference_loss(plan, data: GlobalData, outputs: dict):
+    """The objective on the global batch: the mean over samples, summed over inputs."""
+    return tf.add_n([
+        tf.reduce_mean(tf.reduce_sum(outputs[inp.name] * data.targets[inp.name], axis=1))
+        for inp in plan.inputs
+    ])
+
+
 def reference_step(plan, data: GlobalData, lr: float = LR):
     """Single-process outputs on the global batch, and the tables after one SGD step."""
     variables = [tf.Variable(t) for t in data.tables]
-    index = {t.name: i for i, t in enumerate(plan.tables)}
     with tf.GradientTape() as tape:
-        outputs = {}
-        loss = 0.0
-        for inp in plan.inputs:
-            table = plan.table(inp.table)
-            ids = id_tensor(data.ids[inp.name], None, tf.int64)
-            rows = tf.gather(variables[index[inp.table]], ids)
-            if isinstance(ids, tf.RaggedTensor):
-                total = tf.reduce_sum(rows, axis=1)
-                if table.combiner == "mean":
-                    count = tf.cast(tf.maximum(ids.row_lengths(), 1), tf.float32)
-                    total = total / count[:, None]
-                out = total
-            elif ids.shape.rank == 1:
-                out = rows
-            elif table.combiner == "mean":
-                out = tf.reduce_mean(rows, axis=1)
-            elif table.combiner == "sum":
-                out = tf.reduce_sum(rows, axis=1)
-            else:
-                out = rows[:, 0]
-            outputs[inp.name] = out
-            loss += tf.reduce_mean(tf.reduce_sum(out * data.targets[inp.name], axis=1))
+        outputs = reference_outputs(plan, data, variables)
+        loss = reference_loss(plan, data, outputs)
     grads = tape.gradient(loss, variables)
     for var, grad in zip(variables, grads, strict=True):
         if grad is not None:

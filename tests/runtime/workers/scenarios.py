@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -21,6 +20,7 @@ from common import close, feed, local_loss, make_data, plan_for, reference_step
 import runtime
 from planner.plan import save_plan
 from runtime import DistributedEmbedding, DistributedGradientTape
+from runtime.horovod_patches import is_local
 
 
 def table(name, rows, width, combiner=None, **extra):
@@ -257,7 +257,12 @@ def round_trips():
 
 
 def expect_error(what: str, fn, *needles: str) -> None:
-    start = time.monotonic()
+    """``fn`` raises an error whose message holds every needle.
+
+    No clock: a rank left waiting in a collective never returns, which the launch's
+    timeout reports, and an error from anywhere else lacks the needles. A wall-clock
+    limit only measured the machine's load (tracing a step took 28 s on a busy one).
+    """
     try:
         fn()
     except Exception as exc:  # the message is what matters
@@ -265,8 +270,6 @@ def expect_error(what: str, fn, *needles: str) -> None:
         missing = [n for n in needles if n not in text]
         if missing:
             raise AssertionError(f"{what}: message {text[:300]!r} lacks {missing}") from exc
-        if time.monotonic() - start > 20:
-            raise AssertionError(f"{what}: took {time.monotonic() - start:.0f} s") from exc
         return
     raise AssertionError(f"{what}: no error raised")
 
@@ -399,6 +402,11 @@ def plan_file():
     check("plan_file", {}, layer=layer, plan=plan, layouts=MIXED_LAYOUTS)
 
 
+# Step size of fit: small enough for training to stay stable (at 0.1 the 320-wide row
+# that every sample reads made step 2 diverge, and float32 rounding grew to 7e-5).
+FIT_LR = 0.01
+
+
 def fit():
     """model.fit with DistributedOptimizer and the broadcast callback (momentum slots).
 
@@ -406,6 +414,12 @@ def fit():
     rank 0's after the first batch. The reference replays exactly that: the first step
     averages gradients each rank takes at its own weights and applies them to rank 0's,
     the second step is a plain single-process step on the global batch.
+
+    The reference computes in float64, so what separates it from the layer is float32
+    rounding alone, in whatever order Keras' fused kernels, Horovod's averaging and the
+    layer add: a few ulps while steps are stable (float32 replays of this scenario stay
+    within 2% of the tolerance of it). What must be exact is checked exactly: after
+    training, every replicated variable is bit for bit the same on every rank.
     """
     spec = {1: MIXED_GROUPS, 2: MIXED_GROUPS}.get(hvd.size(), EMPTY_RANK)
     plan = plan_for(spec)
@@ -413,7 +427,7 @@ def fit():
     data = make_data(plan, b * steps, seed=11)
     rng = np.random.default_rng(5)
     width = sum(plan.table(i.table).width for i in plan.inputs)
-    kernel = rng.normal(size=(width, 1)).astype(np.float32) * 0.1
+    kernel = (rng.normal(size=(width, 1)) / np.sqrt(width)).astype(np.float32)
     labels = rng.normal(size=(b * steps * world, 1)).astype(np.float32)
     # What rank r adds to rank 0's starting weights (rank 0: nothing).
     shifts = [np.random.default_rng(100 + r) for r in range(world)]
@@ -453,26 +467,29 @@ def fit():
     model.embedding.set_weights(
         [t + shift for t, shift in zip(data.tables, table_shift[rank], strict=True)]
     )
-    opt = runtime.DistributedOptimizer(tf.keras.optimizers.SGD(0.1, momentum=0.9))
+    opt = runtime.DistributedOptimizer(tf.keras.optimizers.SGD(FIT_LR, momentum=0.9))
     model.compile(optimizer=opt, loss="mse")
     model.fit(x, y, batch_size=b, epochs=1, shuffle=False, verbose=0,
               callbacks=[runtime.BroadcastGlobalVariablesCallback(0)])
 
-    tables = [tf.Variable(t) for t in data.tables]
-    head_k, head_b = tf.Variable(kernel), tf.Variable(tf.zeros([1]))
-    ref_opt = tf.keras.optimizers.SGD(0.1, momentum=0.9)
+    def f64(array):
+        return tf.constant(array, tf.float64)
+
+    tables = [tf.Variable(f64(t)) for t in data.tables]
+    head_k, head_b = tf.Variable(f64(kernel)), tf.Variable(tf.zeros([1], tf.float64))
+    ref_opt = tf.keras.optimizers.SGD(FIT_LR, momentum=0.9)
     index = {t.name: n for n, t in enumerate(plan.tables)}
 
     def loss_of(rows, r):
         outs = []
         for i in plan.inputs:
-            table = tables[index[i.table]] + table_shift[r][index[i.table]]
+            table = tables[index[i.table]] + f64(table_shift[r][index[i.table]])
             looked = tf.gather(table, data.ids[i.name][rows])
             combiner = plan.table(i.table).combiner
             outs.append(tf.reduce_mean(looked, 1) if combiner == "mean"
                         else tf.reduce_sum(looked, 1))
-        pred = tf.concat(outs, 1) @ (head_k + kernel_shift[r]) + (head_b + bias_shift[r])
-        return tf.reduce_mean((pred - labels[rows]) ** 2)
+        pred = tf.concat(outs, 1) @ (head_k + f64(kernel_shift[r])) + (head_b + f64(bias_shift[r]))
+        return tf.reduce_mean((pred - f64(labels[rows])) ** 2)
 
     for s in range(steps):
         with tf.GradientTape() as tape:
@@ -486,6 +503,11 @@ def fit():
         close(f"table {t.name}", got, want.numpy(), 1e-5)
     close("dense kernel", model.head.kernel, head_k.numpy(), 1e-5)
     close("dense bias", model.head.bias, head_b.numpy(), 1e-5)
+    for var in model.trainable_variables:
+        if not is_local(var):
+            every = hvd.allgather(var[None]).numpy()
+            if not (every == every[:1]).all():
+                raise AssertionError(f"{var.name}: replicas differ between ranks after fit")
 
 
 SCENARIOS = {

@@ -1,4 +1,4 @@
-"""Step 3: assign column slices to ranks.
+"""Step 3: assign column slices to ranks, by upstream's three rules (its strategies).
 
 Each strategy takes the slices in table order (``owners[i]`` is the table of slice i,
 ``sizes[i]`` its element count) and returns, for each rank, the owners of the slices it
@@ -53,7 +53,8 @@ def memory_optimized(
     return [held for _, held in sorted(ranks)]
 
 
-STRATEGIES: dict[str, Assign] = {
+# Upstream's strategies by name: the rule each deals column slices to ranks with.
+ASSIGNMENTS: dict[str, Assign] = {
     "basic": basic,
     "memory_balanced": memory_balanced,
     "memory_optimized": memory_optimized,

@@ -19,8 +19,12 @@ rank's time. Latency, overlap with compute and the lookups themselves are not mo
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from planner.plan import CommStats, Parameters, Plan, RankComm, Traffic
 from planner.spec import DTYPE_BYTES
@@ -36,6 +40,7 @@ PHASES: tuple[str, ...] = (
 )
 ALLTOALL_PHASES = frozenset(PHASES[:3])
 GIGABYTE = 10**9
+Number = TypeVar("Number", int, float)
 
 
 @dataclass(frozen=True)
@@ -86,9 +91,10 @@ def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
     table_of = {i.name: i.table for i in plan.inputs}
     hotness = {i.name: i.hotness for i in plan.inputs}
 
+    table_parallel = set(plan.groups.table_parallel)
     holders: dict[str, list[tuple[int, int]]] = defaultdict(list)  # table: (rank, width)
     for s in plan.shards:
-        if s.table in plan.groups.table_parallel:
+        if s.table in table_parallel:
             holders[s.table].append((s.rank, s.cols[1] - s.cols[0]))
 
     held_ids, held_outputs = [0] * world, [0] * world  # per rank, per other rank
@@ -104,18 +110,35 @@ def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
     phases["embedding_alltoall"] = _Phase(outputs_sent, outputs_received)
     phases["embedding_grad_alltoall"] = _Phase(outputs_received, outputs_sent)
 
-    for name in plan.input_groups.row_sliced:
-        width = tables[table_of[name]].width
-        _everyone(phases["row_id_allgather"], (world - 1) * b * hotness[name] * config.id_bytes)
-        _everyone(phases["row_reduce_scatter"], (world - 1) * b * width * out)
-        _everyone(phases["row_grad_allgather"], (world - 1) * b * width * out)
+    # Every rank moves the same bytes in these phases: summed first, added once per rank.
+    row_ids = sum(b * hotness[name] * config.id_bytes for name in plan.input_groups.row_sliced)
+    row_outputs = sum(
+        b * tables[table_of[name]].width * out for name in plan.input_groups.row_sliced
+    )
+    _everyone(phases["row_id_allgather"], (world - 1) * row_ids)
+    _everyone(phases["row_reduce_scatter"], (world - 1) * row_outputs)
+    _everyone(phases["row_grad_allgather"], (world - 1) * row_outputs)
 
     read = {table_of[name] for name in plan.input_groups.data_parallel}
-    for name in plan.groups.data_parallel:
-        if name in read:
-            size = tables[name].elements * tables[name].itemsize
-            _everyone(phases["dp_allreduce"], ring_allreduce_bytes(size, world))
+    _everyone(
+        phases["dp_allreduce"],
+        sum(
+            ring_allreduce_bytes(tables[name].elements * tables[name].itemsize, world)
+            for name in plan.groups.data_parallel
+            if name in read
+        ),
+    )
     return phases
+
+
+def plain_sum(values: Iterable[Number]) -> Number:
+    """Left-to-right sum, which gives the same float on every Python version.
+
+    Python 3.12 made the built-in ``sum`` of floats compensated, which changes the last
+    digit of some totals. Plans made on Python 3.10 and 3.11 add plainly, and a plan must
+    be byte-identical (and pass ``planner validate``) whichever Python makes it.
+    """
+    return functools.reduce(operator.add, values, 0)
 
 
 def all_to_all(per_peer: list[int] | list[float]) -> tuple[list, list]:
@@ -126,7 +149,7 @@ def all_to_all(per_peer: list[int] | list[float]) -> tuple[list, list]:
     holder of ids receives the first and sends the second; a holder of outputs sends the
     first and receives the second.
     """
-    world, total = len(per_peer), sum(per_peer)
+    world, total = len(per_peer), plain_sum(per_peer)
     return [(world - 1) * x for x in per_peer], [total - x for x in per_peer]
 
 
@@ -159,7 +182,7 @@ def estimate_comm(plan: Plan, config: CommConfig) -> list[RankComm]:
                 **traffic,
                 sent_bytes=sum(t.sent for t in traffic.values()),
                 received_bytes=sum(t.received for t in traffic.values()),
-                seconds=sum(t.seconds for t in traffic.values()),
+                seconds=plain_sum(t.seconds for t in traffic.values()),
             )
         )
     return result
@@ -175,5 +198,5 @@ def summarize_comm(comms: list[RankComm]) -> CommStats:
         max_rank_sent_bytes=max(comm.sent_bytes for comm in comms),
         max_rank_received_bytes=max(comm.received_bytes for comm in comms),
         phase_seconds=phase_seconds,
-        step_seconds=sum(phase_seconds.values()),
+        step_seconds=plain_sum(phase_seconds.values()),
     )

@@ -1,10 +1,13 @@
-"""Step 1: split tables into data-parallel, table-parallel and row-sliced groups by size."""
+"""Step 1: split tables into data-parallel, table-parallel and row-sliced groups by size.
+
+Inputs follow the group of the table they read.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.spec import Spec
+from planner.spec import InputSpec, Spec, TableSpec
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,20 @@ def group_tables(spec: Spec, thresholds: EffectiveThresholds) -> TableGroups:
         else:
             groups.table_parallel.append(index)
     return groups
+
+
+def table_of_input(tables: list[TableSpec], inputs: list[InputSpec]) -> list[int]:
+    """The index of the table each input reads, in input order."""
+    index = {t.name: i for i, t in enumerate(tables)}
+    return [index[i.table] for i in inputs]
+
+
+def group_inputs(groups: TableGroups, input_tables: list[int]) -> TableGroups:
+    """Input indices by the group of the table they read, in input order."""
+    group_of = {}
+    for name, members in vars(groups).items():
+        group_of.update(dict.fromkeys(members, name))
+    result = TableGroups([], [], [])
+    for input_index, table in enumerate(input_tables):
+        getattr(result, group_of[table]).append(input_index)
+    return result

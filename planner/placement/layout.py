@@ -2,7 +2,8 @@
 
 Slices of one table that land on one rank are merged into one piece. Pieces of equal
 width, combiner, dtype and initializer are then fused into one local weight, stacked
-by rows, so one lookup serves several tables.
+by rows, so one lookup serves several tables. A piece in host memory (CPU offload,
+``planner.placement.offload``) is a weight of its own, as upstream keeps it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class Piece:
     table: int
     width: int
     cols: tuple[int, int] = (0, 0)
+    on_host: bool = False
 
 
 @dataclass
@@ -31,6 +33,7 @@ class FusedWeight:
     members: list[Piece] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     rows: int = 0
+    on_host: bool = False
 
 
 @dataclass
@@ -86,14 +89,22 @@ def weight_key(width: int, combiner: str | None, dtype: str, initializer: object
 
 
 def fuse(pieces: list[Piece], tables: list[TableSpec]) -> list[FusedWeight]:
-    """Each piece joins the first earlier weight with its key, else starts a new one."""
+    """Each piece joins the first earlier weight with its key, else starts a new one.
+
+    Pieces in host memory join none and none joins them (upstream's rule): a weight lives
+    on one device, and each offloaded piece is its own variable.
+    """
     weights: list[FusedWeight] = []
     for piece in pieces:
         table = tables[piece.table]
         key = fusion_key(table, piece.width)
-        target = next((w for w in weights if w.key == key), None)
+        target = (
+            None
+            if piece.on_host
+            else next((w for w in weights if w.key == key and not w.on_host), None)
+        )
         if target is None:
-            target = FusedWeight(key=key, width=piece.width)
+            target = FusedWeight(key=key, width=piece.width, on_host=piece.on_host)
             weights.append(target)
         target.members.append(piece)
         target.offsets.append(target.rows)
@@ -101,12 +112,21 @@ def fuse(pieces: list[Piece], tables: list[TableSpec]) -> list[FusedWeight]:
     return weights
 
 
+def inputs_by_table(input_ids: list[int], input_tables: list[int]) -> dict[int, list[int]]:
+    """Table index -> the indices of ``input_ids`` that read it, ascending."""
+    readers: dict[int, list[int]] = {}
+    for input_index in input_ids:
+        readers.setdefault(input_tables[input_index], []).append(input_index)
+    return readers
+
+
 def rank_layout(
-    pieces: list[Piece], tables: list[TableSpec], inputs_by_table: dict[int, list[int]]
+    pieces: list[Piece], tables: list[TableSpec], readers: dict[int, list[int]]
 ) -> RankLayout:
     """Fuse a rank's pieces and list its inputs: by local piece order, then input order.
 
-    ``inputs_by_table`` maps a table index to its table-parallel input indices, ascending.
+    ``readers`` maps a table index to its table-parallel input indices, ascending
+    (``inputs_by_table``).
     """
     weights = fuse(pieces, tables)
     location = {
@@ -117,6 +137,6 @@ def rank_layout(
     inputs = [
         (input_index, *location[piece.table])
         for piece in pieces
-        for input_index in inputs_by_table.get(piece.table, ())
+        for input_index in readers.get(piece.table, ())
     ]
     return RankLayout(pieces=pieces, weights=weights, inputs=inputs)

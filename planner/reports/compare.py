@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from planner import spec as spec_module
-from planner.memory import human_bytes, over_capacity
+from planner.costs.memory import ranks_over_limit
+from planner.errors import brief
+from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
-from planner.preview import table_lines
-from planner.spec import Spec, spec_from_dict
+from planner.reports.preview import table_lines
+from planner.spec import MAX_WORLD_SIZE, Spec, spec_from_dict
+from planner.units import human_bytes
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,12 @@ class Row:
     shards: int
     comm_max_rank_bytes: int | None  # most bytes any rank sends or receives per step
     comm_total_bytes: int | None
-    step_seconds: float | None
+    step_seconds: float | None  # communication time (stats.comm)
     fits: bool | None  # None without a device memory
     ranks_over: int
+    estimated_step_seconds: float | None = None  # lookups and exchanges (stats.step)
+    max_rank_device_bytes: int = 0  # with CPU offload, the largest rank's GPU part
+    max_rank_host_bytes: int = 0  # and the largest rank's host part
 
 
 def parse_world_sizes(text: str) -> list[int]:
@@ -40,21 +45,26 @@ def parse_world_sizes(text: str) -> list[int]:
     if not sizes or min(sizes) < 1:
         raise ValueError(
             f"--world-size: expected positive integers separated by commas, such as 8,16,32 "
-            f"(got {text!r})"
+            f"(got {brief(text)})"
+        )
+    if max(sizes) > MAX_WORLD_SIZE:
+        raise ValueError(
+            f"--world-size: {max(sizes):,} is more than {MAX_WORLD_SIZE:,} ranks, the most "
+            "this planner plans"
         )
     return list(dict.fromkeys(sizes))
 
 
 def parse_strategies(text: str) -> list[str]:
     """``"all"`` (every strategy this planner knows) or names separated by commas."""
-    known = spec_module.STRATEGIES
+    known = STRATEGY_NAMES
     if text.strip() == "all":
         return list(known)
     names = [part.strip() for part in text.split(",")]
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise ValueError(
-            f"--strategy: {unknown[0] if unknown else text!r} is not a strategy; use all or "
+            f"--strategy: {brief(unknown[0] if unknown else text)} is not a strategy; use all or "
             f"some of {', '.join(known)} separated by commas"
         )
     return list(dict.fromkeys(names))
@@ -82,7 +92,7 @@ def compare(
 
 def row_of(plan: Plan, strategy: str) -> Row:
     comm = plan.stats.comm
-    over = over_capacity(plan)
+    over = ranks_over_limit(plan)
     return Row(
         world_size=plan.world_size,
         strategy=strategy,
@@ -98,6 +108,9 @@ def row_of(plan: Plan, strategy: str) -> Row:
         step_seconds=None if comm is None else comm.step_seconds,
         fits=None if plan.parameters.device_memory is None else not over,
         ranks_over=len(over),
+        estimated_step_seconds=None if plan.stats.step is None else plan.stats.step.step_seconds,
+        max_rank_device_bytes=max(r.device_bytes for r in plan.ranks),
+        max_rank_host_bytes=max(r.host_bytes for r in plan.ranks),
     )
 
 
@@ -107,9 +120,12 @@ def render(rows: list[Row], fmt: str = "table") -> str:
         return json.dumps([asdict(row) for row in rows], indent=2)
     with_comm = any(row.step_seconds is not None for row in rows)
     with_fit = any(row.fits is not None for row in rows)
+    with_host = any(row.max_rank_host_bytes for row in rows)
     head = ["world", "strategy", "max/rank", "mean/rank", "imbalance", "shards"]
+    if with_host:
+        head += ["GPU/rank", "host/rank"]
     if with_comm:
-        head += ["comm/rank", "comm time"]
+        head += ["comm/rank", "comm time", "step"]
     if with_fit:
         head += ["fits"]
     body = []
@@ -123,10 +139,13 @@ def render(rows: list[Row], fmt: str = "table") -> str:
             f"{row.imbalance:.3f}",
             str(row.shards),
         ]
+        if with_host:
+            cells += [human_bytes(row.max_rank_device_bytes), human_bytes(row.max_rank_host_bytes)]
         if with_comm:
             cells += [
                 human_bytes(row.comm_max_rank_bytes or 0),
                 f"{(row.step_seconds or 0) * 1000:.3f} ms",
+                f"{(row.estimated_step_seconds or 0) * 1000:.3f} ms",
             ]
         if with_fit:
             cells += ["yes" if row.fits else f"no ({row.ranks_over} over)"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+
 
 def automatic_column_threshold(table_sizes: list[int], world_size: int) -> int | None:
     """The threshold that gives every rank at least one slice, found by halving.
@@ -14,14 +16,14 @@ def automatic_column_threshold(table_sizes: list[int], world_size: int) -> int |
     """
     if world_size <= len(table_sizes):
         return None
-    pieces = sorted(table_sizes)
-    threshold = None
-    while len(pieces) < world_size:
-        largest = pieces.pop()
+    largest_first = [-size for size in table_sizes]  # a heap: one split costs log(pieces)
+    heapq.heapify(largest_first)
+    threshold = 0
+    for _ in range(world_size - len(table_sizes)):
+        largest = -heapq.heappop(largest_first)
         threshold = largest - 1
-        half = largest // 2
-        pieces.extend((half, half))
-        pieces.sort()
+        heapq.heappush(largest_first, -(largest // 2))
+        heapq.heappush(largest_first, -(largest // 2))
     return max(threshold, 0)
 
 

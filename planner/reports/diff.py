@@ -2,9 +2,10 @@
 
 The summary comes first; then settings, tables and inputs added, removed or changed,
 tables that moved, per-rank bytes and the traffic estimate. A table moved when its group
-or the ranks holding it changed, or a shard's column ranges changed while the table's
-width stayed, or its row ranges while its row count stayed: resizing a table changes its
-ranges by itself, so a resize alone is a table change, not a move.
+or the ranks holding it changed, or a piece went to or from host memory (CPU offload),
+or a shard's column ranges changed while the table's width stayed, or its row ranges
+while its row count stayed: resizing a table changes its ranges by itself, so a resize
+alone is a table change, not a move.
 Anything else that differs (fused weight order, exchange order) is named by its field so
 that no difference goes unreported.
 """
@@ -15,9 +16,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from planner.memory import human_bytes
 from planner.plan import Plan, Shard
 from planner.spec import TableSpec
+from planner.units import human_bytes
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class PlanDiff:
     input_changes: list[Change] = field(default_factory=list)
     moved: list[Change] = field(default_factory=list)  # table: old layout -> new layout
     rank_bytes: list[Change] = field(default_factory=list)
+    rank_host_bytes: list[Change] = field(default_factory=list)  # of rank_bytes, in host memory
     comm: Change | None = None  # step time estimate, seconds
     other: list[str] = field(default_factory=list)
     identical: bool = True
@@ -50,14 +52,15 @@ class PlanDiff:
 
 
 def diff_plans(old: Plan, new: Plan) -> PlanDiff:
-    """Every difference between two plans, grouped for a reviewer."""
+    """Every difference between two sound plans (``load_plan`` checks), grouped for a
+    reviewer."""
     result = PlanDiff(identical=old == new)
     if result.identical:
         return result
     for name in ("world_size", "strategy"):
         if getattr(old, name) != getattr(new, name):
             result.settings.append(Change(name, getattr(old, name), getattr(new, name)))
-    old_params, new_params = old.parameters.model_dump(), new.parameters.model_dump()
+    old_params, new_params = dict(old.parameters), dict(new.parameters)  # defaults included
     moved = [
         key
         for key in dict.fromkeys([*old_params, *new_params])
@@ -83,12 +86,8 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
         if before is not None and _moved(before, after, old_tables[table.name], table):
             result.moved.append(Change(table.name, _describe(before), _describe(after)))
 
-    old_bytes = {r.rank: r.bytes for r in old.ranks}
-    new_bytes = {r.rank: r.bytes for r in new.ranks}
-    for rank in range(max(old.world_size, new.world_size)):
-        before, after = old_bytes.get(rank), new_bytes.get(rank)
-        if before != after:
-            result.rank_bytes.append(Change(f"rank {rank}", before, after))
+    result.rank_bytes = _rank_changes(old, new, "bytes")
+    result.rank_host_bytes = _rank_changes(old, new, "host_bytes")
 
     old_step = old.stats.comm.step_seconds if old.stats.comm else None
     new_step = new.stats.comm.step_seconds if new.stats.comm else None
@@ -99,6 +98,17 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
         old_data, new_data = old.model_dump(mode="json"), new.model_dump(mode="json")
         result.other = [key for key in old_data if old_data[key] != new_data[key]]
     return result
+
+
+def _rank_changes(old: Plan, new: Plan, field_name: str) -> list[Change]:
+    """Ranks whose ``field_name`` differs (None: the rank is not in that plan)."""
+    before = {r.rank: getattr(r, field_name) for r in old.ranks}
+    after = {r.rank: getattr(r, field_name) for r in new.ranks}
+    return [
+        Change(f"rank {rank}", before.get(rank), after.get(rank))
+        for rank in range(max(old.world_size, new.world_size))
+        if before.get(rank) != after.get(rank)
+    ]
 
 
 def _named_changes(old: list, new: list) -> tuple[list[str], list[str], list[Change]]:
@@ -124,7 +134,7 @@ def _field_changes(name: str, old: Any, new: Any) -> list[Change]:
 
 
 def _layouts(plan: Plan) -> dict[str, tuple]:
-    """Per table: its group and its shards as (rank, rows, cols)."""
+    """Per table: its group and its shards as (rank, rows, cols, device)."""
     group_of = {name: group for group, names in plan.groups for name in names}
     shards: dict[str, list[Shard]] = {}
     for shard in plan.shards:
@@ -132,43 +142,54 @@ def _layouts(plan: Plan) -> dict[str, tuple]:
     return {
         t.name: (
             group_of.get(t.name),
-            tuple((s.rank, s.rows, s.cols) for s in shards.get(t.name, [])),
+            tuple((s.rank, s.rows, s.cols, s.device) for s in shards.get(t.name, [])),
         )
         for t in plan.tables
     }
 
 
 def _moved(before: tuple, after: tuple, old: TableSpec, new: TableSpec) -> bool:
-    """Group or ranks changed, or ranges changed along a dimension whose size stayed."""
+    """Group, ranks or devices changed, or ranges changed along a dimension whose size
+    stayed."""
 
     def placement(shards: tuple) -> list[tuple]:
         return [
-            (rank, rows if old.rows == new.rows else None, cols if old.width == new.width else None)
-            for rank, rows, cols in shards
+            (
+                rank,
+                rows if old.rows == new.rows else None,
+                cols if old.width == new.width else None,
+                device,
+            )
+            for rank, rows, cols, device in shards
         ]
 
     return before[0] != after[0] or placement(before[1]) != placement(after[1])
 
 
 def _describe(layout: tuple) -> str:
-    """A table's placement in a few words: 'rank 3', 'cols 0:8 on rank 0, 8:16 on rank 5'."""
+    """A table's placement in a few words: 'rank 3', 'cols 0:8 on rank 0, 8:16 on rank 5';
+    a piece in host memory is marked '(host)'."""
     group, shards = layout
     if group == "data_parallel":
         return "data-parallel"
-    if not shards:  # only in a plan that fails validation
-        return f"{(group or 'no group').replace('_', '-')}, no shards"
     if group == "row_sliced":
-        ranks = [rank for rank, _, _ in shards]
+        ranks = [rank for rank, _, _, _ in shards]
         span = f"ranks {ranks[0]}-{ranks[-1]}" if len(ranks) > 1 else f"rank {ranks[0]}"
         return f"row-sliced over {span} ({_rows_each(shards)} rows each)"
     if len(shards) == 1:
-        return f"rank {shards[0][0]}"
-    pieces = ", ".join(f"{cols[0]}:{cols[1]} on rank {rank}" for rank, _, cols in shards)
+        return f"rank {shards[0][0]}{_on(shards[0][3])}"
+    pieces = ", ".join(
+        f"{cols[0]}:{cols[1]} on rank {rank}{_on(device)}" for rank, _, cols, device in shards
+    )
     return f"cols {pieces}"
 
 
+def _on(device: str) -> str:
+    return " (host)" if device == "host" else ""
+
+
 def _rows_each(shards: tuple) -> str:
-    counts = sorted({rows[1] - rows[0] for _, rows, _ in shards})
+    counts = sorted({rows[1] - rows[0] for _, rows, _, _ in shards})
     return f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}-{counts[-1]:,}"
 
 
@@ -184,6 +205,7 @@ def _explained(diff: PlanDiff) -> bool:
             diff.input_changes,
             diff.moved,
             diff.rank_bytes,
+            diff.rank_host_bytes,
             diff.comm,
         )
     )
@@ -243,6 +265,7 @@ def render(diff: PlanDiff, old: Plan, new: Plan, fmt: str = "text") -> str:
     section("inputs changed", [_change(c) for c in diff.input_changes])
     section("moved", [f"{c.what}: {c.old} -> {c.new}" for c in diff.moved])
     section("rank bytes", [_bytes_change(c) for c in diff.rank_bytes])
+    section("rank bytes in host memory", [_bytes_change(c) for c in diff.rank_host_bytes])
     if diff.comm is not None:
         section(
             "communication",

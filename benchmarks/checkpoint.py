@@ -1,0 +1,327 @@
+"""Checkpoint speed and memory: save and restore on 2 ranks, and the offline reshard.
+
+The model is ``configs/criteo_kaggle.yaml`` (26 tables, 2.01 GiB in float32) planned on
+2 ranks, with ``--optimizer adagrad`` one optimizer slot more per element. The layers
+serve one batch of lookups first, as in training (it changes how TensorFlow reads
+variables). Under ``horovodrun -np 2 --gloo -H localhost:2`` each rank measures, median
+of ``--repeats`` runs:
+
+* **save**: ``save_checkpoint`` to a new directory; the rank's bytes are the pieces it
+  writes. Beside it, ``numpy.save`` of the same pieces (already copied into numpy arrays,
+  so only the writing is timed), without and with ``fsync``: the baseline the goal is
+  stated against (within 2x);
+* **restore, same plan**: ``restore_checkpoint`` into the same layer (checksums of every
+  block read verified first, as by default); the rank's bytes are the ones it holds;
+* **restore, other plan**: into a layer of another plan of the same tables on 2 ranks
+  (``memory_optimized``, the three largest tables row-sliced, more data-parallel tables);
+* **peak memory**: the peak resident set during the call (``VmHWM`` after resetting it
+  through ``/proc/self/clear_refs``) less the resident set before it: what the call adds
+  to a process already holding its tables. The goal: within the rank's own bytes plus
+  256 MiB.
+
+Then, in a plain process, ``reshard`` of the last checkpoint to a 3-rank ``auto`` plan:
+bytes written per second and peak memory over the process's resident set before it.
+The checkpoints are written under ``--dir`` (default: the system's temporary folder),
+so read speeds there are mostly those of the page cache, as after a save on one machine.
+
+    .venv/bin/python benchmarks/checkpoint.py [--markdown] [--repeats 3] [--optimizer adagrad]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _report import ROOT, machine, render
+from runtime_step import environment, horovodrun
+
+from planner import load_spec, make_plan, save_plan
+
+RANKS = 2
+MARKER = "CHECKPOINT_RESULT "
+MIB = 2**20
+
+
+def plans(folder: Path, config: Path) -> dict[str, Path]:
+    specs = {
+        "save": {"world_size": RANKS},
+        "other": {"world_size": RANKS, "strategy": "memory_optimized",
+                  "row_slice_threshold": 10**8, "data_parallel_threshold": 10**4},
+        "reshard": {"world_size": 3, "strategy": "auto"},
+    }
+    paths = {}
+    for name, overrides in specs.items():
+        paths[name] = folder / f"{name}.plan.json"
+        save_plan(make_plan(load_spec(config, overrides)), paths[name])
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--optimizer", choices=["none", "adagrad"], default="none")
+    parser.add_argument("--config", default=str(ROOT / "configs" / "criteo_kaggle.yaml"),
+                        help="table spec (default: the Criteo Kaggle model)")
+    parser.add_argument("--dir", default=None, help="where to write (default: temp folder)")
+    parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--worker", choices=["ranks", "reshard"], help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        work = Path(args.work)
+        result = rank_worker(work, args) if args.worker == "ranks" else reshard_worker(work)
+        print(MARKER + json.dumps(result), flush=True)
+        return
+
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(dir=args.dir) as folder:
+        work = Path(folder)
+        plans(work, Path(args.config))
+        me = [sys.executable, str(Path(__file__).resolve()), "--work", folder,
+              "--repeats", str(args.repeats), "--optimizer", args.optimizer]
+        launcher = [horovodrun(), "-np", str(RANKS), "--gloo", "-H", f"localhost:{RANKS}"]
+        ranks = run([*launcher, *me, "--worker", "ranks"], args.timeout)
+        reshard = run([*me, "--worker", "reshard"], args.timeout)[0]
+    load_after = os.getloadavg()[0]
+    report(ranks, reshard, args, load_before, load_after)
+
+
+def run(command: list[str], timeout: float) -> list[dict]:
+    """Run a worker; one result per rank, in rank order."""
+    done = subprocess.run(command, env=environment(), cwd=ROOT, stdout=subprocess.PIPE,
+                          text=True, timeout=timeout)
+    found = {}
+    for line in done.stdout.splitlines():
+        prefix, _, rest = line.partition(MARKER)
+        if rest:
+            found[int(prefix[1:].split("]")[0]) if prefix else 0] = json.loads(rest)
+    if not found or done.returncode:
+        sys.stderr.write(done.stdout[-4000:])
+        raise SystemExit(f"no result from {' '.join(command[:6])} (exit code {done.returncode})")
+    return [found[r] for r in sorted(found)]
+
+
+def report(ranks: list[dict], reshard: dict, args, load_before: float, load_after: float):
+    def mbps(nbytes: float, seconds: float) -> str:
+        return f"{nbytes / MIB / seconds:,.0f}"
+
+    head = ["rank", "own GiB", "save s", "save MB/s", "numpy.save MB/s", "+fsync MB/s",
+            "vs numpy.save", "vs +fsync", "save peak MiB", "restore MB/s", "restore peak MiB",
+            "other plan MB/s", "other plan peak MiB"]
+    rows = []
+    for r, m in enumerate(ranks):
+        save = m["save_bytes"]
+        rows.append([
+            str(r),
+            f"{m['held_bytes'] / 2**30:.3f}",
+            f"{m['save_s']:.2f}",
+            mbps(save, m["save_s"]),
+            mbps(save, m["numpy_s"]),
+            mbps(save, m["numpy_fsync_s"]),
+            f"{m['save_s'] / m['numpy_s']:.2f}x",
+            f"{m['save_s'] / m['numpy_fsync_s']:.2f}x",
+            f"{m['save_peak'] / MIB:,.0f}",
+            mbps(m["held_bytes"], m["restore_s"]),
+            f"{m['restore_peak'] / MIB:,.0f}",
+            mbps(m["other_bytes"], m["other_s"]),
+            f"{m['other_peak'] / MIB:,.0f}",
+        ])
+    print(f"machine: {machine()}; 1-minute load average {load_before:.1f} before, "
+          f"{load_after:.1f} after")
+    print(f"model: {Path(args.config).name} on {RANKS} ranks (memory_balanced), optimizer "
+          f"state: {args.optimizer}; median of {args.repeats} runs; MB = MiB; own = the "
+          f"rank's tables (and slots) in memory; save MB/s counts the pieces the rank writes")
+    print("peak = highest resident set during the call less the resident set before it\n")
+    print(render(head, rows, args.markdown))
+    print()
+    print(render(
+        ["offline reshard", "GiB written", "s", "MB/s", "peak MiB"],
+        [["2 ranks -> 3 ranks (auto)", f"{reshard['bytes'] / 2**30:.3f}", f"{reshard['s']:.2f}",
+          mbps(reshard["bytes"], reshard["s"]), f"{reshard['peak'] / MIB:,.0f}"]],
+        args.markdown,
+    ))
+
+
+# --- measuring -------------------------------------------------------------------------
+
+
+def _status(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def measured(work, *args) -> tuple[float, int]:
+    """Seconds ``work(*args)`` takes, and the peak resident set above the one before it."""
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
+    before = _status("VmRSS")
+    start = time.perf_counter()
+    work(*args)
+    seconds = time.perf_counter() - start
+    return seconds, _status("VmHWM") - before
+
+
+def median_of(repeats: int, work) -> tuple[float, int]:
+    runs = [measured(work) for _ in range(repeats)]
+    return statistics.median(s for s, _ in runs), max(p for _, p in runs)
+
+
+def rank_worker(work: Path, args) -> dict:
+    import horovod.tensorflow as hvd
+
+    hvd.init()
+    result, latest = first_plan(work, args, hvd.rank())
+    gc.collect()  # the first layer is gone: the other plan's layer takes its place
+    result.update(other_plan(work, args, latest))
+    hvd.allgather_object(None, name="bench_done")
+    if hvd.rank() == 0:
+        latest.rename(work / "ckpt")
+    return result
+
+
+def make_optimizer(args, variables):
+    import tensorflow as tf
+
+    if args.optimizer == "none":
+        return None
+    optimizer = tf.keras.optimizers.Adagrad()
+    optimizer.build(variables)
+    return optimizer
+
+
+def serve_a_batch(layer) -> None:
+    """One lookup, as in training. TensorFlow copies a variable whole on every read once
+    it has served a gather; a checkpoint must not read variables that way."""
+    import tensorflow as tf
+
+    layer([tf.zeros([4], tf.int32) for _ in layer.plan.inputs])
+
+
+def held_bytes(layer, optimizer) -> int:
+    per_element = 1 if optimizer is None else 2
+    return per_element * sum(v.shape.num_elements() * v.dtype.size
+                             for v in layer._variables_in_order())
+
+
+def first_plan(work: Path, args, rank: int) -> tuple[dict, Path]:
+    """Save (once for its peak memory, before the baseline's arrays exist), then saves
+    alternating with numpy.save of the same pieces, then restores into the same layer.
+    Alternating exposes both writers to the same state of the machine's page cache and
+    disk (writeback of earlier runs, other jobs)."""
+    import runtime
+    from planner import load_plan
+    from planner.checkpoint import plan_blocks
+
+    plan = load_plan(work / "save.plan.json")
+    layer = runtime.DistributedEmbedding.from_plan(plan, name="bench")
+    layer.build(None)
+    serve_a_batch(layer)
+    optimizer = make_optimizer(args, layer.trainable_variables)
+    latest = work / "ckpt-first"
+    _, save_peak = measured(runtime.save_checkpoint, latest, layer, optimizer)  # peak only
+    arrays = pieces_in_numpy(layer, plan_blocks(layer.plan), optimizer, rank)
+    times: dict[str, list[float]] = {"save": [], "numpy": [], "numpy_fsync": []}
+    for i in range(args.repeats):
+        if rank == 0:
+            shutil.rmtree(latest)
+        latest = work / f"ckpt-{i}"
+        times["save"].append(measured(runtime.save_checkpoint, latest, layer, optimizer)[0])
+        for sync in (False, True):
+            folder = work / f"numpy-{rank}"
+            times["numpy_fsync" if sync else "numpy"].append(
+                measured(numpy_save, arrays, folder, sync)[0])
+            shutil.rmtree(folder)
+    arrays.clear()
+    restore_s, restore_peak = median_of(
+        args.repeats, lambda: runtime.restore_checkpoint(latest, layer, optimizer))
+    return {
+        "held_bytes": held_bytes(layer, optimizer),
+        "save_bytes": sum(p.bytes for p in rank_pieces(latest, rank)),
+        "save_s": statistics.median(times["save"]), "save_peak": save_peak,
+        "numpy_s": statistics.median(times["numpy"]),
+        "numpy_fsync_s": statistics.median(times["numpy_fsync"]),
+        "restore_s": restore_s, "restore_peak": restore_peak,
+    }, latest
+
+
+def rank_pieces(path: Path, rank: int):
+    from planner.checkpoint import Checkpoint
+
+    return [p for p in Checkpoint.open(path).manifest.pieces if p.rank == rank]
+
+
+def pieces_in_numpy(layer, blocks, optimizer, rank: int) -> list[np.ndarray]:
+    """The pieces this rank saves, as numpy arrays (weights, and slots with an optimizer)."""
+    import tensorflow as tf
+
+    from runtime.slots import slots_of
+    from runtime.weights import variable_pieces
+
+    plan = layer.plan
+    mine = {(b.table, b.rows, b.cols) for b in blocks if b.rank == rank}
+    arrays = []
+    for var, pieces in zip(layer._variables_in_order(), variable_pieces(plan, rank),
+                           strict=True):
+        sources = [var, *(slots_of(optimizer, var).values() if optimizer else [])]
+        for piece in pieces:
+            if (plan.tables[piece.table].name, piece.rows, piece.cols) in mine:
+                rows = tf.range(piece.var_row, piece.var_row + piece.shape[0], dtype=tf.int64)
+                arrays += [source.sparse_read(rows).numpy() for source in sources]
+    return arrays
+
+
+def numpy_save(arrays: list[np.ndarray], folder: Path, sync: bool) -> None:
+    folder.mkdir(exist_ok=True)
+    for i, array in enumerate(arrays):
+        with open(folder / f"{i}.npy", "wb") as handle:
+            np.save(handle, array)
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+def other_plan(work: Path, args, latest: Path) -> dict:
+    """Restore into a layer of another plan of the same tables."""
+    import runtime
+    from planner import load_plan
+
+    layer = runtime.DistributedEmbedding.from_plan(load_plan(work / "other.plan.json"),
+                                                   name="bench_other")
+    layer.build(None)
+    serve_a_batch(layer)
+    optimizer = make_optimizer(args, layer.trainable_variables)
+    seconds, peak = median_of(
+        args.repeats, lambda: runtime.restore_checkpoint(latest, layer, optimizer))
+    return {"other_bytes": held_bytes(layer, optimizer), "other_s": seconds, "other_peak": peak}
+
+
+def reshard_worker(work: Path) -> dict:
+    from planner import load_plan
+    from planner.checkpoint import reshard
+
+    plan = load_plan(work / "reshard.plan.json")
+    result = {}
+
+    def go():
+        result["manifest"] = reshard(work / "ckpt", plan, work / "resharded")
+
+    seconds, peak = measured(go)
+    written = sum(p.bytes for p in result["manifest"].pieces)
+    return {"s": seconds, "peak": peak, "bytes": written}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,471 @@
+"""A plan on its own terms: every element placed once, every part agreeing, and the one
+way plans are read outside ``planner validate``.
+
+These checks do not re-run placement: they hold for any correct plan, hand-edited or
+made by another version, and they are what a worker relies on when it builds its part.
+They run whenever a plan is loaded (``load_plan``, ``plan_from_dict``: the CLI's
+``show`` and ``diff``, the runtime, the checkpoint tools), so each is linear in the
+plan's size: tables, shards and inputs are indexed once, never searched per rank or per
+output. ``planner.validation`` adds the check against a spec, which re-plans.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from planner.costs.comm import CommConfig, estimate_comm
+from planner.costs.memory import (
+    host_bytes,
+    memory_limit,
+    rank_footprints,
+    ranks_over_host_limit,
+    ranks_over_limit,
+)
+from planner.costs.steptime import plan_step
+from planner.costs.summary import summarize
+from planner.errors import PlanFileError, brief, shown
+from planner.placement.layout import fusion_key, weight_key
+from planner.plan import LocalWeight, Plan, RankPlan, Shard, parse_plan, read_plan
+from planner.spec import DTYPE_BYTES, describe_validation_error
+from planner.units import human_bytes, optimizer_slots
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read a plan file and check that its parts agree; PlanFileError names the first
+    problem. What every reader of plans (``show``, ``diff``, the runtime) should use."""
+    return _checked(read_plan(path), shown(str(path)))
+
+
+def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
+    """``load_plan`` for JSON already parsed: the schema, then the same checks."""
+    return _checked(parse_plan(raw, source), source)
+
+
+def _checked(plan: Plan, source: str) -> Plan:
+    problems = plan_problems(plan)
+    if problems:
+        more = f" (and {len(problems) - 1:,} more)" if len(problems) > 1 else ""
+        raise PlanFileError(
+            f"{source}: {problems[0]}{more}; run planner validate for every problem"
+        )
+    return plan
+
+
+def plan_problems(plan: Plan) -> list[str]:
+    """Every inconsistency found, one line each; empty for a sound plan.
+
+    Dangling references (an unknown table, an index out of range) are reported alone:
+    the deeper checks follow those references and would have nothing to compare.
+    """
+    problems = reference_problems(plan)
+    if problems:
+        return problems
+    shards_by_rank: list[list[Shard]] = [[] for _ in range(plan.world_size)]
+    for shard in plan.shards:
+        shards_by_rank[shard.rank].append(shard)
+    problems += _check_groups(plan)
+    problems += _check_coverage(plan)
+    problems += _row_split_problems(plan)
+    problems += _check_rank_contents(plan, shards_by_rank)
+    problems += _check_exchange(plan)
+    problems += _check_totals(plan)
+    problems += _check_offload(plan)
+    problems += _check_limits(plan)
+    problems += _check_fingerprint(plan)
+    return problems
+
+
+def reference_problems(plan: Plan) -> list[str]:
+    """Ranks numbered 0..N-1, and every name and index pointing at something that exists.
+
+    A plan that passes this can be previewed and built from without a crash.
+    """
+    numbers = [r.rank for r in plan.ranks]
+    if numbers != list(range(plan.world_size)):
+        return [f"ranks: expected ranks 0..{plan.world_size - 1} in order, found {brief(numbers)}"]
+    tables = {t.name for t in plan.tables}
+    inputs = {i.name for i in plan.inputs}
+    problems = []
+    if len(tables) < len(plan.tables) or len(inputs) < len(plan.inputs):
+        problems.append("tables, inputs: a name is used twice; names must be unique")
+    problems += [
+        f"inputs: input {i.name!r} reads table {i.table!r}, which is not in tables"
+        for i in plan.inputs
+        if i.table not in tables
+    ]
+    for _, names in plan.groups:
+        problems += [f"groups: {name!r} is not in tables" for name in names if name not in tables]
+    for _, names in plan.input_groups:
+        problems += [
+            f"input_groups: {name!r} is not in inputs" for name in names if name not in inputs
+        ]
+    for shard in plan.shards:
+        if shard.table not in tables:
+            problems.append(f"shards: table {shard.table!r} is not in tables")
+        if not 0 <= shard.rank < plan.world_size:
+            problems.append(
+                f"shards: shard of {shard.table!r} names rank {brief(shard.rank)}, "
+                f"outside 0..{plan.world_size - 1}"
+            )
+    for rank in plan.ranks:
+        where = f"ranks[{rank.rank}]"
+        for weight in rank.table_parallel_weights:
+            problems += [
+                f"{where}: weight member {m.table!r} is not in tables"
+                for m in weight.members
+                if m.table not in tables
+            ]
+        for local in rank.table_parallel_inputs:
+            if local.input not in inputs:
+                problems.append(f"{where}: input {local.input!r} is not in inputs")
+            if not 0 <= local.weight < len(rank.table_parallel_weights):
+                problems.append(
+                    f"{where}: input {local.input!r} reads weight {brief(local.weight)}, "
+                    f"which the rank does not have"
+                )
+        problems += [
+            f"{where}: row slice of {s.table!r}, which is not in tables"
+            for s in rank.row_slices
+            if s.table not in tables
+        ]
+    outputs = len(plan.exchange.output_widths)
+    for output in plan.exchange.outputs:
+        if output.input not in inputs:
+            problems.append(f"exchange.outputs: {output.input!r} is not in inputs")
+        if any(not 0 <= k < outputs for k in output.pieces):
+            problems.append(f"exchange.outputs: a piece of {output.input!r} is out of range")
+    return problems
+
+
+def _row_split_problems(plan: Plan) -> list[str]:
+    """One row split per row-sliced table, over ranks that exist."""
+    problems = []
+    if sorted(s.table for s in plan.row_splits) != sorted(plan.groups.row_sliced):
+        problems.append("row_splits: must hold one split per row-sliced table, and no other")
+    for split in plan.row_splits:
+        first, stop = split.ranks
+        if not 0 <= first < stop <= plan.world_size:
+            problems.append(
+                f"row_splits: {split.table!r} names ranks {first}..{stop - 1}, "
+                f"outside 0..{plan.world_size - 1}"
+            )
+        elif split.remainder_start >= stop - first:
+            problems.append(
+                f"row_splits: {split.table!r} starts its remainder at position "
+                f"{split.remainder_start} of {stop - first} ranks"
+            )
+    return problems
+
+
+def _check_groups(plan: Plan) -> list[str]:
+    problems = []
+    tables = [t.name for t in plan.tables]
+    grouped = plan.groups.data_parallel + plan.groups.table_parallel + plan.groups.row_sliced
+    if sorted(grouped) != sorted(tables):
+        problems.append("groups: every table must be in exactly one group")
+    group_of = {name: g for g, names in plan.groups for name in names}
+    table_of = _table_of_inputs(plan)
+    for group, names in plan.input_groups:
+        problems += [
+            f"input_groups.{group}: input {name!r} reads a table not in {group}"
+            for name in names
+            if group_of.get(table_of[name]) != group
+        ]
+    grouped_inputs = [name for _, names in plan.input_groups for name in names]
+    if sorted(grouped_inputs) != sorted(table_of):
+        problems.append("input_groups: every input must be in exactly one group")
+    if (plan.world_size == 1 or not plan.parameters.dp_input) and (
+        plan.groups.data_parallel or plan.groups.row_sliced
+    ):
+        problems.append(
+            "groups: with one rank or dp_input false every table must be table-parallel"
+        )
+    return problems
+
+
+def _check_coverage(plan: Plan) -> list[str]:
+    """Each table is tiled exactly once, the way its group cuts it.
+
+    Table-parallel tables are cut by columns (every shard holds all rows), row-sliced
+    tables by rows, in rank order (every shard holds all columns); data-parallel
+    tables have no shards.
+    """
+    by_table = defaultdict(list)
+    for shard in plan.shards:
+        by_table[shard.table].append(shard)
+    data_parallel, row_sliced = set(plan.groups.data_parallel), set(plan.groups.row_sliced)
+    problems = []
+    for table in plan.tables:
+        shards = by_table.pop(table.name, [])
+        if table.name in data_parallel:
+            if shards:
+                problems.append(f"shards: data-parallel table {table.name!r} must have no shards")
+            continue
+        if table.name in row_sliced:
+            whole, spans, length = (0, table.width), [s.rows for s in shards], table.rows
+            cut_along = "whole-column row ranges, in rank order"
+            in_rank_order = [s.rows for s in sorted(shards, key=lambda s: s.rank)] == sorted(spans)
+        else:
+            whole, spans, length = (0, table.rows), [s.cols for s in shards], table.width
+            cut_along = "whole-row column ranges"
+            in_rank_order = True
+        other_axis = [s.cols if table.name in row_sliced else s.rows for s in shards]
+        if not (all(span == whole for span in other_axis) and in_rank_order):
+            problems.append(f"shards: {table.name!r} must be cut into {cut_along}")
+        elif not _tiles(spans, length):
+            problems.append(
+                f"shards: the shards of {table.name!r} do not cover its {table.rows} x "
+                f"{table.width} elements exactly once"
+            )
+    problems += [f"shards: table {name!r} is not in the plan" for name in by_table]
+    return problems
+
+
+def _tiles(spans: list[tuple[int, int]], length: int) -> bool:
+    end = 0
+    for start, stop in sorted(spans):
+        if start != end or stop <= start:
+            return False
+        end = stop
+    return end == length
+
+
+def _check_rank_contents(plan: Plan, shards_by_rank: list[list[Shard]]) -> list[str]:
+    """Local weights, inputs and row slices agree with the shards and the tables."""
+    problems = []
+    tables = {t.name: t for t in plan.tables}
+    table_parallel = set(plan.groups.table_parallel)
+    table_of = _table_of_inputs(plan)
+    served_by_table: dict[str, list[str]] = defaultdict(list)
+    for name in plan.input_groups.table_parallel:
+        served_by_table[table_of[name]].append(name)
+    for rank, shards in zip(plan.ranks, shards_by_rank, strict=True):
+        where = f"ranks[{rank.rank}]"
+        shard_at = {s.table: s for s in shards}
+        held = {}
+        for w_index, weight in enumerate(rank.table_parallel_weights):
+            offset = 0
+            key = weight_key(weight.width, weight.combiner, weight.dtype, weight.initializer)
+            for member in weight.members:
+                table = tables[member.table]
+                shard = shard_at.get(member.table)
+                if shard is None:
+                    problems.append(f"{where}: holds {member.table!r} but no shard says so")
+                elif shard.cols != member.cols:
+                    problems.append(f"{where}: {member.table!r} columns disagree with its shard")
+                if (member.row_offset, member.rows) != (offset, table.rows):
+                    problems.append(f"{where}: {member.table!r} row offset or rows are wrong")
+                if member.cols[1] - member.cols[0] != weight.width:
+                    problems.append(f"{where}: {member.table!r} width differs from its weight")
+                if fusion_key(table, weight.width) != key:
+                    problems.append(f"{where}: {member.table!r} fused with a different config")
+                held[member.table] = (w_index, member.row_offset)
+                offset += member.rows
+            if offset != weight.rows:
+                problems.append(f"{where}: weight {w_index} rows are not its members' sum")
+        served = [(i.input, i.weight, i.row_offset) for i in rank.table_parallel_inputs]
+        wanted = [(name, *place) for t, place in held.items() for name in served_by_table[t]]
+        if sorted(served) != sorted(wanted):
+            problems.append(f"{where}: table_parallel_inputs do not match the tables it holds")
+        problems += [
+            f"{where}: a shard of {s.table!r} is here but no local weight holds it"
+            for s in shards
+            if s.table in table_parallel and s.table not in held
+        ]
+        if [s.table for s in rank.row_slices] != plan.groups.row_sliced:
+            problems.append(f"{where}: row_slices must list the row-sliced tables in group order")
+        for s in rank.row_slices:
+            shard = shard_at.get(s.table)
+            if (shard.rows if shard else (s.rows[0], s.rows[0])) != s.rows:
+                problems.append(f"{where}: row slice of {s.table!r} disagrees with its shard")
+    return problems
+
+
+def _table_of_inputs(plan: Plan) -> dict[str, str]:
+    """The table each input reads, by input name."""
+    return {i.name: i.table for i in plan.inputs}
+
+
+def _check_exchange(plan: Plan) -> list[str]:
+    flat = [
+        (i.input, rank.table_parallel_weights[i.weight].width)
+        for rank in plan.ranks
+        for i in rank.table_parallel_inputs
+    ]
+    problems = []
+    if [width for _, width in flat] != plan.exchange.output_widths:
+        problems.append("exchange.output_widths: do not follow the ranks' inputs")
+    table_of = _table_of_inputs(plan)
+    widths = {t.name: t.width for t in plan.tables}
+    assembled = [o.input for o in plan.exchange.outputs]
+    if assembled != plan.input_groups.table_parallel:
+        problems.append("exchange.outputs: must list the table-parallel inputs in group order")
+    positions: dict[str, list[int]] = defaultdict(list)
+    for position, (name, _) in enumerate(flat):
+        positions[name].append(position)
+    for output in plan.exchange.outputs:
+        width = sum(flat[k][1] for k in output.pieces if k < len(flat))
+        expected = widths[table_of[output.input]]
+        if output.pieces != positions.get(output.input, []) or width != expected:
+            problems.append(f"exchange.outputs: pieces of {output.input!r} do not rebuild it")
+    return problems
+
+
+def _check_totals(plan: Plan) -> list[str]:
+    params = plan.parameters
+    problems = []
+    if params.optimizer_slots != optimizer_slots(params.optimizer):
+        problems.append(
+            f"parameters.optimizer_slots: {params.optimizer} keeps "
+            f"{optimizer_slots(params.optimizer)} values per weight, not {params.optimizer_slots}"
+        )
+    problems += [
+        f"ranks[{rank.rank}]: elements or bytes do not match what it holds"
+        for rank, counted in zip(plan.ranks, rank_footprints(plan), strict=True)
+        if counted != (rank.elements, rank.bytes, rank.optimizer_bytes)
+    ]
+    problems += [
+        f"ranks[{rank.rank}]: host_bytes do not match its weights in host memory"
+        for rank in plan.ranks
+        if host_bytes(plan, rank) != rank.host_bytes
+    ]
+    config = CommConfig.from_parameters(params)
+    if config is not None and config.global_batch_size % plan.world_size:
+        return [*problems, "parameters.global_batch_size: does not split over the ranks"]
+    estimate = [None] * len(plan.ranks) if config is None else estimate_comm(plan, config)
+    if [rank.comm for rank in plan.ranks] != estimate:
+        problems.append(
+            "ranks: the traffic estimates do not follow from the plan and its parameters; "
+            "re-run planner plan"
+        )
+    steps = plan_step(plan) if config is not None else None
+    if [rank.step for rank in plan.ranks] != (steps or [None] * len(plan.ranks)):
+        problems.append(
+            "ranks: the step-time estimates do not follow from the plan and its parameters; "
+            "re-run planner plan"
+        )
+    if summarize(plan.ranks, plan.tables) != plan.stats:
+        problems.append("stats: do not match the ranks")
+    return problems
+
+
+def _check_fingerprint(plan: Plan) -> list[str]:
+    """The recorded fingerprint is that of the plan's own tables and settings."""
+    try:
+        own = plan.spec().fingerprint()
+    except ValidationError as exc:
+        return [f"parameters: {describe_validation_error(exc)}"]
+    if own != plan.fingerprint:
+        return [
+            "fingerprint: not that of the plan's own tables and parameters, so the plan was "
+            "edited after planning; re-run planner plan"
+        ]
+    return []
+
+
+def _check_offload(plan: Plan) -> list[str]:
+    """Pieces in host memory: only table-parallel ones, each a weight of its own, its shard
+    saying so too, and chosen by the plan's rule (README, "CPU offload")."""
+    problems = []
+    table_parallel = set(plan.groups.table_parallel)
+    problems += [
+        f"shards: the shard of {s.table!r} on rank {s.rank} is in host memory, but only "
+        "table-parallel pieces can be offloaded"
+        for s in plan.shards
+        if s.device == "host" and s.table not in table_parallel
+    ]
+    device_of = {(s.table, s.rank): s.device for s in plan.shards}
+    offload = plan.parameters.offload
+    for rank in plan.ranks:
+        where = f"ranks[{rank.rank}]"
+        for w_index, weight in enumerate(rank.table_parallel_weights):
+            problems += [
+                f"{where}: weight {w_index} is on {weight.device} but the shard of "
+                f"{m.table!r} says {device_of[(m.table, rank.rank)]}"
+                for m in weight.members
+                if device_of.get((m.table, rank.rank), weight.device) != weight.device
+            ]
+            if weight.device == "host" and len(weight.members) > 1:
+                problems.append(
+                    f"{where}: weight {w_index} is in host memory but fuses "
+                    f"{len(weight.members)} pieces; an offloaded piece is a weight of its own"
+                )
+        host = [w for w in rank.table_parallel_weights if w.device == "host"]
+        if host and offload == "none":
+            problems.append(
+                f"{where}: {len(host)} weights are in host memory but parameters.offload is none"
+            )
+        elif offload == "upstream":
+            problems += _upstream_rule_problems(plan, rank)
+        elif offload == "auto":
+            problems += _auto_rule_problems(plan, rank)
+    return problems
+
+
+def _piece_elements(rank: RankPlan, device: str) -> list[int]:
+    """Elements of each piece on ``device`` (a fused weight holds several)."""
+    return [
+        m.rows * (m.cols[1] - m.cols[0])
+        for w in rank.table_parallel_weights
+        if w.device == device
+        for m in w.members
+    ]
+
+
+def _upstream_rule_problems(plan: Plan, rank: RankPlan) -> list[str]:
+    """Upstream's rule, in terms the plan holds: the kept pieces' elements are within
+    gpu_embedding_size, every offloaded piece is at least as large as every kept one, and
+    the smallest offloaded piece would have passed the limit."""
+    budget = plan.parameters.gpu_embedding_size
+    if budget is None:
+        return ["parameters: offload upstream needs gpu_embedding_size"]
+    kept, gone = _piece_elements(rank, "gpu"), _piece_elements(rank, "host")
+    where = f"ranks[{rank.rank}]"
+    if sum(kept) > budget:
+        return [
+            f"{where}: keeps {sum(kept):,} elements on the GPU, over gpu_embedding_size {budget:,}"
+        ]
+    if gone and (max(kept, default=0) > min(gone) or sum(kept) + min(gone) <= budget):
+        return [f"{where}: the pieces in host memory are not the largest beyond gpu_embedding_size"]
+    return []
+
+
+def _auto_rule_problems(plan: Plan, rank: RankPlan) -> list[str]:
+    """offload auto moves pieces only as far as the rank must: no offloaded piece would
+    fit in the device memory the rank leaves free."""
+    limit = memory_limit(plan)
+    if limit is None:
+        return ["parameters: offload auto needs device_memory"]
+    factor = 1 + plan.parameters.optimizer_slots
+    free = limit - rank.device_bytes
+    return [
+        f"ranks[{rank.rank}]: the piece of {w.members[0].table!r} is in host memory but fits "
+        f"in the {human_bytes(free)} of device memory left"
+        for w in rank.table_parallel_weights
+        if w.device == "host" and w.members and _weight_bytes(w) * factor <= free
+    ]
+
+
+def _weight_bytes(weight: LocalWeight) -> int:
+    return weight.rows * weight.width * DTYPE_BYTES[weight.dtype]
+
+
+def _check_limits(plan: Plan) -> list[str]:
+    """Each rank within its usable device memory and, with offload, its host memory."""
+    problems = []
+    limit = memory_limit(plan)
+    if limit is not None:
+        problems += [
+            f"ranks[{r.rank}]: {human_bytes(r.device_bytes)} on the GPU, over the "
+            f"{human_bytes(limit)} usable device memory"
+            for r in ranks_over_limit(plan)
+        ]
+    problems += [
+        f"ranks[{r.rank}]: {human_bytes(r.host_bytes)} in host memory, over host_memory "
+        f"{human_bytes(plan.parameters.host_memory or 0)}"
+        for r in ranks_over_host_limit(plan)
+    ]
+    return problems

@@ -1,0 +1,302 @@
+"""Step time: what a placement costs per training step, lookups and exchanges together.
+
+``costs/comm.py`` counts bytes on the wire. This module turns a placement into time,
+the way the runtime executes it (docs/cost_model.md has every formula and constant):
+
+- **Lookups.** A rank holding a table-parallel piece looks up every id of the global
+  batch for it: it reads the ids, one row of the piece's width per id and writes one
+  pooled output per sample and input, at ``memory_bandwidth`` (a row read moves at least
+  ``MIN_ROW_BYTES``, one cache line, however narrow the row); each id also costs
+  ``LOOKUP_SECONDS`` (kernel work that is not bandwidth). A column piece pays the ids
+  and the per-id cost again, so cutting a hot table multiplies them. A row slice reads
+  every id of the global batch (the runtime masks those outside its rows) but only its
+  share of the rows, and writes a float32 partial output. Data-parallel tables look up
+  the local batch. Backward costs ``BACKWARD_FACTOR`` times forward.
+- **Exchanges.** Every all-to-all, ring allgather, reduce-scatter and allreduce of the
+  runtime, per rank, with a topology: ranks ``0..g-1`` share host 0, and so on
+  (``gpus_per_host``). Bytes between ranks of one host move at ``intra_host_bandwidth``,
+  bytes to other hosts at ``alltoall_bandwidth`` (all-to-all) or ``allreduce_bandwidth``
+  (rings, which cross hosts whenever there is more than one); the two kinds of link work
+  at the same time, so a rank's all-to-all takes the longer of the two.
+- **Critical path.** Collectives make every rank wait for the slowest, so the step is a
+  sequence of stages (ids out; forward lookups; outputs back; output gradients;
+  backward lookups; data-parallel gradients), each as long as its slowest rank.
+
+Every byte and id count is an integer summed exactly, so the estimate does not depend
+on the order in which a placement lists its pieces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.costs.comm import GIGABYTE, ring_allreduce_bytes
+from planner.plan import Parameters, Plan, RankStep, StepStats
+from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec
+
+LOOKUP_SECONDS = 1e-10  # per id looked up, per piece: 10 G ids/s of kernel work
+BACKWARD_FACTOR = 2  # backward lookups (gradient scatter and update) over forward
+ROW_PARTIAL_BYTES = 4  # row-slice partial outputs and their gradients travel in float32
+MIN_ROW_BYTES = 128  # a row read moves at least one 128-byte cache line
+STAGES: tuple[str, ...] = (
+    "ids",
+    "forward_lookups",
+    "outputs",
+    "output_gradients",
+    "backward_lookups",
+    "dp_allreduce",
+)
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """The batch, the hardware and the topology; bandwidths in bytes per second."""
+
+    global_batch_size: int
+    world_size: int
+    id_bytes: int = 8
+    output_bytes: int = 4
+    dp_input: bool = True
+    gpus_per_host: int = 8
+    intra_bandwidth: float = 200.0 * GIGABYTE
+    alltoall_bandwidth: float = 25.0 * GIGABYTE
+    ring_bandwidth: float = 25.0 * GIGABYTE
+    memory_bandwidth: float = 900.0 * GIGABYTE
+
+    @classmethod
+    def of(cls, settings: Spec | Parameters, world_size: int, batch: int) -> StepConfig:
+        """From a spec's or a plan's settings, at ``batch`` samples over all ranks."""
+        return cls(
+            global_batch_size=batch,
+            world_size=world_size,
+            id_bytes=settings.id_bytes,
+            output_bytes=DTYPE_BYTES[settings.compute_dtype],
+            dp_input=settings.dp_input,
+            gpus_per_host=settings.gpus_per_host,
+            intra_bandwidth=settings.intra_host_bandwidth * GIGABYTE,
+            alltoall_bandwidth=settings.alltoall_bandwidth * GIGABYTE,
+            ring_bandwidth=settings.allreduce_bandwidth * GIGABYTE,
+            memory_bandwidth=settings.memory_bandwidth * GIGABYTE,
+        )
+
+    @property
+    def local_batch(self) -> int:
+        return self.global_batch_size // self.world_size
+
+    def host(self, rank: int) -> int:
+        return rank // self.gpus_per_host
+
+    def ring_seconds(self, bytes_each_way: int) -> float:
+        """A ring collective: within one host at NVLink speed, else at the network's."""
+        one_host = self.world_size <= self.gpus_per_host
+        return bytes_each_way / (self.intra_bandwidth if one_host else self.ring_bandwidth)
+
+
+@dataclass(frozen=True)
+class TableLoad:
+    """What one table costs per sample: the ids its inputs read and the outputs they give."""
+
+    ids_per_sample: int  # hotness summed over the table's inputs
+    outputs_per_sample: int  # inputs reading the table
+    rows: int
+    width: int
+    itemsize: int
+
+    @property
+    def bytes(self) -> int:
+        return self.rows * self.width * self.itemsize
+
+
+def row_read(cols: int, itemsize: int) -> int:
+    """Bytes one lookup reads: the row's, and never less than a cache line."""
+    return max(cols * itemsize, MIN_ROW_BYTES)
+
+
+def table_loads(tables: Sequence[TableSpec], inputs: Sequence[InputSpec]) -> list[TableLoad]:
+    index = {t.name: i for i, t in enumerate(tables)}
+    ids, outputs = [0] * len(tables), [0] * len(tables)
+    for inp in inputs:
+        ids[index[inp.table]] += inp.hotness
+        outputs[index[inp.table]] += 1
+    return [
+        TableLoad(ids[i], outputs[i], t.rows, t.width, t.itemsize) for i, t in enumerate(tables)
+    ]
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """What each rank holds, by table index: the input of the estimate.
+
+    ``pieces[r]``: (table, columns) of rank r's table-parallel pieces; ``row_rows``: for
+    each row-sliced table, the rows every rank holds (in rank order); ``replicas``: every
+    data-parallel table.
+    """
+
+    pieces: Sequence[Sequence[tuple[int, int]]]
+    row_rows: Mapping[int, Sequence[int]]
+    replicas: Sequence[int]
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """Per stage, every rank's seconds; the step is the stages' slowest ranks summed."""
+
+    rank_seconds: dict[str, list[float]]
+    stage_seconds: dict[str, float]
+    step_seconds: float
+
+    def rank(self, rank: int) -> dict[str, float]:
+        return {stage: seconds[rank] for stage, seconds in self.rank_seconds.items()}
+
+
+def estimate_step(
+    config: StepConfig, loads: Sequence[TableLoad], holdings: Holdings
+) -> StepEstimate:
+    """The step time of a placement (see the module docstring)."""
+    world, b = config.world_size, config.local_batch
+    batch = config.global_batch_size
+    id_size = config.id_bytes if config.dp_input else 0
+    ids_peer, outputs_peer = [0] * world, [0] * world  # what each rank exchanges per peer
+    memory, lookups = [0] * world, [0] * world  # forward bytes moved and ids looked up
+    for rank, pieces in enumerate(holdings.pieces):
+        for t, cols in pieces:
+            load = loads[t]
+            ids = batch * load.ids_per_sample
+            ids_peer[rank] += b * load.ids_per_sample * id_size
+            outputs_peer[rank] += b * load.outputs_per_sample * cols * config.output_bytes
+            memory[rank] += ids * (config.id_bytes + row_read(cols, load.itemsize))
+            memory[rank] += batch * load.outputs_per_sample * cols * config.output_bytes
+            lookups[rank] += ids
+    row_ids = row_outputs = 0
+    row_memory, row_lookups = np.zeros(world, np.int64), np.zeros(world, np.int64)
+    for t, counts in holdings.row_rows.items():
+        load = loads[t]
+        ids = batch * load.ids_per_sample
+        fixed = ids * config.id_bytes
+        fixed += batch * load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
+        row_bytes = ids * row_read(load.width, load.itemsize)
+        held = np.asarray(counts, np.int64)
+        if row_bytes * max(load.rows, 1) < 2**62:  # exact in int64: one vector step
+            row_memory += np.where(held > 0, fixed + row_bytes * held // load.rows, 0)
+            row_lookups += (held > 0) * ids
+        else:
+            for rank, rows in enumerate(held.tolist()):
+                if rows > 0:  # the runtime skips an empty slice
+                    memory[rank] += fixed + row_bytes * rows // load.rows
+                    lookups[rank] += ids
+        row_ids += (world - 1) * b * load.ids_per_sample * config.id_bytes
+        row_outputs += (world - 1) * b * load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
+    replica_memory, replica_ids, gradients = 0, 0, 0
+    for t in holdings.replicas:
+        load = loads[t]
+        if not load.outputs_per_sample:
+            continue  # no input reads it: no lookup, no gradient
+        replica_ids += b * load.ids_per_sample
+        replica_memory += (
+            b * load.ids_per_sample * (config.id_bytes + row_read(load.width, load.itemsize))
+        )
+        replica_memory += b * load.outputs_per_sample * load.width * config.output_bytes
+        gradients += ring_allreduce_bytes(load.bytes, world)
+
+    row_id_seconds, row_output_seconds = (
+        config.ring_seconds(row_ids),
+        config.ring_seconds(row_outputs),
+    )
+    outputs = [s + row_output_seconds for s in _all_to_all_seconds(config, outputs_peer)]
+    forward = [
+        (m + int(rm) + replica_memory) / config.memory_bandwidth
+        + (n + int(rn) + replica_ids) * LOOKUP_SECONDS
+        for m, n, rm, rn in zip(memory, lookups, row_memory, row_lookups, strict=True)
+    ]
+    rank_seconds = {
+        "ids": [s + row_id_seconds for s in _all_to_all_seconds(config, ids_peer)],
+        "forward_lookups": forward,
+        "outputs": outputs,
+        "output_gradients": outputs,
+        "backward_lookups": [BACKWARD_FACTOR * f for f in forward],
+        "dp_allreduce": [config.ring_seconds(gradients)] * world,
+    }
+    stage_seconds = {stage: max(rank_seconds[stage]) for stage in STAGES}
+    return StepEstimate(rank_seconds, stage_seconds, sum(stage_seconds.values()))
+
+
+def _all_to_all_seconds(config: StepConfig, per_peer: list[int]) -> list[float]:
+    """Each rank's time in an all-to-all where rank r exchanges ``per_peer[r]`` bytes with
+    every other rank (its own account) and ``per_peer[q]`` with each other rank q (theirs).
+
+    Bytes within a host and bytes between hosts use different links at the same time; a
+    rank's time is the longer of the two, each the larger of sent and received.
+    """
+    world, g = config.world_size, config.gpus_per_host
+    hosts = -(-world // g)
+    host_total = [0] * hosts
+    for rank, x in enumerate(per_peer):
+        host_total[rank // g] += x
+    total = sum(per_peer)
+    seconds = []
+    for rank, x in enumerate(per_peer):
+        host = rank // g
+        peers_here = min(g, world - host * g) - 1
+        own_intra, own_inter = peers_here * x, (world - 1 - peers_here) * x
+        theirs_intra = host_total[host] - x
+        theirs_inter = total - host_total[host]
+        seconds.append(
+            max(
+                max(own_intra, theirs_intra) / config.intra_bandwidth,
+                max(own_inter, theirs_inter) / config.alltoall_bandwidth,
+            )
+        )
+    return seconds
+
+
+# -- plans -------------------------------------------------------------------------------
+
+
+def plan_holdings(plan: Plan) -> Holdings:
+    """What each rank of a plan holds, by table index."""
+    index = {t.name: i for i, t in enumerate(plan.tables)}
+    pieces = [
+        [
+            (index[m.table], m.cols[1] - m.cols[0])
+            for weight in rank.table_parallel_weights
+            for m in weight.members
+        ]
+        for rank in plan.ranks
+    ]
+    row_rows = {index[name]: [0] * plan.world_size for name in plan.groups.row_sliced}
+    for position, rank in enumerate(plan.ranks):
+        for s in rank.row_slices:
+            row_rows[index[s.table]][position] = s.rows[1] - s.rows[0]
+    return Holdings(
+        pieces=pieces,
+        row_rows=row_rows,
+        replicas=[index[name] for name in plan.groups.data_parallel],
+    )
+
+
+def plan_step(plan: Plan) -> list[RankStep] | None:
+    """Each rank's stages of the step, when the plan names a global batch size."""
+    params = plan.parameters
+    if params.global_batch_size is None:
+        return None
+    config = StepConfig.of(params, plan.world_size, params.global_batch_size)
+    estimate = estimate_step(config, table_loads(plan.tables, plan.inputs), plan_holdings(plan))
+    steps = []
+    for rank in range(plan.world_size):
+        stages = estimate.rank(rank)
+        steps.append(RankStep(**stages, seconds=sum(stages.values())))
+    return steps
+
+
+def summarize_step(steps: list[RankStep]) -> StepStats:
+    """Each stage as long as its slowest rank, stages one after another."""
+    stage_seconds = {stage: max(getattr(step, stage) for step in steps) for stage in STAGES}
+    slowest = max(range(len(steps)), key=lambda r: (steps[r].seconds, -r))
+    return StepStats(
+        stage_seconds=stage_seconds,
+        step_seconds=sum(stage_seconds.values()),
+        slowest_rank=slowest,
+    )

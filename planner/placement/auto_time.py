@@ -1,0 +1,248 @@
+"""``auto``'s fast placements: replicas where they pay, whole tables on the least busy rank.
+
+See ``planner.placement.auto`` for the whole strategy; this is its time half. A table's
+*load* is what holding it costs its rank per step in the step-time model
+(``planner.costs.steptime``): receiving its ids, sending its outputs and their
+gradients, and its lookups forward and backward. Tables are placed largest load first,
+each on the rank with the least load so far that has room for it (a list-scheduling
+rule, within 4/3 of the best balance of loads), so no rank becomes the step's critical
+path by much.
+
+- **Replicas.** A table is replicated when the allreduce of its gradient and its local
+  lookups cost less than its share of the step whole on one rank (its load over the
+  world size), most gain per byte first, while the replicas fit in half of what a rank
+  has left beyond its share of the rest. A spec's ``data_parallel_threshold`` is
+  honoured instead when set.
+- **Column cuts.** Each column piece receives every id of its table and pays the
+  per-id lookup cost again, so a cut adds load. One variant never cuts; another cuts
+  a table whose load is above the mean rank's into pieces (multiples of
+  ``column_multiple`` columns) only when its largest piece then costs less than the
+  whole table. The estimate of the complete placement decides between them.
+- **Memory.** A rank takes a piece only when it fits next to what it holds; a table
+  that needs more than half a rank even cut as far as its width allows is row-sliced
+  over all ranks (``dp_input`` only).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+from planner.costs.comm import ring_allreduce_bytes
+from planner.costs.steptime import BACKWARD_FACTOR, LOOKUP_SECONDS, row_read
+from planner.placement.candidate import Candidate, PieceList
+from planner.placement.slicing import split_evenly
+
+MEMORY_SHARE = 0.5  # no piece above this share of a rank's room; replicas in this much
+SLACK = 0.02  # balancing bytes may raise a rank's load to this much over the busiest's
+
+
+class FastPlacements:
+    """Mixin of ``auto``'s model: the fast candidates (time objective).
+
+    Uses the model's ``loads``, ``step_config``, ``bytes``, ``column_bytes``,
+    ``unit_bytes``, ``weight_limit``, ``multiple`` and ``candidate``.
+    """
+
+    def fast_candidates(self) -> list[Candidate]:
+        """Greedy placements with and without the replicas that pay, with and without cuts."""
+        if self.world == 1:
+            return []
+        choices = [self._paying_replicas()]
+        if choices[0][0]:
+            choices.append(([], None))
+        found = []
+        for replicas, threshold in choices:
+            for cut in (False, True):
+                for balance in (False, True):
+                    candidate = self._greedy(replicas, threshold, cut, balance)
+                    if candidate is not None:
+                        found.append(candidate)
+        return found
+
+    # -- loads ----------------------------------------------------------------------------
+
+    def piece_seconds(self, t: int, cols: int) -> float:
+        """What holding ``cols`` columns of table ``t`` costs its rank per step."""
+        config, load = self.step_config, self.loads[t]
+        b, batch = config.local_batch, config.global_batch_size
+        id_size = config.id_bytes if config.dp_input else 0
+        per_peer = b * load.ids_per_sample * id_size
+        per_peer += 2 * b * load.outputs_per_sample * cols * config.output_bytes
+        ids = batch * load.ids_per_sample
+        memory = ids * (config.id_bytes + row_read(cols, load.itemsize))
+        memory += batch * load.outputs_per_sample * cols * config.output_bytes
+        forward = memory / config.memory_bandwidth + ids * LOOKUP_SECONDS
+        return per_peer * self._seconds_per_peer_byte() + (1 + BACKWARD_FACTOR) * forward
+
+    def _seconds_per_peer_byte(self) -> float:
+        """A holder's all-to-all time per byte it exchanges with each other rank."""
+        config = self.step_config
+        here = min(config.gpus_per_host, self.world) - 1
+        return max(
+            here / config.intra_bandwidth, (self.world - 1 - here) / config.alltoall_bandwidth
+        )
+
+    def replica_seconds(self, t: int) -> float:
+        """What replicating table ``t`` costs the step: its gradient allreduce and the
+        local lookups every rank then makes."""
+        config, load = self.step_config, self.loads[t]
+        b = config.local_batch
+        ids = b * load.ids_per_sample
+        memory = ids * (config.id_bytes + row_read(load.width, load.itemsize))
+        memory += b * load.outputs_per_sample * load.width * config.output_bytes
+        forward = memory / config.memory_bandwidth + ids * LOOKUP_SECONDS
+        gradient = config.ring_seconds(ring_allreduce_bytes(load.bytes, self.world))
+        return gradient + (1 + BACKWARD_FACTOR) * forward
+
+    # -- replicas -------------------------------------------------------------------------
+
+    def _paying_replicas(self) -> tuple[list[int], int | None]:
+        """Tables whose replication saves time, within the memory share; and the largest
+        one's elements (the plan's data_parallel_threshold)."""
+        if not self.split_ok:
+            return [], None
+        if self.spec.data_parallel_threshold is not None:
+            return list(self.replicas), self.replica_threshold
+        gains = []
+        for t in range(len(self.tables)):
+            if not self.loads[t].outputs_per_sample:
+                continue
+            gain = self.piece_seconds(t, self.tables[t].width) / self.world
+            gain -= self.replica_seconds(t)
+            if gain > 0:
+                gains.append((-gain / max(self.bytes[t], 1), t))
+        budget = math.inf
+        if self.weight_limit is not None:
+            share = sum(self.bytes) / self.world
+            budget = MEMORY_SHARE * (self.weight_limit - share)
+        chosen, spent = [], 0
+        for _, t in sorted(gains):
+            if spent + self.bytes[t] <= budget:
+                chosen.append(t)
+                spent += self.bytes[t]
+        chosen.sort()
+        threshold = max((self.tables[t].elements for t in chosen), default=None)
+        return chosen, threshold
+
+    # -- placement ------------------------------------------------------------------------
+
+    def _greedy(
+        self, replicas: list[int], threshold: int | None, cut: bool, balance: bool
+    ) -> Candidate | None:
+        """List scheduling of the non-replicated tables by load, within memory; with
+        ``balance``, the pieces are then dealt again, largest first, each to the rank
+        with the fewest bytes among those it keeps within ``SLACK`` of the busiest
+        rank's load."""
+        replicated = set(replicas)
+        rest = [t for t in range(len(self.tables)) if t not in replicated]
+        replica_bytes = sum(self.bytes[t] for t in replicas)
+        room = math.inf if self.weight_limit is None else self.weight_limit - replica_bytes
+        if room <= 0:
+            return None
+        largest_piece = MEMORY_SHARE * room
+        row_sliced = [
+            t
+            for t in rest
+            if self.split_ok
+            and self._pieces_for_memory(t, largest_piece) > min(self._units(t), self.world)
+        ]
+        base, splits = self._row_slicing(row_sliced)
+        base = [x - self.replica_bytes + replica_bytes for x in base]
+        sliced = set(row_sliced)
+        placed = [t for t in rest if t not in sliced]
+        target = sum(self.piece_seconds(t, self.tables[t].width) for t in placed) / self.world
+        pieces = []
+        for t in placed:
+            count = max(self._pieces_for_memory(t, largest_piece), 1)
+            if cut:
+                count = max(count, self._pieces_for_time(t, target))
+            pieces += [(t, width) for width in self._widths(t, count)]
+        pieces.sort(key=lambda p: (-self.piece_seconds(*p), -p[1] * self.column_bytes[p[0]], p))
+        limit = room + replica_bytes
+        placement = self._schedule(pieces, base, limit, math.inf)
+        if placement is not None and balance:
+            busiest = [0.0] * self.world
+            for t, rank, width in placement:
+                busiest[rank] += self.piece_seconds(t, width)
+            by_bytes = sorted(pieces, key=lambda p: (-p[1] * self.column_bytes[p[0]], p))
+            placement = self._schedule(by_bytes, base, limit, max(busiest) * (1 + SLACK))
+        if placement is None:
+            return None
+        loads = list(base)
+        for t, rank, width in placement:
+            loads[rank] += width * self.column_bytes[t]
+        return self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
+
+    def _schedule(
+        self, pieces: list[tuple[int, int]], base: list[int], limit: float, bound: float
+    ) -> PieceList | None:
+        """Each piece in turn to a rank with room that holds no other piece of its table:
+        without a ``bound`` the least loaded; with one, the one with the fewest bytes among
+        those it keeps within the bound (the least loaded when there are none)."""
+        by_bytes = bound != math.inf
+        held, load = list(base), [0.0] * self.world
+
+        def key(rank: int) -> tuple:
+            return (held[rank], load[rank], rank) if by_bytes else (load[rank], held[rank], rank)
+
+        heap = [key(rank) for rank in range(self.world)]
+        heapq.heapify(heap)
+        placement: PieceList = []
+        holds: list[set[int]] = [set() for _ in range(self.world)]
+        for t, width in pieces:
+            size, seconds = width * self.column_bytes[t], self.piece_seconds(t, width)
+            popped, chosen = [], None
+            while heap:
+                rank = heapq.heappop(heap)[2]
+                popped.append(rank)
+                if held[rank] + size > limit or t in holds[rank]:
+                    continue
+                if load[rank] + seconds <= bound:
+                    chosen = rank
+                    break
+                if chosen is None or load[rank] < load[chosen]:
+                    chosen = rank  # over the bound: the least loaded so far, if none is within
+            if chosen is None:
+                return None
+            placement.append((t, chosen, width))
+            holds[chosen].add(t)
+            held[chosen] += size
+            load[chosen] += seconds
+            for rank in popped:
+                heapq.heappush(heap, key(rank))
+        return placement
+
+    def _units(self, t: int) -> int:
+        """Pieces a table can be cut into: one per ``column_multiple`` columns."""
+        return -(-self.tables[t].width // self.multiple)
+
+    def _pieces_for_memory(self, t: int, largest: float) -> int:
+        """The fewest pieces that keep each within ``largest`` bytes."""
+        if largest == math.inf:
+            return 1
+        return max(1, math.ceil(self.bytes[t] / max(largest, 1)))
+
+    def _pieces_for_time(self, t: int, target: float) -> int:
+        """Pieces that bring the table's load to the mean rank's, if cutting lowers its
+        largest piece's load at all; else 1."""
+        width, limit = self.tables[t].width, min(self._units(t), self.world)
+        whole = self.piece_seconds(t, width)
+        if whole <= target or limit < 2:
+            return 1
+        best, best_seconds = 1, whole
+        for count in range(2, limit + 1):
+            seconds = self.piece_seconds(t, max(self._widths(t, count)))
+            if seconds < best_seconds:
+                best, best_seconds = count, seconds
+            if seconds <= target:
+                break
+        return best
+
+    def _widths(self, t: int, count: int) -> list[int]:
+        """``count`` piece widths, each a multiple of ``column_multiple`` but the last."""
+        width = self.tables[t].width
+        count = min(count, self._units(t), self.world)
+        widths = [units * self.multiple for units in split_evenly(self._units(t), count)]
+        widths[-1] -= sum(widths) - width
+        return [w for w in widths if w > 0]

@@ -1,0 +1,49 @@
+"""The runtime reads plans through planner.load_plan: a broken plan stops every rank alike.
+
+Refused while the plan is read, before the layer touches Horovod, so no rank can enter
+a collective the others never reach.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("horovod.tensorflow")
+
+from planner import PlanFileError, make_plan, spec_from_dict
+from runtime import DistributedEmbedding
+
+pytestmark = pytest.mark.runtime
+
+# b (10 x 4) is column-sliced over the 2 ranks: columns 0:2 on rank 0, 2:4 on rank 1
+SPEC = {
+    "world_size": 2,
+    "row_slice_threshold": 3000,
+    "tables": [{"name": "a", "rows": 1000, "width": 4}, {"name": "b", "rows": 10, "width": 4}],
+}
+
+
+@pytest.fixture
+def broken() -> dict:
+    data = json.loads(make_plan(spec_from_dict(SPEC)).to_json())
+    assert [(s["table"], s["rank"], s["cols"]) for s in data["shards"]] == [
+        ("b", 0, [0, 2]),
+        ("b", 1, [2, 4]),
+    ]
+    data["shards"][1]["cols"] = [1, 4]  # overlaps rank 0's columns of b
+    return data
+
+
+def test_a_broken_plan_file_is_refused(tmp_path, broken: dict) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(broken))
+    with pytest.raises(PlanFileError, match=r"plan\.json: shards: the shards of 'b' do not cover"):
+        DistributedEmbedding.from_plan(path)
+
+
+def test_a_broken_plan_dict_is_refused(broken: dict) -> None:
+    with pytest.raises(PlanFileError, match=r"<plan>: shards: the shards of 'b' do not cover"):
+        DistributedEmbedding.from_plan(broken)
