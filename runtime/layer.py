@@ -26,7 +26,7 @@ import horovod.tensorflow as hvd
 import tensorflow as tf
 
 from planner import Plan, load_plan, plan_from_dict
-from runtime import checks
+from runtime import checks, regularization
 from runtime.agreement import InputAgreement
 from runtime.construction import create_variables, table_initializers
 from runtime.pipeline import Pipeline
@@ -102,6 +102,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         self.gpu_embedding_size = parameters.gpu_embedding_size
         self.strategy = PlanStrategy(plan)
         self._initializers = table_initializers(plan, embeddings)
+        self._terms = regularization.table_terms(embeddings)
         self._agreement = InputAgreement(plan, self.rank, self.world_size)
         self._variables = None
         self._pipeline = None
@@ -127,6 +128,8 @@ class DistributedEmbedding(tf.keras.layers.Layer):
 
     def build(self, input_shape=None):
         self._variables = create_variables(self, self.plan, self.rank, self._initializers)
+        if self._terms:
+            regularization.attach(self, self.plan, self.rank, self._variables, self._terms)
         self._pipeline = Pipeline(
             self.plan, self.rank, self.name, self._variables, self._agreement, self.compute_dtype
         )
@@ -220,7 +223,11 @@ class DistributedEmbedding(tf.keras.layers.Layer):
             problem = checks.static_batch_problem(inputs, self.world_size)
             if problem:
                 raise ValueError(problem)
-        return self._pipeline(inputs, self._agreement.inspect(inputs))
+        outputs = self._pipeline(inputs, self._agreement.inspect(inputs))
+        if self._terms:
+            for loss in regularization.activity_losses(self.plan, self._terms, outputs):
+                self.add_loss(loss)
+        return outputs
 
 
 # The constructor's placement options and their defaults (upstream's).

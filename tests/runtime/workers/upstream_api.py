@@ -252,7 +252,73 @@ def idle_fit():
         common.close(f"table {t.name} after fit", got, want.numpy(), 1e-5)
 
 
+def regularized_tables() -> list:
+    """Regularizers and constraints on tables of every group (with the placement below):
+    data-parallel, table-parallel, column-sliced, row-sliced. Dealt round-robin, tp_a
+    and tp_b (positions 0 and 6 among the table-parallel pieces) land on rank 0 on 2 and
+    3 ranks, where they are fused into one weight."""
+    reg, Embedding = tf.keras.regularizers, tf.keras.layers.Embedding
+    return [
+        Embedding(4, 3, embeddings_regularizer=reg.L2(0.1), embeddings_constraint="non_neg",
+                  name="dp_l2"),
+        Embedding(30, 4, embeddings_regularizer=reg.L1(0.05), name="tp_a"),
+        Embedding(40, 6, embeddings_regularizer=reg.L2(0.03), name="sliced"),  # 2 pieces
+        Embedding(15, 2, name="w2"),
+        Embedding(10, 3, name="w3"),
+        Embedding(10, 5, name="w5"),
+        Embedding(25, 4, activity_regularizer=reg.L2(0.2), embeddings_constraint="non_neg",
+                  name="tp_b"),
+        Embedding(200, 4, embeddings_regularizer=reg.L2(0.02), embeddings_constraint="non_neg",
+                  activity_regularizer=reg.L1(0.1), name="rows"),
+    ]
+
+
+REGULARIZED_PLACEMENT = {
+    "strategy": "basic",
+    "data_parallel_threshold": 20,
+    "column_slice_threshold": 200,
+    "row_slice_threshold": 500,
+}
+
+
+def regularized():
+    """One step with every table's regularizers and constraint equals one process's."""
+    tables = regularized_tables()
+    layer = DistributedEmbedding(tables, name="de_regularized", **REGULARIZED_PLACEMENT)
+    plan, b = layer.plan, 3
+    fused = [
+        {m.table for m in w.members} for r in plan.ranks for w in r.table_parallel_weights
+    ]
+    if {"tp_a", "tp_b"} not in fused or plan.groups.row_sliced != ["rows"]:
+        raise AssertionError(f"the placement no longer covers every case: {fused}")
+    data = common.make_data(plan, b, seed=23)
+    layer.set_weights(data.tables)
+    optimizer = runtime.DistributedOptimizer(tf.keras.optimizers.SGD(common.LR))
+    with tf.GradientTape() as tape:
+        outputs = layer(common.feed(plan, data, b))
+        loss = common.local_loss(plan, outputs, data, b) + tf.add_n(layer.losses)
+    grads = runtime.DistributedGradientTape(tape).gradient(loss, layer.trainable_variables)
+    optimizer.apply_gradients(zip(grads, layer.trainable_variables, strict=True))
+
+    variables = [tf.Variable(t) for t in data.tables]
+    with tf.GradientTape() as tape:
+        outs = common.reference_outputs(plan, data, variables)
+        loss = common.reference_loss(plan, data, outs)
+        for table, var, inp in zip(tables, variables, plan.inputs, strict=True):
+            if table.embeddings_regularizer:
+                loss += table.embeddings_regularizer(var)
+            if table.activity_regularizer:
+                loss += table.activity_regularizer(outs[inp.name]) / data.batch
+    for table, var, grad in zip(tables, variables, tape.gradient(loss, variables), strict=True):
+        var.assign_sub(common.LR * tf.convert_to_tensor(grad))
+        if table.embeddings_constraint:
+            var.assign(table.embeddings_constraint(var))
+    for t, got, want in zip(plan.tables, layer.get_weights(True), variables, strict=True):
+        common.close(f"table {t.name}", got, want.numpy(), 1e-5)
+
+
 SCENARIOS = {
+    "regularized": regularized,
     "arguments": arguments,
     "offload": offload,
     "indivisible": indivisible,
