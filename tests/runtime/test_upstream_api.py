@@ -13,7 +13,7 @@ from launching import WORKERS, check, launch
 
 pytestmark = pytest.mark.runtime
 
-SCENARIOS = ["arguments", "offload", "indivisible", "idle_fit"]
+SCENARIOS = ["arguments", "offload", "indivisible", "idle_fit", "regularized"]
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=lambda n: f"{n}_ranks")
