@@ -1,6 +1,7 @@
 """Upstream's interface of DistributedEmbedding on 2 and 3 ranks (see the worker):
 its arguments and ``strategy`` lists, offload to the host, the hidden exchange anchor
-under the tape and ``model.fit``, and the "not divisible" error."""
+under the tape and ``model.fit``, the "not divisible" error, and
+regularizers and constraints."""
 
 from __future__ import annotations
 
