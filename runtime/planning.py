@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from planner import make_plan, spec_from_dict
 from planner.plan import Plan
+from planner.spec import STRATEGIES
 from runtime.embedding import DEFAULT_INITIALIZER
 
 
@@ -57,6 +58,10 @@ def plan_for_layers(
     ``gpu_embedding_size`` is upstream's offload setting: the spec key of that name,
     which offloads the same table-parallel pieces upstream does (``offload: upstream``).
     """
+    if strategy not in STRATEGIES:  # upstream's error, for scripts that match on it
+        raise ValueError(
+            f"Unsupported shard strategy {strategy!r}; use one of {', '.join(STRATEGIES)}"
+        )
     names = _unique_names(embeddings)
     tables = [describe_layer(layer, name) for layer, name in zip(embeddings, names, strict=True)]
     if input_table_map is None:

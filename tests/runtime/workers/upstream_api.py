@@ -91,6 +91,13 @@ def arguments():
         "gpu_embedding_size",
         "plan",
     )
+    try:
+        DistributedEmbedding(keras_tables(FOUR, "bad"), strategy="round_robin")
+    except ValueError as exc:  # upstream's type and words
+        if not str(exc).startswith("Unsupported shard strategy 'round_robin'"):
+            raise AssertionError(f"unknown strategy: {exc}") from None
+    else:
+        raise AssertionError("an unknown strategy was accepted")
     with tf.device(DEVICE):
         check("arguments", {}, layer=layer, plan=layer.plan, local_batch=2)
     expect_hidden_anchor(layer, fused_weights=1)
