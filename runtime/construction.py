@@ -5,7 +5,8 @@ The layer holds three groups of variables, always in this order (the order
 data-parallel table, this rank's table-parallel weights (several tables fused by rows
 where the plan says so), and this rank's rows of every row-sliced table. Variables
 that hold this rank's own pieces are marked local, so Horovod neither broadcasts nor
-averages them.
+averages them. A table-parallel weight the plan offloads (``"device": "host"``) is
+created on the host's CPU; everything else on the rank's default device.
 """
 
 from __future__ import annotations
