@@ -128,10 +128,7 @@ def judge(records: np.ndarray, context: InputContext) -> str | None:
             f"{kind} batch size"
         )
     if not context.dp_input and batches and batches[0] % context.world_size:
-        return (
-            f"the global batch size {batches[0]} does not divide by {context.world_size} ranks; "
-            f"with dp_input=False use a multiple of the world size"
-        )
+        return indivisible(batches[0], context.world_size)
     if len({records[r].bits for r in feeding}) > 1:
         return "ranks feed ids of different integer types; use int32 or int64 on every rank"
     if context.dp_input and len({records[r].layout for r in feeding}) > 1:
@@ -149,6 +146,35 @@ def judge(records: np.ndarray, context: InputContext) -> str | None:
                 f"rank {rank}: input {name!r} has id {bad_id}, outside table {table!r} "
                 f"(valid ids are 0..{rows - 1})"
             )
+    return None
+
+
+def indivisible(batch: int, world_size: int) -> str:
+    """The error for a global batch (``dp_input=False``) that ranks cannot share equally.
+
+    It starts with upstream's words, "not divisible", which scripts and tests match on.
+    """
+    return (
+        f"not divisible: the global batch size {batch} does not divide by {world_size} ranks; "
+        f"with dp_input=False each rank receives an equal share of the global batch, so "
+        f"use a multiple of {world_size}"
+    )
+
+
+def static_batch_problem(inputs: list, world_size: int) -> str | None:
+    """:func:`indivisible`'s error for a global batch whose size is known while tracing.
+
+    Traced with such a batch, the layer would fail inside TensorFlow on some ranks and
+    not others (a reshape by the world size), leaving the others waiting in a
+    collective. Every rank feeding the same global batch (as ``dp_input=False``
+    requires) finds the same size here, so every rank raises this one error before
+    any collective is traced.
+    """
+    for inp in inputs:
+        shape = getattr(inp, "shape", None)
+        batch = shape[0] if shape is not None and shape.rank else None
+        if batch is not None and batch % world_size:
+            return indivisible(batch, world_size)
     return None
 
 

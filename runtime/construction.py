@@ -5,18 +5,24 @@ The layer holds three groups of variables, always in this order (the order
 data-parallel table, this rank's table-parallel weights (several tables fused by rows
 where the plan says so), and this rank's rows of every row-sliced table. Variables
 that hold this rank's own pieces are marked local, so Horovod neither broadcasts nor
-averages them.
+averages them. A table-parallel weight the plan offloads (``"device": "host"``) is
+created on the host's CPU; everything else on the rank's default device.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import tensorflow as tf
 
-from planner.plan import Plan
+from planner.plan import LocalWeight, Plan
+from runtime.anchor import create_anchor
 from runtime.planning import layer_initializer
 from runtime.slots import mark_local
+
+# Where offloaded weights, their optimizer slots and their lookups live.
+HOST_DEVICE = "/CPU:0"
 
 
 @dataclass(frozen=True)
@@ -26,8 +32,8 @@ class LayerVariables:
     data_parallel: list[tf.Variable]
     table_parallel: list[tf.Variable]
     row_slices: list[tf.Variable]
-    # Empty and local; read by the exchange so that every rank's gradient tape records
-    # it (see runtime.pipeline). None when nothing is exchanged.
+    # Empty, local and hidden from Keras; read by the exchange so that every rank's
+    # gradient tape records it (see runtime.anchor). None when nothing is exchanged.
     anchor: tf.Variable | None
 
     def tables_in_order(self) -> list[tf.Variable]:
@@ -67,14 +73,17 @@ def create_variables(
     table_parallel = []
     for i, weight in enumerate(rank_plan.table_parallel_weights):
         parts = [(initializers[index[m.table]], m.rows) for m in weight.members]
-        var = _add_table_weight(
-            layer,
-            f"table_parallel_{i}",
-            [weight.rows, weight.width],
-            weight.dtype,
-            _StackedInitializer(parts),
-        )
+        with on_planned_device(weight):
+            var = _add_table_weight(
+                layer,
+                f"table_parallel_{i}",
+                [weight.rows, weight.width],
+                weight.dtype,
+                _StackedInitializer(parts),
+            )
         mark_local(var)
+        if weight.device == "host":
+            var.de_device = HOST_DEVICE  # its optimizer slots go there too (runtime.slots)
         table_parallel.append(var)
     row_slices = []
     for i, row_slice in enumerate(rank_plan.row_slices):
@@ -91,12 +100,15 @@ def create_variables(
     anchor = None
     groups = plan.input_groups
     if plan.world_size > 1 and (groups.table_parallel or groups.row_sliced):
-        anchor = layer.add_weight(
-            name="exchange_anchor", shape=[0], dtype=tf.float32, initializer="zeros",
-            trainable=True, experimental_autocast=False,
-        )
-        mark_local(anchor)
+        anchor = create_anchor(f"{layer.name}/exchange_anchor")
     return LayerVariables(data_parallel, table_parallel, row_slices, anchor)
+
+
+def on_planned_device(weight: LocalWeight):
+    """The device scope of a table-parallel weight: the host's CPU for a weight the plan
+    offloads (``"device": "host"``), else none, so the rank's default device (its GPU
+    when it has one) holds it."""
+    return tf.device(HOST_DEVICE) if weight.device == "host" else contextlib.nullcontext()
 
 
 def _add_table_weight(layer, name, shape, dtype, initializer) -> tf.Variable:

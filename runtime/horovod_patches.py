@@ -35,6 +35,7 @@ import horovod.tensorflow as hvd
 import horovod.tensorflow.keras as hvd_keras
 import tensorflow as tf
 
+from runtime.anchor import consume, watched_anchors
 from runtime.slots import is_local, mark_local
 
 __all__ = [
@@ -61,7 +62,8 @@ def DistributedGradientTape(gradtape, *args, **kwargs):
     """Horovod's tape; local variables among the sources keep their own gradients.
 
     Local sources are registered when ``gradient`` is called, from the sources
-    themselves, so the tape works however it was created (wrapped before or after the
+    themselves (plus the exchange anchors the tape watched, see :mod:`runtime.anchor`),
+    so the tape works however it was created (wrapped before or after the
     forward pass). ``sparse_as_dense`` defaults to True, as the embedding gradients
     of data-parallel tables are otherwise all-gathered as sparse slices.
     """
@@ -73,17 +75,25 @@ def DistributedGradientTape(gradtape, *args, **kwargs):
 
     @tf.autograph.experimental.do_not_convert  # plain Python over the sources: no graph code
     def gradient(target, sources, output_gradients=None, use_generic_names=True):
-        for source in tf.nest.flatten(sources):
+        flat = tf.nest.flatten(sources)
+        anchors = watched_anchors(tape, flat)
+        for source in flat + anchors:
             if is_local(source):
                 tape.register_local_source(source)
-        return horovod_gradient(target, sources, output_gradients, use_generic_names=True)
+        grads = horovod_gradient(target, flat + anchors, output_gradients, use_generic_names=True)
+        consume(anchors, grads[len(flat) :])
+        return tf.nest.pack_sequence_as(sources, grads[: len(flat)])
 
     tape.gradient = gradient
     return tape
 
 
 def DistributedOptimizer(optimizer, *args, **kwargs):
-    """Horovod's Keras optimizer; local variables are registered on first use."""
+    """Horovod's Keras optimizer; local variables are registered on first use.
+
+    Like the tape, it also asks for the gradients of the exchange anchors the tape
+    watched (:mod:`runtime.anchor`), and returns only those of ``var_list``.
+    """
     kwargs.setdefault("sparse_as_dense", True)
     kwargs = _one_group_unless_given(hvd_keras.DistributedOptimizer, (optimizer, *args), kwargs)
     opt = hvd_keras.DistributedOptimizer(optimizer, *args, **kwargs)
@@ -99,8 +109,25 @@ def DistributedOptimizer(optimizer, *args, **kwargs):
     def _allreduce_grads(grads, variables=None, use_generic_names=True):
         return horovod_allreduce_grads(grads, variables, use_generic_names=True)
 
+    def _compute_gradients(loss, var_list, grad_loss=None, tape=None):
+        # Keras' fit passes its tape; without one the loss is a callable, run here so
+        # that the tape has watched the exchange anchors before they are looked for.
+        tape = tf.GradientTape() if tape is None else tape
+        if callable(loss):
+            with tape:
+                loss = loss()
+        if callable(var_list):
+            var_list = var_list()
+        var_list = list(var_list)
+        anchors = watched_anchors(tape, var_list)
+        pairs = horovod_compute_gradients(loss, var_list + anchors, grad_loss, tape)
+        consume(anchors, [grad for grad, _ in pairs[len(var_list) :]])
+        return pairs[: len(var_list)]
+
+    horovod_compute_gradients = opt._compute_gradients
     opt._allreduce = _allreduce
     opt._allreduce_grads = _allreduce_grads
+    opt._compute_gradients = _compute_gradients
     return opt
 
 

@@ -26,11 +26,12 @@ import horovod.tensorflow as hvd
 import tensorflow as tf
 
 from planner import Plan, load_plan, plan_from_dict
-from runtime import checks
+from runtime import checks, regularization
 from runtime.agreement import InputAgreement
 from runtime.construction import create_variables, table_initializers
 from runtime.pipeline import Pipeline
 from runtime.planning import plan_for_layers
+from runtime.strategy import PlanStrategy
 from runtime.weights import (
     DEFAULT_CHUNK,
     check_global_weights,
@@ -61,6 +62,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         dp_input: bool = True,
         input_table_map: list[int] | None = None,
         data_parallel_threshold: int | None = None,
+        gpu_embedding_size: int | None = None,
         *,
         plan: Plan | dict | None = None,
         **kwargs,
@@ -77,6 +79,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
             "dp_input": dp_input,
             "input_table_map": input_table_map,
             "data_parallel_threshold": data_parallel_threshold,
+            "gpu_embedding_size": gpu_embedding_size,
         }
         if plan is None:
             if not embeddings:
@@ -90,8 +93,16 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         if embeddings:
             checks.check_embeddings(plan, embeddings)
         self.plan = plan
-        self.dp_input = plan.parameters.dp_input
+        parameters = plan.parameters
+        # Upstream's attributes: the settings in effect, and its placement lists.
+        self.dp_input = parameters.dp_input
+        self.column_slice_threshold = parameters.requested_column_slice_threshold
+        self.row_slice_threshold = parameters.row_slice_threshold
+        self.data_parallel_threshold = parameters.data_parallel_threshold
+        self.gpu_embedding_size = parameters.gpu_embedding_size
+        self.strategy = PlanStrategy(plan)
         self._initializers = table_initializers(plan, embeddings)
+        self._terms = regularization.table_terms(embeddings)
         self._agreement = InputAgreement(plan, self.rank, self.world_size)
         self._variables = None
         self._pipeline = None
@@ -105,8 +116,8 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         With ``embeddings`` (one Keras embedding layer per plan table, in order) their
         shapes and combiners must match the plan, and their initializers are used. Other
         keyword arguments go to the Keras layer (``name``, ``dtype``); placement options
-        (``strategy``, ``dp_input``, thresholds, ``input_table_map``) are the plan's and
-        are refused here.
+        (``strategy``, ``dp_input``, thresholds, ``input_table_map``,
+        ``gpu_embedding_size``) are the plan's and are refused here.
         """
         _refuse_placement([k for k in kwargs if k in _PLACEMENT_DEFAULTS])
         if isinstance(plan_or_path, (str, os.PathLike)):
@@ -117,6 +128,8 @@ class DistributedEmbedding(tf.keras.layers.Layer):
 
     def build(self, input_shape=None):
         self._variables = create_variables(self, self.plan, self.rank, self._initializers)
+        if self._terms:
+            regularization.attach(self, self.plan, self.rank, self._variables, self._terms)
         self._pipeline = Pipeline(
             self.plan, self.rank, self.name, self._variables, self._agreement, self.compute_dtype
         )
@@ -212,7 +225,16 @@ class DistributedEmbedding(tf.keras.layers.Layer):
     @tf.autograph.experimental.do_not_convert
     def _run(self, inputs):
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        return self._pipeline(inputs, self._agreement.inspect(inputs))
+        if not tf.executing_eagerly() and not self.dp_input and self.world_size > 1:
+            # Eagerly, the input records catch it on every rank (see runtime.agreement).
+            problem = checks.static_batch_problem(inputs, self.world_size)
+            if problem:
+                raise ValueError(problem)
+        outputs = self._pipeline(inputs, self._agreement.inspect(inputs))
+        if self._terms:
+            for loss in regularization.activity_losses(self.plan, self._terms, outputs):
+                self.add_loss(loss)
+        return outputs
 
 
 # The constructor's placement options and their defaults (upstream's).
@@ -223,6 +245,7 @@ _PLACEMENT_DEFAULTS = {
     "dp_input": True,
     "input_table_map": None,
     "data_parallel_threshold": None,
+    "gpu_embedding_size": None,
 }
 
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 from planner.plan import Plan
 from runtime import checks, exchange
 from runtime.agreement import InputAgreement, Inspection, placeholders
-from runtime.construction import LayerVariables
+from runtime.construction import LayerVariables, on_planned_device
 from runtime.lookup import Ids, lookup, to_ids
 
 RECORD = checks.RECORD_FIELDS
@@ -159,18 +159,18 @@ class Pipeline:
     def _lookup_table_parallel(self, ids: dict[str, Ids]) -> list[tf.Tensor]:
         """This rank's lookups for the inputs it serves (over the global batch), in order."""
         weights = self._rank_plan.table_parallel_weights
-        return [
-            tf.cast(
-                lookup(
+        outputs = []
+        for local in self._rank_plan.table_parallel_inputs:
+            weight = weights[local.weight]
+            with on_planned_device(weight):  # an offloaded weight is looked up on the host
+                found = lookup(
                     self.variables.table_parallel[local.weight],
                     ids[local.input],
-                    weights[local.weight].combiner,
+                    weight.combiner,
                     offset=local.row_offset,
-                ),
-                self.compute_dtype,
-            )
-            for local in self._rank_plan.table_parallel_inputs
-        ]
+                )
+            outputs.append(tf.cast(found, self.compute_dtype))
+        return outputs
 
     def _lookup_row_sliced(self, ids: dict[str, Ids]) -> list[tf.Tensor]:
         """Partial lookups [global_batch, width] into this rank's rows of each row-sliced
