@@ -5,8 +5,10 @@ Three groups run side by side, as the plan places them:
 * data-parallel tables: a local lookup on every rank;
 * table-parallel tables: ids go to the ranks holding the tables, embeddings come back;
   column pieces are concatenated per input;
-* row-sliced tables: every rank receives every rank's ids, looks up the rows it holds,
-  and sends each rank its samples' partial results, which that rank sums.
+* row-sliced tables: the ranks holding a table's rows (all ranks, or a group of them,
+  as its row split says) receive every rank's ids of its inputs, look up the rows they
+  hold, and send each rank its samples' partial results, which that rank sums. Ranks
+  holding none of its rows neither receive its ids nor send anything for it.
 
 With more than one rank a call makes two all-to-alls (ids, then embeddings) and its
 gradient one more, whatever the number of tables (see :mod:`runtime.exchange`). Every
@@ -52,7 +54,12 @@ class Pipeline:
         self._rank_plan = plan.ranks[rank]
         self._table_of = {i.name: plan.table(i.table) for i in plan.inputs}
         self._row_inputs = list(plan.input_groups.row_sliced)
-        self._row_widths = [self._table_of[name].width for name in self._row_inputs]
+        # The row-sliced inputs each rank holds rows for, in group order.
+        holders = row_holders(plan)
+        self._row_inputs_of = [
+            [name for name in self._row_inputs if r in holders[self._table_of[name].name]]
+            for r in range(plan.world_size)
+        ]
         # Widths of the table-parallel lookups each rank sends back, in its serving order.
         self._served_widths = [
             [r.table_parallel_weights[local.weight].width for local in r.table_parallel_inputs]
@@ -94,7 +101,7 @@ class Pipeline:
         blocks = []
         for rank_plan in self.plan.ranks:
             names = [local.input for local in rank_plan.table_parallel_inputs]
-            names += self._row_inputs
+            names += self._row_inputs_of[rank_plan.rank]
             blocks.append([record] + (exchange.id_parts([ids[n] for n in names]) if usable else []))
         payload, splits = exchange.pack(blocks, self.id_dtype)
         received, received_splits = exchange.alltoall(payload, splits, f"{self.name}_ids")
@@ -105,12 +112,13 @@ class Pipeline:
         batch = ids[self.expected[0]].batch_size()
         ids = {name: _gated(ids[name], ok) for name in self.plan.input_groups.data_parallel}
         served = [local.input for local in self._rank_plan.table_parallel_inputs]
+        served += self._row_inputs_of[self.rank]
         global_ids = exchange.unpack_ids(
             [exchange.skip_head(_gated_tensor(s, ok), RECORD, tf.int32) for s in sources],
-            [hotness[name] for name in served + self._row_inputs],
+            [hotness[name] for name in served],
             batch,
         )
-        received_ids = dict(zip(served + self._row_inputs, global_ids, strict=True))
+        received_ids = dict(zip(served, global_ids, strict=True))
         lookups = self._lookup_table_parallel(received_ids)
         row_parts = self._lookup_row_sliced(received_ids)
         if not self._exchanges:
@@ -174,21 +182,17 @@ class Pipeline:
 
     def _lookup_row_sliced(self, ids: dict[str, Ids]) -> list[tf.Tensor]:
         """Partial lookups [global_batch, width] into this rank's rows of each row-sliced
-        table, in float32 so that summing the partial results over ranks loses nothing."""
+        table it holds rows of, in float32 so that summing them over the holders loses
+        nothing."""
         parts = []
-        for name in self._row_inputs:
+        for name in self._row_inputs_of[self.rank]:
             table = self._table_of[name]
             slot = self.plan.groups.row_sliced.index(table.name)
-            start, stop = self._rank_plan.row_slices[slot].rows
-            if stop > start:
-                part = lookup(
-                    self.variables.row_slices[slot], ids[name], table.combiner,
-                    valid_rows=(start, stop),
-                )
-                parts.append(tf.cast(part, tf.float32))
-            else:
-                # Nothing held here: contribute zeros, and do not touch the empty variable.
-                parts.append(tf.zeros([ids[name].batch_size(), table.width], tf.float32))
+            part = lookup(
+                self.variables.row_slices[slot], ids[name], table.combiner,
+                valid_rows=self._rank_plan.row_slices[slot].rows,
+            )
+            parts.append(tf.cast(part, tf.float32))
         return parts
 
     def _clamped(self, name: str, ids: Ids) -> Ids:
@@ -203,7 +207,7 @@ class Pipeline:
         """Send each rank its samples' embeddings in one differentiable all-to-all.
 
         Rank r gets rows ``r * batch`` to ``(r + 1) * batch`` of every table-parallel
-        lookup, and of the row-sliced partial results side by side. ``record``, when
+        lookup, and of this rank's row-sliced partial results side by side. ``record``, when
         given (the call's first collective, inputs not agreed on yet), travels at the
         head of every block, and each lookup is cut on its own, so that inputs of
         unequal sizes cannot fail here; it comes with dp_input=False only, which has no
@@ -231,26 +235,32 @@ class Pipeline:
 
     def _receive_embeddings(self, sources: list[tf.Tensor], batch):
         """(table-parallel pieces in worker order, row-sliced outputs) from every rank's
-        block; ``batch`` None: learnt from the blocks (a rank feeding nothing has none)."""
+        block; ``batch`` None: learnt from the blocks (a rank feeding nothing has none).
+        Each row-sliced output is the sum of the partial results of its table's holders."""
         if batch is None:
             total = sum(sum(widths) for widths in self._served_widths)
             batch = tf.size(tf.concat(sources, 0), out_type=tf.int32) // total
-        pieces, row_sums = [], []
-        row_width = sum(self._row_widths)
-        for source, widths in zip(sources, self._served_widths, strict=True):
+        pieces = []
+        row_parts: dict[str, list[tf.Tensor]] = {name: [] for name in self._row_inputs}
+        for source, widths, held in zip(
+            sources, self._served_widths, self._row_inputs_of, strict=True
+        ):
             layout = [(self.compute_dtype, batch * width) for width in widths]
-            if row_width:
-                layout.append((tf.float32, batch * row_width))
+            held_widths = [self._table_of[name].width for name in held]
+            if held:
+                layout.append((tf.float32, batch * sum(held_widths)))
             if not layout:
                 continue
             parts = exchange.unpack(source, layout)
             pieces += [tf.reshape(p, [batch, w]) for p, w in zip(parts, widths, strict=False)]
-            if row_width:
-                row_sums.append(tf.reshape(parts[-1], [batch, row_width]))
-        row_outputs = []
-        if row_sums:
-            summed = tf.split(tf.add_n(row_sums), self._row_widths, axis=1)
-            row_outputs = [tf.cast(out, self.compute_dtype) for out in summed]
+            if held:
+                block = tf.reshape(parts[-1], [batch, sum(held_widths)])
+                for name, part in zip(held, tf.split(block, held_widths, axis=1), strict=True):
+                    row_parts[name].append(part)
+        row_outputs = [
+            tf.cast(tf.add_n(row_parts[name]), self.compute_dtype)
+            for name in self._row_inputs
+        ]
         return pieces, row_outputs
 
     # --- outputs ------------------------------------------------------------------------
@@ -268,6 +278,16 @@ class Pipeline:
     def _placeholders(self, ok) -> list[tf.Tensor]:
         weights = self.variables.trainable()
         return placeholders(ok, self.output_widths(), weights, self.compute_dtype)
+
+
+def row_holders(plan: Plan) -> dict[str, set[int]]:
+    """The ranks holding rows of each row-sliced table (a rank with an empty slice holds none)."""
+    rows = {t.name: t.rows for t in plan.tables}
+    holders = {}
+    for split in plan.row_splits:
+        starts, ends = split.bounds(rows[split.table], plan.world_size)
+        holders[split.table] = {int(r) for r in (ends > starts).nonzero()[0]}
+    return holders
 
 
 def _gated_tensor(tensor: tf.Tensor, ok: tf.Tensor | None) -> tf.Tensor:
