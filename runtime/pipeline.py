@@ -5,10 +5,11 @@ Three groups run side by side, as the plan places them:
 * data-parallel tables: a local lookup on every rank;
 * table-parallel tables: ids go to the ranks holding the tables, embeddings come back;
   column pieces are concatenated per input;
-* row-sliced tables: the ranks holding a table's rows (all ranks, or a group of them,
-  as its row split says) receive every rank's ids of its inputs, look up the rows they
-  hold, and send each rank its samples' partial results, which that rank sums. Ranks
-  holding none of its rows neither receive its ids nor send anything for it.
+* row-sliced tables: each rank holding some of a table's rows (all ranks, or a group
+  of them, as its row split says) receives from every rank the ids of its inputs that
+  fall in its rows (:mod:`runtime.row_buckets`), looks them up, and sends each rank its
+  samples' partial sums, which that rank adds up. Ranks holding none of its rows
+  neither receive its ids nor send anything for it.
 
 With more than one rank a call makes two all-to-alls (ids, then embeddings) and its
 gradient one more, whatever the number of tables (see :mod:`runtime.exchange`). Every
@@ -21,7 +22,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from planner.plan import Plan
-from runtime import checks, exchange
+from runtime import checks, exchange, row_buckets
 from runtime.agreement import InputAgreement, Inspection, placeholders
 from runtime.construction import LayerVariables
 from runtime.lookup import Ids, lookup, to_ids
@@ -54,10 +55,12 @@ class Pipeline:
         self._rank_plan = plan.ranks[rank]
         self._table_of = {i.name: plan.table(i.table) for i in plan.inputs}
         self._row_inputs = list(plan.input_groups.row_sliced)
-        # The row-sliced inputs each rank holds rows for, in group order.
-        holders = row_holders(plan)
+        # The rows each rank holds of each row-sliced table (holders only), and the
+        # row-sliced inputs each rank holds rows for, in group order.
+        held = row_holders(plan)
+        self._rows_of = {name: held[self._table_of[name].name] for name in self._row_inputs}
         self._row_inputs_of = [
-            [name for name in self._row_inputs if r in holders[self._table_of[name].name]]
+            [name for name in self._row_inputs if r in self._rows_of[name]]
             for r in range(plan.world_size)
         ]
         # Widths of the table-parallel lookups each rank sends back, in its serving order.
@@ -100,9 +103,14 @@ class Pipeline:
         """Every rank feeds its local batch of every input."""
         blocks = []
         for rank_plan in self.plan.ranks:
-            names = [local.input for local in rank_plan.table_parallel_inputs]
-            names += self._row_inputs_of[rank_plan.rank]
-            blocks.append([record] + (exchange.id_parts([ids[n] for n in names]) if usable else []))
+            parts = []
+            if usable:
+                parts = [ids[local.input] for local in rank_plan.table_parallel_inputs]
+                parts += [
+                    row_buckets.bucket(ids[name], self._rows_of[name][rank_plan.rank])
+                    for name in self._row_inputs_of[rank_plan.rank]
+                ]
+            blocks.append([record, *exchange.id_parts(parts)])
         payload, splits = exchange.pack(blocks, self.id_dtype)
         received, received_splits = exchange.alltoall(payload, splits, f"{self.name}_ids")
         ok = self.agreement.judge(exchange.heads(received, received_splits, RECORD, tf.int32))
@@ -110,15 +118,16 @@ class Pipeline:
             return self._placeholders(ok)
         sources = exchange.by_source(received, received_splits, self.world_size)
         batch = ids[self.expected[0]].batch_size()
+        own_rows = {name: _gated(ids[name], ok) for name in self._row_inputs}
         ids = {name: _gated(ids[name], ok) for name in self.plan.input_groups.data_parallel}
         served = [local.input for local in self._rank_plan.table_parallel_inputs]
-        served += self._row_inputs_of[self.rank]
+        buckets = self._row_inputs_of[self.rank]
         global_ids = exchange.unpack_ids(
             [exchange.skip_head(_gated_tensor(s, ok), RECORD, tf.int32) for s in sources],
-            [hotness[name] for name in served],
+            [hotness[name] for name in served] + [None] * len(buckets),  # buckets: ragged
             batch,
         )
-        received_ids = dict(zip(served, global_ids, strict=True))
+        received_ids = dict(zip(served + buckets, global_ids, strict=True))
         lookups = self._lookup_table_parallel(received_ids)
         row_parts = self._lookup_row_sliced(received_ids)
         if not self._exchanges:
@@ -127,7 +136,15 @@ class Pipeline:
             lookups, row_parts, batch, None, after=[received, ok]
         )
         sources = exchange.by_source(received, received_splits, self.world_size)
-        return self._assemble(ids, *self._receive_embeddings(sources, batch))
+        pieces, row_sums = self._receive_embeddings(sources, batch)
+        row_outputs = [
+            tf.cast(
+                row_buckets.finish(sums, own_rows[name], self._table_of[name].combiner),
+                self.compute_dtype,
+            )
+            for name, sums in zip(self._row_inputs, row_sums, strict=True)
+        ]
+        return self._assemble(ids, pieces, row_outputs)
 
     def _call_model_parallel_input(self, ids, record, usable) -> list[tf.Tensor]:
         """Each rank feeds the global batch of the inputs it serves (``dp_input=False``).
@@ -181,15 +198,15 @@ class Pipeline:
         ]
 
     def _lookup_row_sliced(self, ids: dict[str, Ids]) -> list[tf.Tensor]:
-        """Partial lookups [global_batch, width] into this rank's rows of each row-sliced
-        table it holds rows of, in float32 so that summing them over the holders loses
-        nothing."""
+        """Partial sums [global_batch, width] of the ids received for this rank's rows of
+        each row-sliced table it holds rows of (all in its rows: the senders bucketed
+        them), in float32 so that adding them up over the holders loses nothing."""
         parts = []
         for name in self._row_inputs_of[self.rank]:
             table = self._table_of[name]
             slot = self.plan.groups.row_sliced.index(table.name)
             part = lookup(
-                self.variables.row_slices[slot], ids[name], table.combiner,
+                self.variables.row_slices[slot], ids[name], "sum",
                 valid_rows=self._rank_plan.row_slices[slot].rows,
             )
             parts.append(tf.cast(part, tf.float32))
@@ -234,9 +251,9 @@ class Pipeline:
         return exchange.differentiable_alltoall(payload, splits, f"{self.name}_out")
 
     def _receive_embeddings(self, sources: list[tf.Tensor], batch):
-        """(table-parallel pieces in worker order, row-sliced outputs) from every rank's
+        """(table-parallel pieces in worker order, row-sliced sums) from every rank's
         block; ``batch`` None: learnt from the blocks (a rank feeding nothing has none).
-        Each row-sliced output is the sum of the partial results of its table's holders."""
+        Each row-sliced input's sum adds its table's holders' partial sums, in float32."""
         if batch is None:
             total = sum(sum(widths) for widths in self._served_widths)
             batch = tf.size(tf.concat(sources, 0), out_type=tf.int32) // total
@@ -257,11 +274,7 @@ class Pipeline:
                 block = tf.reshape(parts[-1], [batch, sum(held_widths)])
                 for name, part in zip(held, tf.split(block, held_widths, axis=1), strict=True):
                     row_parts[name].append(part)
-        row_outputs = [
-            tf.cast(tf.add_n(row_parts[name]), self.compute_dtype)
-            for name in self._row_inputs
-        ]
-        return pieces, row_outputs
+        return pieces, [tf.add_n(row_parts[name]) for name in self._row_inputs]
 
     # --- outputs ------------------------------------------------------------------------
 
@@ -280,13 +293,15 @@ class Pipeline:
         return placeholders(ok, self.output_widths(), weights, self.compute_dtype)
 
 
-def row_holders(plan: Plan) -> dict[str, set[int]]:
-    """The ranks holding rows of each row-sliced table (a rank with an empty slice holds none)."""
+def row_holders(plan: Plan) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per row-sliced table, the rows each rank holding some holds (none: an empty slice)."""
     rows = {t.name: t.rows for t in plan.tables}
     holders = {}
     for split in plan.row_splits:
         starts, ends = split.bounds(rows[split.table], plan.world_size)
-        holders[split.table] = {int(r) for r in (ends > starts).nonzero()[0]}
+        holders[split.table] = {
+            int(r): (int(starts[r]), int(ends[r])) for r in (ends > starts).nonzero()[0]
+        }
     return holders
 
 

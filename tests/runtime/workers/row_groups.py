@@ -3,8 +3,9 @@ row_groups.py NAME...``.
 
 Each row-sliced table's rows lie on the ranks its ``row_splits`` entry names, a group
 of consecutive ranks or all of them. Outputs and tables after one SGD step must equal
-the single-process reference, and the layer's two forward all-to-alls must carry a
-table's ids only to the ranks holding its rows and its partial results only from them.
+the single-process reference, and the layer's two forward all-to-alls must carry to
+each rank holding a table's rows only the ids in its rows (and a count per sample),
+and partial sums only from those ranks.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import common
 import horovod.tensorflow as hvd
+import numpy as np
 import tensorflow as tf
 from common import plan_for
-from scenarios import check, inp, table
+from scenarios import _seed, check, inp, table
 
 from planner.plan import Plan, parse_plan
 from runtime import exchange
@@ -92,12 +94,16 @@ class SplitsSeen:
         exchange.alltoall, exchange.differentiable_alltoall = self._originals
 
 
-def expected_splits(plan: Plan, local_batch: int) -> tuple[list[int], list[int]]:
+def expected_splits(plan: Plan, data, local_batch: int) -> tuple[list[int], list[int]]:
     """What this rank receives from each rank, dense int32 ids, float32 outputs: in the
-    id all-to-all, a record and the ids of the inputs it serves or holds rows of; in the
-    embedding all-to-all, each sender's served outputs and its partial results."""
+    id all-to-all, a record, the ids of the inputs it serves, and for each input of a
+    table it holds rows of, a count per sample and the sender's ids in its rows; in the
+    embedding all-to-all, each sender's served outputs and its partial sums."""
     rank, hotness = hvd.rank(), {i.name: i.hotness for i in plan.inputs}
     table_of = {i.name: plan.table(i.table) for i in plan.inputs}
+    bounds = {
+        s.table: s.row_ranges(plan.table(s.table).rows, plan.world_size) for s in plan.row_splits
+    }
     spans = {s.table: s.ranks for s in plan.row_splits}
 
     def holds(r: int, name: str) -> bool:
@@ -105,17 +111,21 @@ def expected_splits(plan: Plan, local_batch: int) -> tuple[list[int], list[int]]
 
     row_inputs = plan.input_groups.row_sliced
     served = [local.input for local in plan.ranks[rank].table_parallel_inputs]
-    mine = served + [n for n in row_inputs if holds(rank, n)]
-    id_block = RECORD_FIELDS + local_batch * sum(hotness[n] for n in mine)
+    ids = []
+    for source in range(hvd.size()):
+        count = RECORD_FIELDS + local_batch * sum(hotness[n] for n in served)
+        for name in (n for n in row_inputs if holds(rank, n)):
+            start, stop = bounds[table_of[name].name][rank]
+            sent = np.asarray(data.ids[name])[source * local_batch : (source + 1) * local_batch]
+            count += local_batch + int(np.sum((sent >= start) & (sent < stop)))
+        ids.append(count)
     outputs = []
     for r, rank_plan in enumerate(plan.ranks):
         widths = [rank_plan.table_parallel_weights[x.weight].width
                   for x in rank_plan.table_parallel_inputs]
         widths += [table_of[n].width for n in row_inputs if holds(r, n)]
         outputs.append(local_batch * sum(widths))
-    return [id_block] * hvd.size(), outputs
-
-
+    return ids, outputs
 
 
 def traffic():
@@ -124,7 +134,8 @@ def traffic():
     dense = {name: "dense" for name in LAYOUTS if name != "w"}
     with SplitsSeen() as seen:
         check("traffic", SPEC, layouts=dense, local_batch=local_batch, plan=plan)
-    ids, outputs = expected_splits(plan, local_batch)
+    data = common.make_data(plan, local_batch, seed=_seed("traffic"), layouts=dense)
+    ids, outputs = expected_splits(plan, data, local_batch)
     if seen.ids != [ids]:
         raise AssertionError(f"id all-to-all received {seen.ids}, expected [{ids}]")
     if seen.embeddings != [outputs]:
