@@ -122,6 +122,13 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         )
         self.built = True
 
+    def table_variables(self) -> list[tf.Variable]:
+        """This rank's table variables in plan order (as ``runtime.weights.variable_pieces``
+        describes them), building the layer first if needed; what checkpoints read."""
+        if not self.built:
+            self.build(None)
+        return self._variables.tables_in_order()
+
     def set_weights(self, weights: list, chunk: int = DEFAULT_CHUNK, use_lock: bool = False):
         """Set every table from its global array (or ``.npy`` path), in plan table order.
 
@@ -136,7 +143,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         pieces = variable_pieces(self.plan, self.rank)
         for turn in range(self.world_size if use_lock else 1):
             if not use_lock or turn == self.rank:
-                write_pieces(self._variables.tables_in_order(), pieces, arrays, chunk)
+                write_pieces(self.table_variables(), pieces, arrays, chunk)
             if use_lock:
                 hvd.allreduce(tf.zeros([1]), name=f"{self.name}_set_lock_{turn}", op=hvd.Sum)
 
@@ -153,7 +160,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         plan = self.plan
         pieces = variable_pieces(plan, self.rank)
         local = {}
-        for var, var_pieces in zip(self._variables.tables_in_order(), pieces, strict=True):
+        for var, var_pieces in zip(self.table_variables(), pieces, strict=True):
             for piece in var_pieces:
                 local[piece.table] = (piece, var)
         by_rank = [
