@@ -101,15 +101,20 @@ class Pipeline:
 
     def _call_data_parallel_input(self, ids, hotness, record, usable) -> list[tf.Tensor]:
         """Every rank feeds its local batch of every input."""
+        bucketed = {}  # row-sliced input: {holder: its bucket of ids}
+        if usable:
+            for name in self._row_inputs:
+                holders = sorted(self._rows_of[name])
+                starts = [self._rows_of[name][r][0] for r in holders]
+                found = row_buckets.buckets(ids[name], starts)
+                bucketed[name] = dict(zip(holders, found, strict=True))
         blocks = []
         for rank_plan in self.plan.ranks:
             parts = []
             if usable:
                 parts = [ids[local.input] for local in rank_plan.table_parallel_inputs]
-                parts += [
-                    row_buckets.bucket(ids[name], self._rows_of[name][rank_plan.rank])
-                    for name in self._row_inputs_of[rank_plan.rank]
-                ]
+                parts += [bucketed[name][rank_plan.rank]
+                          for name in self._row_inputs_of[rank_plan.rank]]
             blocks.append([record, *exchange.id_parts(parts)])
         payload, splits = exchange.pack(blocks, self.id_dtype)
         received, received_splits = exchange.alltoall(payload, splits, f"{self.name}_ids")

@@ -15,18 +15,38 @@ import tensorflow as tf
 from runtime.lookup import Ids, per_sample_mean
 
 
-def bucket(ids: Ids, rows: tuple[int, int]) -> Ids:
-    """The ids in rows [start, stop), in sample order, as a ragged batch of the same
-    samples (lengths in the ids' dtype, which is how they travel)."""
-    start, stop = rows
-    wide = tf.cast(ids.values, tf.int64)
-    mask = tf.logical_and(wide >= start, wide < stop)
-    counts = tf.cast(mask, ids.values.dtype)
+def buckets(ids: Ids, starts: list[int]) -> list[Ids]:
+    """The ids bucketed by holder, in holder order: the holders hold consecutive row
+    ranges from ``starts[0]`` on, holder j from ``starts[j]``. Each bucket keeps the ids in
+    sample order, as a ragged batch of the same samples (lengths in the ids' dtype,
+    which is how they travel). A few ops per input whatever the number of holders.
+
+    An id outside the table lands in the first or last bucket; the input check fails
+    the call on every rank before any lookup reads it.
+    """
+    count = len(starts)
+    if count == 1:
+        return [Ids(ids.values, _lengths(ids), None)]
+    edges = tf.constant(starts[1:], tf.int64)
+    holder = tf.searchsorted(edges, tf.cast(ids.values, tf.int64), side="right", out_type=tf.int32)
+    values = tf.dynamic_partition(ids.values, holder, count)
+    batch = ids.batch_size()
     if ids.lengths is None:
-        lengths = tf.reduce_sum(tf.reshape(counts, [-1, ids.hotness]), axis=1)
+        samples = tf.range(tf.size(ids.values, out_type=tf.int32)) // ids.hotness
     else:
-        lengths = tf.reduce_sum(tf.RaggedTensor.from_row_lengths(counts, ids.lengths), axis=1)
-    return Ids(tf.boolean_mask(ids.values, mask), lengths, None)
+        samples = tf.repeat(tf.range(batch), tf.cast(ids.lengths, tf.int32))
+    counts = tf.math.unsorted_segment_sum(
+        tf.ones_like(ids.values), samples * count + holder, batch * count
+    )
+    counts = tf.reshape(counts, [batch, count])
+    return [Ids(values[j], counts[:, j], None) for j in range(count)]
+
+
+def _lengths(ids: Ids) -> tf.Tensor:
+    """Ids per sample, in the ids' dtype."""
+    if ids.lengths is not None:
+        return tf.cast(ids.lengths, ids.values.dtype)
+    return tf.fill([ids.batch_size()], tf.cast(ids.hotness, ids.values.dtype))
 
 
 def finish(sums: tf.Tensor, ids: Ids, combiner: str | None) -> tf.Tensor:
