@@ -6,13 +6,14 @@ for their gradients (backward). Each carries several *parts* per destination ran
 flattened into one payload of a single dtype:
 
 * ids: this rank's input record (see :mod:`runtime.agreement`), the ids of the
-  table-parallel inputs the destination serves, and the ids of every row-sliced input
-  (the same to every destination: an all-gather);
+  table-parallel inputs the destination serves, and, for every row-sliced input whose
+  table has rows on the destination, the ids that fall in those rows with their count
+  per sample (:mod:`runtime.row_buckets`);
 * embeddings: the destination's samples of each table-parallel output this rank
-  serves, and of this rank's partial results for the row-sliced inputs, which the
-  destination sums over the ranks (a reduce-scatter). The gradient all-to-all
-  reverses it: each rank's output gradients of the row-sliced inputs reach every rank
-  (an all-gather).
+  serves, and of this rank's partial sums for the row-sliced inputs it holds rows
+  for, which the destination adds up over the holders (a reduce-scatter from the
+  table's group of ranks). The gradient all-to-all reverses it: each rank's output
+  gradients of a row-sliced input reach the table's holders only.
 
 No reduce-scatter, on purpose: over Gloo, Horovod's sets the TCP send buffer of the
 connections it uses to the size of its first message, which turns the kernel's

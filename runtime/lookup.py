@@ -181,7 +181,7 @@ def combine(rows: tf.Tensor, ids: Ids, combiner: str | None) -> tf.Tensor:
         total = tf.reduce_sum(tf.reshape(rows, [-1, ids.hotness, rows.shape[-1]]), axis=1)
     else:
         total = tf.math.unsorted_segment_sum(rows, _samples(ids), ids.batch_size())
-    return _mean(total, ids) if combiner == "mean" else total
+    return per_sample_mean(total, ids) if combiner == "mean" else total
 
 
 def _combine_held(
@@ -193,7 +193,7 @@ def _combine_held(
     else:
         samples = tf.gather(_samples(ids), positions)
     total = tf.math.unsorted_segment_sum(rows, samples, ids.batch_size())
-    return _mean(total, ids) if combiner == "mean" else total
+    return per_sample_mean(total, ids) if combiner == "mean" else total
 
 
 def _samples(ids: Ids) -> tf.Tensor:
@@ -201,7 +201,7 @@ def _samples(ids: Ids) -> tf.Tensor:
     return tf.repeat(tf.range(ids.batch_size()), tf.cast(ids.lengths, tf.int32))
 
 
-def _mean(total: tf.Tensor, ids: Ids) -> tf.Tensor:
+def per_sample_mean(total: tf.Tensor, ids: Ids) -> tf.Tensor:
     """Per-sample sums divided by the samples' id counts (an empty sample stays zero)."""
     if ids.lengths is None:
         return total / ids.hotness

@@ -5,8 +5,11 @@ Three groups run side by side, as the plan places them:
 * data-parallel tables: a local lookup on every rank;
 * table-parallel tables: ids go to the ranks holding the tables, embeddings come back;
   column pieces are concatenated per input;
-* row-sliced tables: every rank receives every rank's ids, looks up the rows it holds,
-  and sends each rank its samples' partial results, which that rank sums.
+* row-sliced tables: each rank holding some of a table's rows (all ranks, or a group
+  of them, as its row split says) receives from every rank the ids of its inputs that
+  fall in its rows (:mod:`runtime.row_buckets`), looks them up, and sends each rank its
+  samples' partial sums, which that rank adds up. Ranks holding none of its rows
+  neither receive its ids nor send anything for it.
 
 With more than one rank a call makes two all-to-alls (ids, then embeddings) and its
 gradient one more, whatever the number of tables (see :mod:`runtime.exchange`). Every
@@ -19,7 +22,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from planner.plan import Plan
-from runtime import checks, exchange
+from runtime import checks, exchange, row_buckets
 from runtime.agreement import InputAgreement, Inspection, placeholders
 from runtime.construction import LayerVariables, on_planned_device
 from runtime.lookup import Ids, lookup, to_ids
@@ -52,7 +55,14 @@ class Pipeline:
         self._rank_plan = plan.ranks[rank]
         self._table_of = {i.name: plan.table(i.table) for i in plan.inputs}
         self._row_inputs = list(plan.input_groups.row_sliced)
-        self._row_widths = [self._table_of[name].width for name in self._row_inputs]
+        # The rows each rank holds of each row-sliced table (holders only), and the
+        # row-sliced inputs each rank holds rows for, in group order.
+        held = row_holders(plan)
+        self._rows_of = {name: held[self._table_of[name].name] for name in self._row_inputs}
+        self._row_inputs_of = [
+            [name for name in self._row_inputs if r in self._rows_of[name]]
+            for r in range(plan.world_size)
+        ]
         # Widths of the table-parallel lookups each rank sends back, in its serving order.
         self._served_widths = [
             [r.table_parallel_weights[local.weight].width for local in r.table_parallel_inputs]
@@ -91,11 +101,21 @@ class Pipeline:
 
     def _call_data_parallel_input(self, ids, hotness, record, usable) -> list[tf.Tensor]:
         """Every rank feeds its local batch of every input."""
+        bucketed = {}  # row-sliced input: {holder: its bucket of ids}
+        if usable:
+            for name in self._row_inputs:
+                holders = sorted(self._rows_of[name])
+                starts = [self._rows_of[name][r][0] for r in holders]
+                found = row_buckets.buckets(ids[name], starts)
+                bucketed[name] = dict(zip(holders, found, strict=True))
         blocks = []
         for rank_plan in self.plan.ranks:
-            names = [local.input for local in rank_plan.table_parallel_inputs]
-            names += self._row_inputs
-            blocks.append([record] + (exchange.id_parts([ids[n] for n in names]) if usable else []))
+            parts = []
+            if usable:
+                parts = [ids[local.input] for local in rank_plan.table_parallel_inputs]
+                parts += [bucketed[name][rank_plan.rank]
+                          for name in self._row_inputs_of[rank_plan.rank]]
+            blocks.append([record, *exchange.id_parts(parts)])
         payload, splits = exchange.pack(blocks, self.id_dtype)
         received, received_splits = exchange.alltoall(payload, splits, f"{self.name}_ids")
         ok = self.agreement.judge(exchange.heads(received, received_splits, RECORD, tf.int32))
@@ -103,14 +123,16 @@ class Pipeline:
             return self._placeholders(ok)
         sources = exchange.by_source(received, received_splits, self.world_size)
         batch = ids[self.expected[0]].batch_size()
+        own_rows = {name: _gated(ids[name], ok) for name in self._row_inputs}
         ids = {name: _gated(ids[name], ok) for name in self.plan.input_groups.data_parallel}
         served = [local.input for local in self._rank_plan.table_parallel_inputs]
+        buckets = self._row_inputs_of[self.rank]
         global_ids = exchange.unpack_ids(
             [exchange.skip_head(_gated_tensor(s, ok), RECORD, tf.int32) for s in sources],
-            [hotness[name] for name in served + self._row_inputs],
+            [hotness[name] for name in served] + [None] * len(buckets),  # buckets: ragged
             batch,
         )
-        received_ids = dict(zip(served + self._row_inputs, global_ids, strict=True))
+        received_ids = dict(zip(served + buckets, global_ids, strict=True))
         lookups = self._lookup_table_parallel(received_ids)
         row_parts = self._lookup_row_sliced(received_ids)
         if not self._exchanges:
@@ -119,7 +141,15 @@ class Pipeline:
             lookups, row_parts, batch, None, after=[received, ok]
         )
         sources = exchange.by_source(received, received_splits, self.world_size)
-        return self._assemble(ids, *self._receive_embeddings(sources, batch))
+        pieces, row_sums = self._receive_embeddings(sources, batch)
+        row_outputs = [
+            tf.cast(
+                row_buckets.finish(sums, own_rows[name], self._table_of[name].combiner),
+                self.compute_dtype,
+            )
+            for name, sums in zip(self._row_inputs, row_sums, strict=True)
+        ]
+        return self._assemble(ids, pieces, row_outputs)
 
     def _call_model_parallel_input(self, ids, record, usable) -> list[tf.Tensor]:
         """Each rank feeds the global batch of the inputs it serves (``dp_input=False``).
@@ -173,22 +203,18 @@ class Pipeline:
         return outputs
 
     def _lookup_row_sliced(self, ids: dict[str, Ids]) -> list[tf.Tensor]:
-        """Partial lookups [global_batch, width] into this rank's rows of each row-sliced
-        table, in float32 so that summing the partial results over ranks loses nothing."""
+        """Partial sums [global_batch, width] of the ids received for this rank's rows of
+        each row-sliced table it holds rows of (all in its rows: the senders bucketed
+        them), in float32 so that adding them up over the holders loses nothing."""
         parts = []
-        for name in self._row_inputs:
+        for name in self._row_inputs_of[self.rank]:
             table = self._table_of[name]
             slot = self.plan.groups.row_sliced.index(table.name)
-            start, stop = self._rank_plan.row_slices[slot].rows
-            if stop > start:
-                part = lookup(
-                    self.variables.row_slices[slot], ids[name], table.combiner,
-                    valid_rows=(start, stop),
-                )
-                parts.append(tf.cast(part, tf.float32))
-            else:
-                # Nothing held here: contribute zeros, and do not touch the empty variable.
-                parts.append(tf.zeros([ids[name].batch_size(), table.width], tf.float32))
+            part = lookup(
+                self.variables.row_slices[slot], ids[name], "sum",
+                valid_rows=self._rank_plan.row_slices[slot].rows,
+            )
+            parts.append(tf.cast(part, tf.float32))
         return parts
 
     def _clamped(self, name: str, ids: Ids) -> Ids:
@@ -203,7 +229,7 @@ class Pipeline:
         """Send each rank its samples' embeddings in one differentiable all-to-all.
 
         Rank r gets rows ``r * batch`` to ``(r + 1) * batch`` of every table-parallel
-        lookup, and of the row-sliced partial results side by side. ``record``, when
+        lookup, and of this rank's row-sliced partial results side by side. ``record``, when
         given (the call's first collective, inputs not agreed on yet), travels at the
         head of every block, and each lookup is cut on its own, so that inputs of
         unequal sizes cannot fail here; it comes with dp_input=False only, which has no
@@ -230,28 +256,30 @@ class Pipeline:
         return exchange.differentiable_alltoall(payload, splits, f"{self.name}_out")
 
     def _receive_embeddings(self, sources: list[tf.Tensor], batch):
-        """(table-parallel pieces in worker order, row-sliced outputs) from every rank's
-        block; ``batch`` None: learnt from the blocks (a rank feeding nothing has none)."""
+        """(table-parallel pieces in worker order, row-sliced sums) from every rank's
+        block; ``batch`` None: learnt from the blocks (a rank feeding nothing has none).
+        Each row-sliced input's sum adds its table's holders' partial sums, in float32."""
         if batch is None:
             total = sum(sum(widths) for widths in self._served_widths)
             batch = tf.size(tf.concat(sources, 0), out_type=tf.int32) // total
-        pieces, row_sums = [], []
-        row_width = sum(self._row_widths)
-        for source, widths in zip(sources, self._served_widths, strict=True):
+        pieces = []
+        row_parts: dict[str, list[tf.Tensor]] = {name: [] for name in self._row_inputs}
+        for source, widths, held in zip(
+            sources, self._served_widths, self._row_inputs_of, strict=True
+        ):
             layout = [(self.compute_dtype, batch * width) for width in widths]
-            if row_width:
-                layout.append((tf.float32, batch * row_width))
+            held_widths = [self._table_of[name].width for name in held]
+            if held:
+                layout.append((tf.float32, batch * sum(held_widths)))
             if not layout:
                 continue
             parts = exchange.unpack(source, layout)
             pieces += [tf.reshape(p, [batch, w]) for p, w in zip(parts, widths, strict=False)]
-            if row_width:
-                row_sums.append(tf.reshape(parts[-1], [batch, row_width]))
-        row_outputs = []
-        if row_sums:
-            summed = tf.split(tf.add_n(row_sums), self._row_widths, axis=1)
-            row_outputs = [tf.cast(out, self.compute_dtype) for out in summed]
-        return pieces, row_outputs
+            if held:
+                block = tf.reshape(parts[-1], [batch, sum(held_widths)])
+                for name, part in zip(held, tf.split(block, held_widths, axis=1), strict=True):
+                    row_parts[name].append(part)
+        return pieces, [tf.add_n(row_parts[name]) for name in self._row_inputs]
 
     # --- outputs ------------------------------------------------------------------------
 
@@ -268,6 +296,18 @@ class Pipeline:
     def _placeholders(self, ok) -> list[tf.Tensor]:
         weights = self.variables.trainable()
         return placeholders(ok, self.output_widths(), weights, self.compute_dtype)
+
+
+def row_holders(plan: Plan) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per row-sliced table, the rows each rank holding some holds (none: an empty slice)."""
+    rows = {t.name: t.rows for t in plan.tables}
+    holders = {}
+    for split in plan.row_splits:
+        starts, ends = split.bounds(rows[split.table], plan.world_size)
+        holders[split.table] = {
+            int(r): (int(starts[r]), int(ends[r])) for r in (ends > starts).nonzero()[0]
+        }
+    return holders
 
 
 def _gated_tensor(tensor: tf.Tensor, ok: tf.Tensor | None) -> tf.Tensor:
