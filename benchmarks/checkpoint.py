@@ -222,7 +222,7 @@ def serve_a_batch(layer) -> None:
 def held_bytes(layer, optimizer) -> int:
     per_element = 1 if optimizer is None else 2
     return per_element * sum(v.shape.num_elements() * v.dtype.size
-                             for v in layer._variables_in_order())
+                             for v in layer.table_variables())
 
 
 def first_plan(work: Path, args, rank: int) -> tuple[dict, Path]:
@@ -290,7 +290,7 @@ def pieces_in_numpy(layer, blocks, optimizer, rank: int) -> list[np.ndarray]:
     plan = layer.plan
     mine = {(b.table, b.rows, b.cols) for b in blocks if b.rank == rank}
     arrays = []
-    for var, pieces in zip(layer._variables_in_order(), variable_pieces(plan, rank),
+    for var, pieces in zip(layer.table_variables(), variable_pieces(plan, rank),
                            strict=True):
         sources = [var, *(slots_of(optimizer, var).values() if optimizer else [])]
         for piece in pieces:

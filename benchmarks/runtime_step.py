@@ -1,12 +1,12 @@
 """Runtime speed on CPU: the distributed layer's step time on 2 ranks against a single
-process on the same tables, and the layer's start-up time from a plan file against the
-original constructor, which plans in process.
+process on the same tables, the step's collectives and bytes against the planner's
+estimate, and the layer's start-up time from a plan file against the original
+constructor, which plans in process.
 
 The distributed measurements run under ``horovodrun -np 2 --gloo -H localhost:2`` and rank
 0 reports them: one job for the start-up times, then one job per spec for the step times
-(a fresh Horovod per spec, as in a training job; see docs/benchmarks.md for why it
-matters). The reference runs last, as one plain process, so that nothing else of this
-script competes with it for the cores.
+(a fresh Horovod per spec, as in a training job). The reference runs last, as one plain
+process, so that nothing else of this script competes with it for the cores.
 
 * **Step**: forward, backward and a plain SGD update (``tf.keras.optimizers.legacy.SGD``)
   inside one ``tf.function``, after ``--warmup`` steps; the median of ``--steps`` steps.
@@ -16,6 +16,10 @@ script competes with it for the cores.
   (the same lookup code, no collectives). Both see the same ids, and the same loss: the
   sum over inputs of the batch mean of ``sum(output * target)``. On one machine the two
   ranks share its cores, so this measures the layer's overhead, not scaling.
+* **Traffic**: the Horovod collectives in the timed step's graph, and the bytes rank 0
+  sends and receives per step in each, metered on a second trace of the same step
+  (``_traffic.py``) over a few more steps, beside the planner's estimate for the same
+  plan (``ranks[0].comm``, planned at the global batch with 4-byte ids).
 * **Start-up**: ``DistributedEmbedding.from_plan(path)`` (read and check the plan file,
   set up the layer) against ``DistributedEmbedding(embeddings, strategy=...)`` with the
   plan's options (describe the Keras layers, plan in process); the Keras embedding layers
@@ -50,6 +54,8 @@ from planner.plan import Plan
 RANKS = 2
 MARKER = "RUNTIME_STEP_RESULT "
 GIB = 2**30
+KB = 1e3
+TRAFFIC_STEPS = 5  # steps whose collectives are metered (after the timed ones)
 
 
 # --- the specs --------------------------------------------------------------------------
@@ -81,17 +87,20 @@ def synthetic_spec(**options) -> dict:
     }
 
 
-def step_plans() -> dict[str, Plan]:
-    """What the step time is measured on, by name."""
+def step_plans(global_batch: int) -> dict[str, Plan]:
+    """What the step time is measured on, by name, each with the planner's traffic
+    estimate at ``global_batch`` and 4-byte ids (the int32 ids the runtime sends)."""
+    traffic = {"global_batch_size": global_batch, "id_bytes": 4}
     synthetic = {
         "synthetic32": {},
         "synthetic32 column slices": {"column_slice_threshold": 400_000},
         "synthetic32 row slices": {"row_slice_threshold": 2_000_000},
         "synthetic32 data-parallel": {"data_parallel_threshold": 65_536},
     }
-    plans = {"dlrm_tiny": make_plan(load_spec(ROOT / "examples" / "dlrm_tiny.yaml"))}
+    plans = {"dlrm_tiny": make_plan(load_spec(ROOT / "examples" / "dlrm_tiny.yaml", traffic))}
     for name, options in synthetic.items():
-        plans[name] = make_plan(spec_from_dict(synthetic_spec(**options), source=name))
+        spec = synthetic_spec(**traffic, **options)
+        plans[name] = make_plan(spec_from_dict(spec, source=name))
     return plans
 
 
@@ -118,17 +127,79 @@ def placement(plan: Plan) -> str:
     return ", ".join(parts)
 
 
+# --- traffic: measured against the planner's estimate --------------------------------------
+
+# The layer's collectives (by what they carry), and the planner's phases each one covers.
+CARRIES = {
+    "ids": ("id_alltoall", "row_id_allgather"),
+    "embeddings": ("embedding_alltoall", "row_reduce_scatter"),
+    "gradients": ("embedding_grad_alltoall", "row_grad_allgather"),
+    "dp gradients": ("dp_allreduce",),
+}
+OP_NAMES = {
+    "HorovodAlltoall": "all-to-all",
+    "HorovodAllgather": "all-gather",
+    "HorovodReducescatter": "reduce-scatter",
+    "HorovodAllreduce": "all-reduce",
+    "HorovodGroupedAllreduce": "grouped all-reduce",
+}
+
+
+def carried(kind: str, name: str) -> str:
+    """What a metered collective carries, from its kind and the layer's naming."""
+    if kind == "alltoall":
+        for suffix, what in (("_out_grad", "gradients"), ("_out", "embeddings"), ("_ids", "ids")):
+            if name.endswith(suffix):
+                return what
+    if kind in ("allreduce", "grouped_allreduce"):
+        return "dp gradients"
+    return f"other {kind}"
+
+
+def traffic_rows(plans: dict[str, Plan], dist: dict) -> tuple[list[str], list[list[str]]]:
+    """Per spec: collectives in the traced step, and rank 0's bytes per step (sent plus
+    received) per collective, measured and as the planner estimates them."""
+    head = ["spec", "collectives per step"]
+    head += [f"{what} KB (est.)" for what in CARRIES]
+    head += ["total KB", "estimate KB", "measured / estimate"]
+    rows = []
+    for name, plan in plans.items():
+        d = dist["step"][name]
+        ops = ", ".join(f"{n} {OP_NAMES.get(op, op)}" for op, n in sorted(d["collectives"].items()))
+        measured: dict[str, float] = {}
+        for entry in d["traffic"]:
+            what = carried(entry["kind"], entry["name"])
+            measured[what] = measured.get(what, 0) + entry["sent"] + entry["received"]
+        comm = plan.ranks[0].comm
+        estimate = {
+            what: sum(getattr(comm, p).sent + getattr(comm, p).received for p in phases)
+            for what, phases in CARRIES.items()
+        }
+        cells = [
+            f"{measured.get(what, 0) / KB:,.1f} ({estimate[what] / KB:,.1f})" for what in CARRIES
+        ]
+        total, expected = sum(measured.values()), sum(estimate.values())
+        ratio = f"{total / expected:.3f}" if expected else "-"
+        count = f"{sum(d['collectives'].values())}: {ops}"
+        rows.append([name, count, *cells, f"{total / KB:,.1f}", f"{expected / KB:,.1f}", ratio])
+    return head, rows
+
+
 # --- the driver -------------------------------------------------------------------------
 
 
-def environment() -> dict[str, str]:
-    """As the runtime tests launch: quiet TensorFlow, one OpenMP thread, this checkout."""
-    return {
+def environment(cycle_time: float | None = None) -> dict[str, str]:
+    """As the runtime tests launch: quiet TensorFlow, one OpenMP thread, this checkout;
+    with ``cycle_time``, Horovod's background cycle in ms (``HOROVOD_CYCLE_TIME``)."""
+    env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
+    if cycle_time is not None:
+        env["HOROVOD_CYCLE_TIME"] = str(cycle_time)
+    return env
 
 
 def horovodrun() -> str:
@@ -136,10 +207,15 @@ def horovodrun() -> str:
     return str(candidate) if candidate.exists() else "horovodrun"
 
 
-def run_worker(command: list[str], prefix: str, timeout: float) -> dict:
+def run_worker(command: list[str], prefix: str, args: argparse.Namespace) -> dict:
     """Run a worker (progress goes to stderr) and parse its result line."""
     done = subprocess.run(
-        command, env=environment(), cwd=ROOT, stdout=subprocess.PIPE, text=True, timeout=timeout
+        command,
+        env=environment(args.cycle_time),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=args.timeout,
     )
     for line in done.stdout.splitlines():
         if line.startswith(prefix + MARKER):
@@ -156,6 +232,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="start-up runs (median)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per launch")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--specs", help="comma-separated step specs (default: all)")
+    parser.add_argument("--no-startup", action="store_true", help="step times only")
+    parser.add_argument(
+        "--cycle-time", type=float, help="HOROVOD_CYCLE_TIME in ms (default: Horovod's, 1 ms)"
+    )
     parser.add_argument("--worker", choices=["distributed", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--jobs", help=argparse.SUPPRESS)
     parser.add_argument("--select", help=argparse.SUPPRESS)
@@ -165,8 +246,10 @@ def main() -> None:
         return
 
     load_before = os.getloadavg()[0]
-    step = step_plans()
-    startup = startup_plans(step)
+    step = step_plans(RANKS * args.batch)
+    if args.specs:
+        step = {name: step[name] for name in args.specs.split(",")}
+    startup = {} if args.no_startup else startup_plans(step_plans(RANKS * args.batch))
     with tempfile.TemporaryDirectory() as folder:
         jobs = {
             "batch": args.batch,
@@ -189,14 +272,17 @@ def main() -> None:
         me = [sys.executable, str(Path(__file__).resolve()), "--jobs", str(jobs_path)]
         launcher = [horovodrun(), "-np", str(RANKS), "--gloo", "-H", f"localhost:{RANKS}"]
         distributed = [*launcher, *me, "--worker", "distributed", "--select"]
-        # One job per spec, as a training job runs one layer: Horovod's state (see
-        # docs/benchmarks.md) must not carry over from one spec to the next.
-        dist = run_worker([*distributed, "startup"], "[0]<stdout>:", args.timeout)
+        # One job per spec, as a training job runs one layer: nothing (warm caches,
+        # Gloo's connections) carries over from one spec to the next.
+        dist = {"startup": {}}
+        if startup:
+            dist = run_worker([*distributed, "startup"], "[0]<stdout>:", args)
         dist["step"] = {}
         for index in range(len(jobs["step"])):
-            one = run_worker([*distributed, str(index)], "[0]<stdout>:", args.timeout)
-            dist["step"].update(one["step"])
-        ref = run_worker([*me, "--worker", "reference", "--select", "all"], "", args.timeout)
+            one = run_worker([*distributed, str(index)], "[0]<stdout>:", args)
+            dist["step"].update(one.pop("step"))
+            dist = {**one, **dist}  # the start-up job's import time and threads, if it ran
+        ref = run_worker([*me, "--worker", "reference", "--select", "all"], "", args)
     load_after = os.getloadavg()[0]
 
     global_batch = RANKS * args.batch
@@ -246,25 +332,37 @@ def main() -> None:
         f"machine: {machine()}; 1-minute load average {load_before:.1f} before, "
         f"{load_after:.1f} after"
     )
+    cycle = "Horovod's default 1 ms" if args.cycle_time is None else f"{args.cycle_time} ms"
     print(
         f"launch: horovodrun -np {RANKS} --gloo -H localhost:{RANKS}, OMP_NUM_THREADS=1, "
-        f"TensorFlow's default thread pools (intra-op {dist['threads']}); reference: one plain "
-        "process, same environment, run after the distributed jobs"
+        f"TensorFlow's default thread pools (intra-op {dist['threads']}), Horovod cycle time "
+        f"{cycle}; reference: one plain process, same environment, run after the "
+        "distributed jobs"
     )
     print(
         f"step: local batch {args.batch} per rank, global batch {global_batch}; median (and "
         f"10th-90th percentile) of {args.steps} steps after {args.warmup}; ratio = 2 ranks ms "
         "/ 1 process ms; first step = tracing and first run"
     )
-    print(
-        f"start-up: median of {args.repeats} runs on rank 0 (both ranks at once); ratio = "
-        "constructor ms / from_plan ms; Keras layers = making the embedding layers the "
-        "constructor takes; build = creating rank 0's variables; import tensorflow + horovod "
-        f"and hvd.init() took {dist['import_s']:.1f} s before (not included)\n"
-    )
+    print(f"import tensorflow + horovod and hvd.init(): {dist['import_s']:.1f} s (not included)")
+    if start_rows:
+        print(
+            f"start-up: median of {args.repeats} runs on rank 0 (both ranks at once); ratio = "
+            "constructor ms / from_plan ms; Keras layers = making the embedding layers the "
+            "constructor takes; build = creating rank 0's variables"
+        )
+    print()
     print(render(step_head, step_rows, args.markdown))
     print()
-    print(render(start_head, start_rows, args.markdown))
+    print(
+        "traffic: rank 0's bytes per step, sent plus received, metered on a second trace of "
+        "the same step; in brackets the planner's estimate for the same plan (its phases, "
+        "at the same global batch, 4-byte ids); collectives counted in the timed step's graph"
+    )
+    print(render(*traffic_rows(step, dist), args.markdown))
+    if start_rows:
+        print()
+        print(render(start_head, start_rows, args.markdown))
 
 
 # --- the workers --------------------------------------------------------------------------
@@ -323,6 +421,7 @@ def batch_data(plan: Plan, batch: int, seed: int = 0):
 
 
 def step_times(role: str, job: dict, jobs: dict) -> dict:
+    """The step's times; on the distributed side also its collectives and their bytes."""
     import tensorflow as tf
 
     from planner import load_plan
@@ -362,8 +461,7 @@ def step_times(role: str, job: dict, jobs: dict) -> dict:
     ids = [tf.constant(x) for x in ids]
     targets = [tf.constant(t) for t in targets]
 
-    @tf.function
-    def step(inputs, wanted):
+    def training_step(inputs, wanted):
         with tf.GradientTape() as tape:
             outputs = forward(inputs)
             loss = tf.add_n(
@@ -378,6 +476,7 @@ def step_times(role: str, job: dict, jobs: dict) -> dict:
         )
         return loss
 
+    step = tf.function(training_step)
     start = time.perf_counter()
     step(ids, targets).numpy()
     first = time.perf_counter() - start
@@ -389,12 +488,30 @@ def step_times(role: str, job: dict, jobs: dict) -> dict:
         step(ids, targets).numpy()
         times.append(time.perf_counter() - start)
     deciles = statistics.quantiles(times, n=10)
-    return {
+    result = {
         "ms": statistics.median(times) * 1000,
         "p10": deciles[0] * 1000,
         "p90": deciles[-1] * 1000,
         "first_s": first,
     }
+    if role == "distributed":
+        from _traffic import TrafficMeter
+
+        from runtime.diagnostics import collective_ops
+
+        result["collectives"] = collective_ops(step.get_concrete_function(ids, targets))
+        meter = TrafficMeter()
+        with meter.counting():
+            counted = tf.function(training_step)  # a second trace, with the meter in it
+            counted(ids, targets).numpy()
+        meter.reset()
+        for _ in range(TRAFFIC_STEPS):
+            counted(ids, targets).numpy()
+        result["traffic"] = [
+            {"kind": kind, "name": name, **{k: v / TRAFFIC_STEPS for k, v in counts.items()}}
+            for (kind, name), counts in meter.totals().items()
+        ]
+    return result
 
 
 def startup_times(job: dict, repeats: int) -> dict:

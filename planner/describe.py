@@ -165,22 +165,36 @@ def _shards(layouts: list[RankLayout], tables: list[TableSpec]) -> list[Shard]:
 
 
 def _row_split(table: str, ranges: list[tuple[int, int]]) -> RowSplit:
-    """The compact form of a row-sliced table's ranges over all ranks, as even as they go.
+    """The compact form of a row-sliced table's ranges, as even as they go over all ranks
+    or over the consecutive ranks that hold rows (a group split, ``auto``'s per host).
 
     Placements split rows evenly (upstream: the remainder to the first ranks; auto: to
     the ranks after the previous table's); anything else is a bug, not a plan.
     """
     counts = np.array([stop - start for start, stop in ranges], np.int64)
-    world, total = len(counts), int(counts.sum())
-    even, extra = divmod(total, world)
+    firsts = np.array([first for first, _ in ranges], np.int64)
+    if firsts[0] or np.any(np.diff(firsts) != counts[:-1]):
+        raise ValueError(f"row split of {table!r} is not in rank order: {ranges}")
+    start = _remainder_start(counts)
+    if start is not None:
+        return RowSplit(table=table, ranks=(0, len(counts)), remainder_start=start)
+    held = np.flatnonzero(counts)
+    first, stop = (int(held[0]), int(held[-1]) + 1) if len(held) else (0, 0)
+    start = _remainder_start(counts[first:stop]) if len(held) else None
+    if start is None:
+        raise ValueError(f"row split of {table!r} is not even: {counts.tolist()}")
+    return RowSplit(table=table, ranks=(first, stop), remainder_start=start)
+
+
+def _remainder_start(counts: np.ndarray) -> int | None:
+    """Where an even split's remainder rows start in its group; None: not even."""
+    size, total = len(counts), int(counts.sum())
+    even, extra = divmod(total, size)
     longer = np.flatnonzero(counts > even)
     start = int(next((j for j in longer if counts[j - 1] == even), 0)) if extra else 0
-    expected = np.full(world, even, np.int64)
-    expected[(start + np.arange(extra)) % world] += 1
-    firsts = np.array([first for first, _ in ranges], np.int64)
-    if not np.array_equal(counts, expected) or firsts[0] or np.any(np.diff(firsts) != counts[:-1]):
-        raise ValueError(f"row split of {table!r} is not even: {counts.tolist()}")
-    return RowSplit(table=table, ranks=(0, world), remainder_start=start)
+    expected = np.full(size, even, np.int64)
+    expected[(start + np.arange(extra)) % size] += 1
+    return start if np.array_equal(counts, expected) else None
 
 
 def _named(groups: TableGroups, names: list[str]) -> Groups:

@@ -89,7 +89,7 @@ def save_checkpoint(directory, layer, optimizer=None, *, dense=None) -> Path:
     token, problem = hvd.broadcast_object((token, problem), 0, name="de_checkpoint_prepare")
     _raise(problem)
     staging = staging_path(target, token)
-    variables = layer._variables_in_order()
+    variables = layer.table_variables()
 
     def write_mine() -> tuple[list[PieceEntry], OptimizerEntry | None]:
         entry, per_variable = _optimizer_state(optimizer, variables)
@@ -135,7 +135,7 @@ def restore_checkpoint(directory, layer, optimizer=None, *, dense=None, verify=T
     if not layer.built:
         layer.build(None)
     plan, rank = layer.plan, hvd.rank()
-    variables = layer._variables_in_order()
+    variables = layer.table_variables()
     pieces = variable_pieces(plan, rank)
 
     def check() -> Checkpoint:

@@ -1,10 +1,11 @@
-"""Checks that must fail the same way on every rank, before any rank enters a collective.
+"""Checks that must fail the same way on every rank, before any rank uses its inputs.
 
 A rank that raises while the others proceed leaves them waiting in a collective
 forever. So a check is either computed only from what every rank has identically (the
 plan and ``hvd.size()``), or each rank summarizes its inputs in a small record, the
-records are exchanged with one all-gather that every rank reaches whatever its inputs,
-and every rank then judges all records with the same code.
+records travel at the head of the layer's first collective, which every rank reaches
+whatever its inputs (see :mod:`runtime.agreement`), and every rank then judges all
+records with the same code.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ OK, WRONG_COUNT, BAD_INPUT, NEEDS_COMBINER = 0, 1, 2, 3
 
 
 class Record(NamedTuple):
-    """One rank's summary of its inputs, all-gathered as integers in this field order."""
+    """One rank's summary of its inputs, sent as int32 words in this field order."""
 
     status: int  # OK, WRONG_COUNT, BAD_INPUT or NEEDS_COMBINER: static, from the trace
     detail: int  # WRONG_COUNT: inputs passed; BAD_INPUT, NEEDS_COMBINER: input index
@@ -34,7 +35,8 @@ class Record(NamedTuple):
     consistent: int  # 1 when all inputs have that batch size
     layout: int  # signature() of the inputs' hotness
     bad_input: int  # index of the first input with an id outside its table, or -1
-    bad_id: int  # that id
+    bad_id_high: int  # that id (int64), upper 32 bits
+    bad_id_low: int  # and lower 32 bits
 
 
 RECORD_FIELDS = len(Record._fields)
@@ -97,7 +99,7 @@ def judge(records: np.ndarray, context: InputContext) -> str | None:
 
     ``records`` is [world_size, RECORD_FIELDS], row r from rank r.
     """
-    rows = np.asarray(records).reshape(context.world_size, RECORD_FIELDS).tolist()
+    rows = np.asarray(records, np.int64).reshape(context.world_size, RECORD_FIELDS).tolist()
     records = [Record._make(int(x) for x in row) for row in rows]
     for rank, record in enumerate(records):
         names = context.expected[rank]
@@ -126,10 +128,7 @@ def judge(records: np.ndarray, context: InputContext) -> str | None:
             f"{kind} batch size"
         )
     if not context.dp_input and batches and batches[0] % context.world_size:
-        return (
-            f"the global batch size {batches[0]} does not divide by {context.world_size} ranks; "
-            f"with dp_input=False use a multiple of the world size"
-        )
+        return indivisible(batches[0], context.world_size)
     if len({records[r].bits for r in feeding}) > 1:
         return "ranks feed ids of different integer types; use int32 or int64 on every rank"
     if context.dp_input and len({records[r].layout for r in feeding}) > 1:
@@ -142,11 +141,47 @@ def judge(records: np.ndarray, context: InputContext) -> str | None:
         if record.bad_input >= 0:
             name = context.expected[rank][record.bad_input]
             table, rows = context.tables[name]
+            bad_id = join_words(record.bad_id_high, record.bad_id_low)
             return (
-                f"rank {rank}: input {name!r} has id {record.bad_id}, outside table {table!r} "
+                f"rank {rank}: input {name!r} has id {bad_id}, outside table {table!r} "
                 f"(valid ids are 0..{rows - 1})"
             )
     return None
+
+
+def indivisible(batch: int, world_size: int) -> str:
+    """The error for a global batch (``dp_input=False``) that ranks cannot share equally.
+
+    It starts with upstream's words, "not divisible", which scripts and tests match on.
+    """
+    return (
+        f"not divisible: the global batch size {batch} does not divide by {world_size} ranks; "
+        f"with dp_input=False each rank receives an equal share of the global batch, so "
+        f"use a multiple of {world_size}"
+    )
+
+
+def static_batch_problem(inputs: list, world_size: int) -> str | None:
+    """:func:`indivisible`'s error for a global batch whose size is known while tracing.
+
+    Traced with such a batch, the layer would fail inside TensorFlow on some ranks and
+    not others (a reshape by the world size), leaving the others waiting in a
+    collective. Every rank feeding the same global batch (as ``dp_input=False``
+    requires) finds the same size here, so every rank raises this one error before
+    any collective is traced.
+    """
+    for inp in inputs:
+        shape = getattr(inp, "shape", None)
+        batch = shape[0] if shape is not None and shape.rank else None
+        if batch is not None and batch % world_size:
+            return indivisible(batch, world_size)
+    return None
+
+
+def join_words(high: int, low: int) -> int:
+    """The int64 whose upper and lower 32 bits are ``high`` and ``low`` (int32 words)."""
+    value = ((high & 0xFFFFFFFF) << 32) | (low & 0xFFFFFFFF)
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def judge_or_raise(records: np.ndarray, context: InputContext) -> np.int32:

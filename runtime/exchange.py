@@ -1,15 +1,36 @@
-"""Collective plumbing: ids to the ranks that hold the tables, embeddings back.
+"""Collective plumbing: every byte the layer exchanges goes through all-to-alls.
+
+A step makes at most three collectives of its own, whatever the number of tables and
+inputs: one all-to-all for ids (forward), one for embeddings (forward) and its adjoint
+for their gradients (backward). Each carries several *parts* per destination rank,
+flattened into one payload of a single dtype:
+
+* ids: this rank's input record (see :mod:`runtime.agreement`), the ids of the
+  table-parallel inputs the destination serves, and, for every row-sliced input whose
+  table has rows on the destination, the ids that fall in those rows with their count
+  per sample (:mod:`runtime.row_buckets`);
+* embeddings: the destination's samples of each table-parallel output this rank
+  serves, and of this rank's partial sums for the row-sliced inputs it holds rows
+  for, which the destination adds up over the holders (a reduce-scatter from the
+  table's group of ranks). The gradient all-to-all reverses it: each rank's output
+  gradients of a row-sliced input reach the table's holders only.
+
+No reduce-scatter, on purpose: over Gloo, Horovod's sets the TCP send buffer of the
+connections it uses to the size of its first message, which turns the kernel's
+buffer autotuning off for good; after a small reduce-scatter, large all-to-alls crawl
+(docs/benchmarks.md). Summing received partial results locally moves the same bytes.
+
+A part whose dtype differs from the payload's is cast when that is exact (ids checked
+against their tables in the ids' payload, float32 in float64, which only flushes
+denormals, as TensorFlow's CPU kernels do anyway) and otherwise bit-cast (the int32
+record in a float payload, float32 row partial results in a float16 one), so nothing
+is rounded.
 
 Horovod matches a collective across ranks by its name. Inside ``tf.function`` an
 unnamed collective is named after its input tensor, and those names depend on how many
 ops a rank's graph already holds, which differs between ranks whose local tables
 differ. So every collective here, forward and backward, gets an explicit name derived
 from the layer's name, with the name scope ignored.
-
-Gradients use the exact adjoint of each collective: the output all-to-all is reversed
-by an all-to-all, the row-slice reduce-scatter (a sum) by a plain all-gather. Horovod's
-own gradient for a summing reduce-scatter multiplies by the world size, which would
-make row-sliced tables learn ``size`` times too fast, hence the custom gradients.
 """
 
 from __future__ import annotations
@@ -24,219 +45,251 @@ def _named(name: str) -> dict:
     return {"name": name, "ignore_name_scope": True}
 
 
-def alltoall(
-    tensor: tf.Tensor, splits: tf.Tensor, name: str, issued: list[tf.Tensor]
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Non-differentiable all-to-all (for ids): returns (received, received splits).
+# --- parts in one payload -----------------------------------------------------------
 
-    It starts after the collectives in ``issued`` and is appended to it.
+
+def _bit_cast(part: tf.DType, payload: tf.DType) -> bool:
+    """Whether a ``part`` travels bit-cast in a ``payload`` (else cast, which is exact).
+
+    Integers in an integer payload are cast: ids fit it (they are checked against their
+    tables, see Pipeline.id_dtype). Floats are cast only to a wider float.
     """
-    tensor = _after(tensor, issued[-1] if issued else None)
-    received, received_splits = hvd.alltoall(
-        tensor, splits=tf.cast(splits, tf.int32), **_named(name)
-    )
-    issued.append(received)
-    return received, received_splits
+    if part == payload or (part.is_integer and payload.is_integer):
+        return False
+    widening = payload.size > part.size and payload.is_floating == part.is_floating
+    int_to_double = part.is_integer and payload == tf.float64
+    return not (widening or int_to_double)
 
 
-def return_embeddings(
-    packed: tf.Tensor | None,
-    row_parts: list[tf.Tensor],
-    world_size: int,
-    name: str,
-    anchor: tf.Tensor,
-    after: list[tf.Tensor],
-) -> tuple[tf.Tensor | None, list[tf.Tensor]]:
-    """Send looked-up embeddings back to the ranks that own the samples, in one step.
+def ratio(part: tf.DType, payload: tf.DType) -> int:
+    """Payload elements per element of ``part``."""
+    return part.size // payload.size if _bit_cast(part, payload) else 1
 
-    ``packed`` (table-parallel lookups, see :func:`pack_outputs`) goes through an
-    all-to-all; the row-slice partial results [global_batch, width] are placed side by
-    side and summed over ranks and scattered by samples in one reduce-scatter (one
-    collective however many row-sliced inputs; their gradients likewise come back in
-    one all-gather). Returns (received embeddings, row-slice outputs).
 
-    All of it is one differentiable function so that the backward collectives run in
-    one fixed order on every rank. Eagerly, Horovod pairs collectives by the order in
-    which ranks issue them, and the order in which a gradient tape visits separate ops
-    depends on each rank's own graph, which differs between ranks.
+def _merge_last(x: tf.Tensor) -> tf.Tensor:
+    """``x`` with its last two dimensions merged (a bit-cast's trailing one)."""
+    return tf.reshape(x, tf.concat([tf.shape(x)[:-2], [-1]], 0))
 
-    Two more measures keep every rank issuing the same collectives:
 
-    * ``anchor`` (a scalar read from a local variable, zero) is added to every input,
-      so a gradient tape records this function on every rank, even on a rank whose
-      inputs would otherwise not depend on any variable (no table-parallel piece, an
-      empty row slice). Without it that rank would skip the backward collectives;
-    * Horovod's ops are not stateful, so inside ``tf.function`` a collective whose
-      result a rank does not use would be pruned on that rank alone. All results are
-      tied together with data dependencies (:func:`_depending_on`), and the inputs
-      depend on ``after`` (the earlier collectives of the layer) the same way.
+def _bit_uncast(y: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """The ``dtype`` values bit-cast into ``y``'s last dimension."""
+    parts = dtype.size // y.dtype.size
+    if parts > 1:
+        y = tf.reshape(y, tf.concat([tf.shape(y)[:-1], [-1, parts]], 0))
+    return tf.bitcast(y, dtype)
+
+
+def _encode_float(x: tf.Tensor, payload: tf.DType) -> tf.Tensor:
+    """A float tensor bit-cast into the narrower float ``payload``, along its last axis.
+
+    Its gradient decodes the gradient the same way, so a gradient travels back through
+    the payload exactly as the values travelled forward.
     """
-    has_packed = packed is not None
-    row_widths = [int(part.shape[1]) for part in row_parts]
-    tensors = ([packed] if has_packed else []) + list(row_parts)
-    if not tensors:
-        return None, []
-    tensors = [t + tf.cast(anchor, t.dtype) for t in tensors]
-    if after:
-        tensors = [_depending_on(t, after) for t in tensors]
+    dtype = x.dtype
 
     @tf.custom_gradient
-    def _exchange(*inputs):
-        outputs, received_splits = [], None
-        rest = list(inputs)
-        if has_packed:
-            share = tf.shape(rest[0], out_type=tf.int32)[0] // world_size
-            received, received_splits = hvd.alltoall(
-                rest.pop(0), splits=tf.fill([world_size], share), **_named(name)
-            )
-            outputs.append(received)
-        if rest:  # every row-sliced output in one reduce-scatter, side by side
-            stacked = _after(tf.concat(rest, axis=1), outputs[-1] if outputs else None)
-            summed = hvd.reducescatter(stacked, op=hvd.Sum, **_named(f"{name}_rows"))
-            outputs.extend(tf.split(summed, row_widths, axis=1))
-        outputs = _tied(outputs)
+    def encode_float(x):
+        def grad(upstream):
+            return _decode_float(upstream, dtype)
 
-        def _grad(*upstream):
-            upstream = [
-                tf.zeros_like(out) if grad is None else tf.convert_to_tensor(grad)
-                for grad, out in zip(upstream, outputs, strict=True)
-            ]
-            grads = []
-            if has_packed:
-                back, _ = hvd.alltoall(
-                    upstream.pop(0), splits=received_splits, **_named(f"{name}_grad")
-                )
-                grads.append(back)
-            if upstream:
-                stacked = _after(tf.concat(upstream, axis=1), grads[-1] if grads else None)
-                gathered = hvd.allgather(stacked, **_named(f"{name}_rows_grad"))
-                grads.extend(tf.split(gathered, row_widths, axis=1))
-            return _tied(grads)
+        return _merge_last(tf.bitcast(x, payload)), grad
 
-        return outputs, _grad
-
-    outputs = list(_exchange(*tensors))
-    received = outputs.pop(0) if has_packed else None
-    return received, outputs
+    return encode_float(x)
 
 
-def _after(tensor: tf.Tensor, previous: tf.Tensor | None) -> tf.Tensor:
-    """``tensor``, available only after ``previous``: collectives issued in a fixed order.
+def _decode_float(y: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """The ``dtype`` values :func:`_encode_float` put into ``y``."""
+    payload = y.dtype
 
-    Inside ``tf.function`` independent collectives may otherwise start in any order,
-    and a different order on each rank.
+    @tf.custom_gradient
+    def decode_float(y):
+        def grad(upstream):
+            return _encode_float(upstream, payload)
+
+        return _bit_uncast(y, dtype), grad
+
+    return decode_float(y)
+
+
+def encode(part: tf.Tensor, payload: tf.DType) -> tf.Tensor:
+    """``part`` in ``payload`` elements, :func:`ratio` of them per element of its last axis."""
+    if not _bit_cast(part.dtype, payload):
+        return tf.cast(part, payload)
+    if part.dtype.is_floating:
+        return _encode_float(part, payload)
+    return _merge_last(tf.bitcast(part, payload))
+
+
+def _decode(block: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """The ``dtype`` values :func:`encode` put into ``block``."""
+    if not _bit_cast(dtype, block.dtype):
+        return tf.cast(block, dtype)
+    if dtype.is_floating:
+        return _decode_float(block, dtype)
+    return _bit_uncast(block, dtype)
+
+
+def pack(blocks: list[list[tf.Tensor]], dtype: tf.DType) -> tuple[tf.Tensor, tf.Tensor]:
+    """One flat payload and its per-rank split sizes: block r, its parts in order, to rank r.
+
+    A part given to several ranks (the same tensor object) is encoded once.
     """
-    return tensor if previous is None else _depending_on(tensor, [previous])
+    encoded: dict[int, tf.Tensor] = {}
+    flat, sizes = [], []
+    for parts in blocks:
+        for part in parts:
+            if id(part) not in encoded:
+                encoded[id(part)] = encode(tf.reshape(part, [-1]), dtype)
+        block = tf.concat([encoded[id(part)] for part in parts], 0) if parts else []
+        block = tf.convert_to_tensor(block, dtype)
+        flat.append(block)
+        sizes.append(tf.shape(block, out_type=tf.int32)[0])
+    return tf.concat(flat, 0), tf.stack(sizes)
 
 
-def _tied(tensors: list[tf.Tensor]) -> list[tf.Tensor]:
-    """The same tensors, each computed only once all of them are: if one is used, all run."""
-    return [_depending_on(t, tensors) for t in tensors]
+def pack_rows(parts: list[tf.Tensor], dtype: tf.DType) -> tuple[tf.Tensor, tf.Tensor]:
+    """One flat payload and its split sizes from parts shaped [world_size, n]: row r of
+    every part, side by side, to rank r."""
+    rows = tf.concat([encode(part, dtype) for part in parts], axis=1)
+    share = tf.shape(rows, out_type=tf.int32)[1]
+    return tf.reshape(rows, [-1]), tf.fill(tf.shape(rows, out_type=tf.int32)[:1], share)
 
 
-def _depending_on(tensor: tf.Tensor, others: list[tf.Tensor]) -> tf.Tensor:
+def unpack(block: tf.Tensor, layout: list[tuple[tf.DType, tf.Tensor | int]]) -> list[tf.Tensor]:
+    """Split a received block into its parts, ``layout`` giving each part's dtype and
+    element count, and decode them (flat)."""
+    sizes = [tf.cast(count, tf.int32) * ratio(dtype, block.dtype) for dtype, count in layout]
+    pieces = tf.split(block, tf.stack(sizes), num=len(layout))
+    return [_decode(piece, dtype) for piece, (dtype, _) in zip(pieces, layout, strict=True)]
+
+
+def heads(
+    received: tf.Tensor, received_splits: tf.Tensor, count: int, dtype: tf.DType
+) -> tf.Tensor:
+    """The first ``count`` ``dtype`` values of every rank's block: [world_size, count].
+
+    Gathered at the blocks' offsets rather than split off: a rank whose inputs failed a
+    static check sends a constant record, and shape inference would evaluate split
+    sizes computed from constants while the graph is built, running the all-to-all
+    then, on that rank alone, and never returning.
+    """
+    width = count * ratio(dtype, received.dtype)
+    offsets = tf.cumsum(received_splits, exclusive=True)
+    index = tf.reshape(offsets[:, None] + tf.range(width, dtype=offsets.dtype)[None, :], [-1])
+    return tf.reshape(_decode(tf.gather(received, index), dtype), [-1, count])
+
+
+def skip_head(block: tf.Tensor, count: int, dtype: tf.DType) -> tf.Tensor:
+    """``block`` without its first ``count`` ``dtype`` values."""
+    return block[count * ratio(dtype, block.dtype) :]
+
+
+def by_source(received: tf.Tensor, received_splits: tf.Tensor, world_size: int) -> list[tf.Tensor]:
+    """The received payload cut into the blocks sent by rank 0, 1, ..."""
+    return tf.split(received, received_splits, num=world_size)
+
+
+# --- the collectives ----------------------------------------------------------------
+
+
+def alltoall(payload: tf.Tensor, splits: tf.Tensor, name: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """Non-differentiable all-to-all (ids): returns (received, received splits)."""
+    return hvd.alltoall(payload, splits=tf.cast(splits, tf.int32), **_named(name))
+
+
+def differentiable_alltoall(
+    payload: tf.Tensor, splits: tf.Tensor, name: str
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """All-to-all whose gradient is its adjoint: the upstream gradient sent back.
+
+    Horovod's own gradient for the all-to-all would be the same; it is written here so
+    that the backward collective gets an explicit name too.
+    """
+
+    @tf.custom_gradient
+    def _exchange(payload):
+        received, received_splits = hvd.alltoall(
+            payload, splits=tf.cast(splits, tf.int32), **_named(name)
+        )
+
+        def _grad(upstream, _splits_grad=None):
+            back, _ = hvd.alltoall(
+                tf.convert_to_tensor(upstream), splits=received_splits, **_named(f"{name}_grad")
+            )
+            return back
+
+        return (received, received_splits), _grad
+
+    return _exchange(payload)
+
+
+def depending_on(tensor: tf.Tensor, others: list[tf.Tensor | None]) -> tf.Tensor:
     """``tensor`` unchanged, but with a data dependency on each of ``others``.
 
-    A control dependency is not enough: Horovod's ops are registered as stateless, and
-    Grappler turns a stateless op whose output only feeds control edges into a no-op.
-    A rank that does not use a collective's result (a rank serving no inputs ignores
-    the ids it receives) would then skip the collective while the others wait for it.
+    Inside ``tf.function`` independent collectives may start in any order, a different
+    one on each rank, so the layer chains them with these dependencies. A control
+    dependency is not enough: Horovod's ops are registered as stateless, and Grappler
+    turns a stateless op whose output only feeds control edges into a no-op, so a rank
+    that does not use a collective's result (a rank serving no inputs ignores the ids
+    it receives) would skip the collective while the others wait for it.
     ``min(size(x), 0)`` is always zero, but no optimizer can know that, so it keeps a
     real data edge from every ``x``.
     """
+    others = [other for other in others if other is not None]
+    if not others:
+        return tensor
     zero = tf.add_n([tf.minimum(tf.size(other, out_type=tf.int32), 0) for other in others])
     return tensor + tf.cast(zero, tensor.dtype)
 
 
-def allgather(tensor: tf.Tensor, name: str, issued: list[tf.Tensor] | None = None) -> tf.Tensor:
-    """Concatenate every rank's tensor along dimension 0, in rank order (no gradient).
-
-    With ``issued``, it starts after those collectives and is appended to them.
-    """
-    if issued is None:
-        return hvd.allgather(tensor, **_named(name))
-    tensor = _after(tensor, issued[-1] if issued else None)
-    gathered = hvd.allgather(tensor, **_named(name))
-    issued.append(gathered)
-    return gathered
+# --- ids ----------------------------------------------------------------------------
 
 
-# --- ids: data-parallel -> model-parallel -------------------------------------------
-
-
-def pack_ids(per_destination: list[list[Ids]], dtype: tf.DType) -> tuple[tf.Tensor, tf.Tensor]:
-    """One flat id tensor and its per-rank split sizes for the id all-to-all.
-
-    For each destination rank, the ids of the inputs it serves, in its order. Dense ids
-    travel as they are (the receiver knows their hotness from its own copy of the
-    input); ragged ids are preceded by their per-sample lengths.
-    """
-    blocks, sizes = [], []
-    for inputs in per_destination:
-        parts = []
-        for ids in inputs:
-            if ids.lengths is not None:
-                parts.append(tf.cast(ids.lengths, dtype))
-            parts.append(tf.cast(ids.values, dtype))
-        block = tf.concat(parts, 0) if parts else tf.zeros([0], dtype)
-        blocks.append(block)
-        sizes.append(tf.shape(block, out_type=tf.int32)[0])
-    return tf.concat(blocks, 0), tf.stack(sizes)
+def id_parts(inputs: list[Ids]) -> list[tf.Tensor]:
+    """How a list of inputs' ids travel: the per-sample lengths of the ragged ones, then
+    every input's ids. Dense ids need no lengths: the receiver knows their hotness from
+    its own copy of the input."""
+    lengths = [ids.lengths for ids in inputs if ids.lengths is not None]
+    return lengths + [ids.values for ids in inputs]
 
 
 def unpack_ids(
-    received: tf.Tensor,
-    received_splits: tf.Tensor,
-    hotness: list[int | None],
-    local_batch: tf.Tensor,
-    world_size: int,
+    blocks: list[tf.Tensor], hotness: list[int | None], local_batch: tf.Tensor
 ) -> list[Ids]:
-    """Rebuild this rank's inputs over the global batch from every rank's block.
+    """Inputs over the global batch from every rank's :func:`id_parts` (records removed).
 
-    ``hotness[i]`` is this rank's i-th served input's hotness (None: ragged). Every
-    rank sent ``local_batch`` samples per input (checked beforehand), so sample order
-    in the result is rank 0's samples, then rank 1's, and so on.
+    ``hotness[i]`` is the i-th input's hotness in each block (None: ragged). Every rank
+    sent ``local_batch`` samples per input (agreed beforehand), so sample order in the
+    result is rank 0's samples, then rank 1's, and so on.
     """
-    per_source = tf.split(received, received_splits, num=world_size)
+    if not hotness:
+        return []
+    ragged = [i for i, k in enumerate(hotness) if k is None]
     values: list[list[tf.Tensor]] = [[] for _ in hotness]
     lengths: list[list[tf.Tensor]] = [[] for _ in hotness]
-    for block in per_source:
-        start = tf.constant(0, tf.int32)
-        for i, k in enumerate(hotness):
-            if k is None:
-                row_lengths = block[start : start + local_batch]
-                start += local_batch
-                count = tf.cast(tf.reduce_sum(row_lengths), tf.int32)
-                lengths[i].append(row_lengths)
-            else:
-                count = local_batch * k
-            values[i].append(block[start : start + count])
-            start += count
+    dense_counts = [local_batch * (k or 0) for k in hotness]
+    head = local_batch * len(ragged)
+    for block in blocks:
+        counts = list(dense_counts)
+        if ragged:
+            per_input = tf.reshape(block[:head], [len(ragged), local_batch])
+            totals = tf.cast(tf.reduce_sum(per_input, axis=1), tf.int32)
+            for j, i in enumerate(ragged):
+                lengths[i].append(per_input[j])
+                counts[i] = totals[j]
+        pieces = tf.split(block[head:], tf.stack(counts), num=len(hotness))
+        for i, piece in enumerate(pieces):
+            values[i].append(piece)
     return [
         Ids(tf.concat(values[i], 0), tf.concat(lengths[i], 0) if k is None else None, k)
         for i, k in enumerate(hotness)
     ]
 
 
-# --- embeddings: model-parallel -> data-parallel ------------------------------------
+# --- embeddings ---------------------------------------------------------------------
 
 
-def pack_outputs(outputs: list[tf.Tensor], world_size: int, dtype: tf.DType) -> tf.Tensor:
-    """Lay out [global_batch, width] outputs so that rank r's block holds its samples.
+def rows_for(output: tf.Tensor, rank: int, batch: tf.Tensor) -> tf.Tensor:
+    """Rows ``rank * batch`` to ``(rank + 1) * batch`` of a [global_batch, width] output."""
+    return output[rank * batch : (rank + 1) * batch]
 
-    Block r is, for each output in order, rows r*b..(r+1)*b-1 flattened. The outputs
-    are already in ``dtype``, which only an empty result needs.
-    """
-    if not outputs:
-        return tf.zeros([0], dtype)
-    rows = [tf.reshape(out, [world_size, -1]) for out in outputs]
-    return tf.reshape(tf.concat(rows, axis=1), [-1])
-
-
-def unpack_outputs(received: tf.Tensor, widths: list[int]) -> list[tf.Tensor]:
-    """Split the received embeddings into [local_batch, width] pieces in worker order."""
-    total = sum(widths)
-    batch = tf.shape(received, out_type=tf.int32)[0] // total
-    sizes = batch * tf.constant(widths, tf.int32)
-    pieces = tf.split(received, sizes, num=len(widths))
-    return [tf.reshape(piece, [batch, width]) for piece, width in zip(pieces, widths, strict=True)]

@@ -2,13 +2,10 @@
 
 Everything about placement comes from the plan: which tables each rank holds, how
 they are fused, the order of the all-to-alls and how outputs are stitched back. The
-layer only executes it. Three groups run side by side:
-
-* data-parallel tables: a local lookup on every rank (gradients averaged by Horovod);
-* table-parallel tables: ids go to the ranks holding the tables with one all-to-all,
-  embeddings come back with another; column slices are concatenated per input;
-* row-sliced tables: ids are all-gathered, each rank looks up the rows it holds and a
-  reduce-scatter sums the partial results back to the rank that owns each sample.
+layer only executes it, with one module per job: :mod:`runtime.construction` creates
+this rank's variables, :mod:`runtime.agreement` makes every rank agree on each call's
+inputs, :mod:`runtime.pipeline` runs the lookups and the exchange, and
+:mod:`runtime.weights` moves global weights in and out.
 
 Gradient convention: the training objective is the mean over ranks of each rank's
 loss. A rank's loss is usually the mean over its local batch, and with equal local
@@ -22,7 +19,6 @@ wrappers in :mod:`runtime.horovod_patches` rely on.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
@@ -30,10 +26,12 @@ import horovod.tensorflow as hvd
 import tensorflow as tf
 
 from planner import Plan, load_plan, plan_from_dict
-from runtime import checks, exchange
-from runtime.lookup import IdProblem, Ids, describe_input, id_bounds, lookup, to_ids
-from runtime.planning import layer_initializer, plan_for_layers
-from runtime.slots import mark_local
+from runtime import checks, regularization
+from runtime.agreement import InputAgreement
+from runtime.construction import create_variables, table_initializers
+from runtime.pipeline import Pipeline
+from runtime.planning import plan_for_layers
+from runtime.strategy import PlanStrategy
 from runtime.weights import (
     DEFAULT_CHUNK,
     check_global_weights,
@@ -64,6 +62,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         dp_input: bool = True,
         input_table_map: list[int] | None = None,
         data_parallel_threshold: int | None = None,
+        gpu_embedding_size: int | None = None,
         *,
         plan: Plan | dict | None = None,
         **kwargs,
@@ -80,6 +79,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
             "dp_input": dp_input,
             "input_table_map": input_table_map,
             "data_parallel_threshold": data_parallel_threshold,
+            "gpu_embedding_size": gpu_embedding_size,
         }
         if plan is None:
             if not embeddings:
@@ -93,29 +93,19 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         if embeddings:
             checks.check_embeddings(plan, embeddings)
         self.plan = plan
-        self.dp_input = plan.parameters.dp_input
-        self._initializers = [
-            layer_initializer(embeddings[i])
-            if embeddings
-            else tf.keras.initializers.get(_initializer_identifier(t.initializer))
-            for i, t in enumerate(plan.tables)
-        ]
-        self._table_index = {t.name: i for i, t in enumerate(plan.tables)}
-        rank_plan = plan.ranks[self.rank]
-        self._expected = [
-            [i.name for i in plan.inputs]
-            if self.dp_input
-            else [local.input for local in rank.table_parallel_inputs]
-            for rank in plan.ranks
-        ]
-        self._input_table = {i.name: self._table_index[i.table] for i in plan.inputs}
-        self._context = checks.InputContext(
-            self.dp_input,
-            self.world_size,
-            self._expected,
-            {i.name: (i.table, plan.tables[self._input_table[i.name]].rows) for i in plan.inputs},
-        )
-        self._rank_plan = rank_plan
+        parameters = plan.parameters
+        # Upstream's attributes: the settings in effect, and its placement lists.
+        self.dp_input = parameters.dp_input
+        self.column_slice_threshold = parameters.requested_column_slice_threshold
+        self.row_slice_threshold = parameters.row_slice_threshold
+        self.data_parallel_threshold = parameters.data_parallel_threshold
+        self.gpu_embedding_size = parameters.gpu_embedding_size
+        self.strategy = PlanStrategy(plan)
+        self._initializers = table_initializers(plan, embeddings)
+        self._terms = regularization.table_terms(embeddings)
+        self._agreement = InputAgreement(plan, self.rank, self.world_size)
+        self._variables = None
+        self._pipeline = None
 
     @classmethod
     def from_plan(
@@ -126,8 +116,8 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         With ``embeddings`` (one Keras embedding layer per plan table, in order) their
         shapes and combiners must match the plan, and their initializers are used. Other
         keyword arguments go to the Keras layer (``name``, ``dtype``); placement options
-        (``strategy``, ``dp_input``, thresholds, ``input_table_map``) are the plan's and
-        are refused here.
+        (``strategy``, ``dp_input``, thresholds, ``input_table_map``,
+        ``gpu_embedding_size``) are the plan's and are refused here.
         """
         _refuse_placement([k for k in kwargs if k in _PLACEMENT_DEFAULTS])
         if isinstance(plan_or_path, (str, os.PathLike)):
@@ -137,68 +127,20 @@ class DistributedEmbedding(tf.keras.layers.Layer):
     # --- weights ----------------------------------------------------------------------
 
     def build(self, input_shape=None):
-        plan, rank_plan = self.plan, self._rank_plan
-        self._dp_vars = []
-        for i, name in enumerate(plan.groups.data_parallel):
-            table = plan.tables[self._table_index[name]]
-            self._dp_vars.append(
-                self._add_table_weight(
-                    f"data_parallel_{i}",
-                    [table.rows, table.width],
-                    table.dtype,
-                    self._initializers[self._table_index[name]],
-                )
-            )
-        self._tp_vars = []
-        for i, weight in enumerate(rank_plan.table_parallel_weights):
-            parts = [
-                (self._initializers[self._table_index[m.table]], m.rows)
-                for m in weight.members
-            ]
-            var = self._add_table_weight(
-                f"table_parallel_{i}",
-                [weight.rows, weight.width],
-                weight.dtype,
-                _StackedInitializer(parts),
-            )
-            mark_local(var)
-            self._tp_vars.append(var)
-        self._row_vars = []
-        for i, row_slice in enumerate(rank_plan.row_slices):
-            table = plan.tables[self._table_index[row_slice.table]]
-            var = self._add_table_weight(
-                f"row_slice_{i}",
-                [row_slice.rows[1] - row_slice.rows[0], table.width],
-                table.dtype,
-                self._initializers[self._table_index[row_slice.table]],
-            )
-            mark_local(var)
-            self._row_vars.append(var)
-        self._anchor = None
-        groups = plan.input_groups
-        if self.world_size > 1 and (groups.table_parallel or groups.row_sliced):
-            # Empty and local: lets every rank's tape record the embedding exchange
-            # (see exchange.return_embeddings).
-            self._anchor = self.add_weight(
-                name="exchange_anchor", shape=[0], dtype=tf.float32, initializer="zeros",
-                trainable=True, experimental_autocast=False,
-            )
-            mark_local(self._anchor)
+        self._variables = create_variables(self, self.plan, self.rank, self._initializers)
+        if self._terms:
+            regularization.attach(self, self.plan, self.rank, self._variables, self._terms)
+        self._pipeline = Pipeline(
+            self.plan, self.rank, self.name, self._variables, self._agreement, self.compute_dtype
+        )
         self.built = True
 
-    def _add_table_weight(self, name, shape, dtype, initializer) -> tf.Variable:
-        # No autocast: lookups read the stored dtype and cast the (small) outputs instead.
-        return self.add_weight(
-            name=name,
-            shape=shape,
-            dtype=dtype,
-            initializer=initializer,
-            trainable=True,
-            experimental_autocast=False,
-        )
-
-    def _variables_in_order(self) -> list[tf.Variable]:
-        return self._dp_vars + self._tp_vars + self._row_vars
+    def table_variables(self) -> list[tf.Variable]:
+        """This rank's table variables in plan order (as ``runtime.weights.variable_pieces``
+        describes them), building the layer first if needed; what checkpoints read."""
+        if not self.built:
+            self.build(None)
+        return self._variables.tables_in_order()
 
     def set_weights(self, weights: list, chunk: int = DEFAULT_CHUNK, use_lock: bool = False):
         """Set every table from its global array (or ``.npy`` path), in plan table order.
@@ -214,7 +156,7 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         pieces = variable_pieces(self.plan, self.rank)
         for turn in range(self.world_size if use_lock else 1):
             if not use_lock or turn == self.rank:
-                write_pieces(self._variables_in_order(), pieces, arrays, chunk)
+                write_pieces(self.table_variables(), pieces, arrays, chunk)
             if use_lock:
                 hvd.allreduce(tf.zeros([1]), name=f"{self.name}_set_lock_{turn}", op=hvd.Sum)
 
@@ -231,14 +173,15 @@ class DistributedEmbedding(tf.keras.layers.Layer):
         plan = self.plan
         pieces = variable_pieces(plan, self.rank)
         local = {}
-        for var, var_pieces in zip(self._variables_in_order(), pieces, strict=True):
+        for var, var_pieces in zip(self.table_variables(), pieces, strict=True):
             for piece in var_pieces:
                 local[piece.table] = (piece, var)
         by_rank = [
             {p.table: p for var_pieces in variable_pieces(plan, r) for p in var_pieces}
             for r in range(self.world_size)
         ]
-        dp_tables = {self._table_index[name] for name in plan.groups.data_parallel}
+        data_parallel = set(plan.groups.data_parallel)
+        dp_tables = {t for t, table in enumerate(plan.tables) if table.name in data_parallel}
         result = []
         for t in range(len(plan.tables)):
             if t in dp_tables:
@@ -282,225 +225,16 @@ class DistributedEmbedding(tf.keras.layers.Layer):
     @tf.autograph.experimental.do_not_convert
     def _run(self, inputs):
         inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        expected = self._expected[self.rank]
-        status, detail, problem, hotness = self._inspect(inputs, expected)
-        ok = self._agree(inputs, status, detail, problem, hotness)
-        if status != checks.OK:
-            return self._placeholders(ok)
-        ids = {}
-        for name, inp in zip(expected, inputs, strict=True):
-            flat = to_ids(inp)
-            if ok is not None:
-                with tf.control_dependencies([ok]):
-                    flat = Ids(
-                        tf.identity(flat.values),
-                        None if flat.lengths is None else tf.identity(flat.lengths),
-                        flat.hotness,
-                    )
-            ids[name] = flat
-        comm_dtype = tf.int64 if any(i.dtype == tf.int64 for i in inputs) else tf.int32
-        outputs = self._call_data_parallel(ids)
-        # Results of the layer's collectives so far: each next one waits for them.
-        collectives = [] if ok is None else [ok]
-        lookups = self._lookup_table_parallel(ids, hotness, comm_dtype, collectives)
-        row_parts = self._lookup_row_sliced(ids, comm_dtype, collectives)
-        if self.world_size > 1:
-            packed = None
-            if lookups is not None:
-                packed = exchange.pack_outputs(lookups, self.world_size, self.compute_dtype)
-            received, row_outputs = exchange.return_embeddings(
-                packed,
-                row_parts,
-                self.world_size,
-                f"{self.name}_out",
-                anchor=tf.reduce_sum(self._anchor) if self._anchor is not None else 0.0,
-                after=collectives,
-            )
-            if received is not None:
-                lookups = exchange.unpack_outputs(received, self.plan.exchange.output_widths)
-        else:
-            row_outputs = row_parts
-        if lookups is not None:
-            outputs.update(self._assemble_table_parallel(lookups))
-        for name, out in zip(self.plan.input_groups.row_sliced, row_outputs, strict=True):
-            outputs[name] = tf.cast(out, self.compute_dtype)
-        return [outputs[name] for name in self._outputs()]
-
-    def _outputs(self) -> list[str]:
-        """Output names in plan input order (with dp_input=False: all inputs are table-parallel)."""
-        return [i.name for i in self.plan.inputs]
-
-    def _table_of(self, input_name: str):
-        return self.plan.tables[self._input_table[input_name]]
-
-    def _placeholders(self, ok: tf.Tensor) -> list[tf.Tensor]:
-        """Outputs for a call whose inputs failed a static check; only built while tracing.
-
-        Eagerly the check has already raised. Traced, it fails on every rank when run,
-        so these are never computed. They must only let the code after the layer trace
-        here as on the ranks whose inputs passed, or this rank alone would fail while
-        the others wait in the check's all-gather:
-
-        * their batch dimension comes from the check's result, so it is unknown when
-          tracing, as on the other ranks (a concat with a static batch traces);
-        * they read (no rows of) every trainable weight, so gradients of the layer's
-          weights exist, as on the other ranks (an optimizer given no gradient at all
-          raises when traced).
-        """
-        unknown = tf.reshape(ok, []) * 0  # not zeros_like: that folds to a constant
-        tie = tf.zeros([], self.compute_dtype)
-        for weight in self.trainable_weights:
-            none = tf.gather(weight, tf.zeros([0], tf.int32))
-            tie += tf.cast(tf.reduce_sum(none), self.compute_dtype)
-        return [
-            tf.zeros(tf.stack([unknown, self._table_of(name).width]), self.compute_dtype) + tie
-            for name in self._outputs()
-        ]
-
-    def _inspect(self, inputs, expected) -> tuple[int, int, IdProblem | None, dict]:
-        """Static checks of this rank's inputs: (status, detail, problem, hotness by name)."""
-        if len(inputs) != len(expected):
-            return checks.WRONG_COUNT, len(inputs), None, {}
-        hotness = {}
-        for index, (name, inp) in enumerate(zip(expected, inputs, strict=True)):
-            problem, k = describe_input(inp)
+        if not tf.executing_eagerly() and not self.dp_input and self.world_size > 1:
+            # Eagerly, the input records catch it on every rank (see runtime.agreement).
+            problem = checks.static_batch_problem(inputs, self.world_size)
             if problem:
-                return checks.BAD_INPUT, index, problem, {}
-            if self._table_of(name).combiner is None and k != 1:
-                return checks.NEEDS_COMBINER, index, None, {}
-            hotness[name] = k
-        return checks.OK, 0, None, hotness
-
-    def _agree(self, inputs, status, detail, problem, hotness) -> tf.Tensor | None:
-        """Exchange and judge every rank's input record; raises the same error everywhere."""
-        record = {
-            "status": status,
-            "detail": detail,
-            "problem": problem.kind if problem else 0,
-            "problem_arg": problem.arg if problem else 0,
-            "bits": 0,
-            "batch": -1,
-            "consistent": 1,
-            "layout": checks.signature([hotness.get(n) for n in self._expected[self.rank]]),
-            "bad_input": -1,
-            "bad_id": 0,
-        }
-        if status == checks.OK and inputs:
-            batches = tf.stack([_batch_size(inp) for inp in inputs])
-            bad_input, bad_id = self._out_of_range(inputs)
-            record.update(
-                bits=64 if any(i.dtype == tf.int64 for i in inputs) else 32,
-                batch=batches[0],
-                consistent=tf.reduce_all(tf.equal(batches, batches[0])),
-                bad_input=bad_input,
-                bad_id=bad_id,
-            )
-        record = tf.stack([tf.cast(record[field], tf.int64) for field in checks.Record._fields])
-        if self.world_size > 1:
-            record = exchange.allgather(record, name=f"{self.name}_input_check")
-        judge = functools.partial(checks.judge_or_raise, context=self._context)
-        if tf.executing_eagerly():
-            judge(record.numpy())
-            return None
-        return tf.numpy_function(judge, [record], tf.int32, stateful=True)
-
-    def _out_of_range(self, inputs) -> tuple[tf.Tensor, tf.Tensor]:
-        """The index of the first input with an id outside its table (-1: none), and the id.
-
-        Unchecked, such an id would read another table of a fused weight, be dropped by
-        a row slice, or make ``tf.gather`` raise on the rank serving it alone.
-        """
-        bounds = [id_bounds(inp) for inp in inputs]
-        low = tf.stack([b[0] for b in bounds])
-        high = tf.stack([b[1] for b in bounds])
-        rows = tf.constant([self._table_of(n).rows for n in self._expected[self.rank]], tf.int64)
-        bad = tf.logical_or(low < 0, high >= rows)
-        first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32)
-        index = tf.where(tf.reduce_any(bad), first, -1)
-        return index, tf.where(low[first] < 0, low[first], high[first])
-
-    def _call_data_parallel(self, ids: dict[str, Ids]) -> dict[str, tf.Tensor]:
-        outputs = {}
-        for name in self.plan.input_groups.data_parallel:
-            table = self._input_table[name]
-            var = self._dp_vars[self.plan.groups.data_parallel.index(self.plan.tables[table].name)]
-            out = lookup(var, ids[name], self.plan.tables[table].combiner)
-            outputs[name] = tf.cast(out, self.compute_dtype)
+                raise ValueError(problem)
+        outputs = self._pipeline(inputs, self._agreement.inspect(inputs))
+        if self._terms:
+            for loss in regularization.activity_losses(self.plan, self._terms, outputs):
+                self.add_loss(loss)
         return outputs
-
-    def _lookup_table_parallel(
-        self, ids, hotness, comm_dtype, collectives: list
-    ) -> list[tf.Tensor] | None:
-        """This rank's lookups for the inputs it serves, over the global batch."""
-        plan = self.plan
-        if not plan.input_groups.table_parallel:
-            return None
-        mine = self._rank_plan.table_parallel_inputs
-        if self.dp_input and self.world_size > 1:
-            per_destination = [
-                [ids[local.input] for local in rank.table_parallel_inputs] for rank in plan.ranks
-            ]
-            send, splits = exchange.pack_ids(per_destination, comm_dtype)
-            received, received_splits = exchange.alltoall(
-                send, splits, f"{self.name}_ids", collectives
-            )
-            any_input = ids[self._expected[self.rank][0]]
-            local_ids = exchange.unpack_ids(
-                received,
-                received_splits,
-                [hotness[local.input] for local in mine],
-                any_input.batch_size(),
-                self.world_size,
-            )
-        else:
-            local_ids = [ids[local.input] for local in mine]
-        lookups = [
-            lookup(
-                self._tp_vars[local.weight],
-                flat,
-                self._rank_plan.table_parallel_weights[local.weight].combiner,
-                offset=local.row_offset,
-            )
-            for local, flat in zip(mine, local_ids, strict=True)
-        ]
-        return [tf.cast(out, self.compute_dtype) for out in lookups]
-
-    def _assemble_table_parallel(self, pieces: list[tf.Tensor]) -> dict[str, tf.Tensor]:
-        """Concatenate each input's column pieces (worker order indices from the plan)."""
-        outputs = {}
-        for assembly in self.plan.exchange.outputs:
-            parts = [pieces[i] for i in assembly.pieces]
-            outputs[assembly.input] = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
-        return outputs
-
-    def _lookup_row_sliced(self, ids, comm_dtype, collectives: list) -> list[tf.Tensor]:
-        """Partial lookups [global_batch, width] into this rank's rows of each row-sliced
-        table, in float32 so that summing the partial results over ranks loses nothing."""
-        plan = self.plan
-        parts = []
-        for i, name in enumerate(plan.input_groups.row_sliced):
-            local = ids[name]
-            values = exchange.allgather(
-                tf.cast(local.values, comm_dtype), f"{self.name}_row_ids_{i}", collectives
-            )
-            lengths = None
-            if local.lengths is not None:
-                lengths = exchange.allgather(
-                    tf.cast(local.lengths, comm_dtype), f"{self.name}_row_lengths_{i}", collectives
-                )
-            global_ids = Ids(values, lengths, local.hotness)
-            table = plan.tables[self._input_table[name]]
-            slot = plan.groups.row_sliced.index(table.name)
-            start, stop = self._rank_plan.row_slices[slot].rows
-            if stop > start:
-                part = lookup(
-                    self._row_vars[slot], global_ids, table.combiner, valid_rows=(start, stop)
-                )
-                parts.append(tf.cast(part, tf.float32))
-            else:
-                # Nothing held here: contribute zeros, and do not touch the empty variable.
-                parts.append(tf.zeros([global_ids.batch_size(), table.width], tf.float32))
-        return parts
 
 
 # The constructor's placement options and their defaults (upstream's).
@@ -511,6 +245,7 @@ _PLACEMENT_DEFAULTS = {
     "dp_input": True,
     "input_table_map": None,
     "data_parallel_threshold": None,
+    "gpu_embedding_size": None,
 }
 
 
@@ -521,28 +256,3 @@ def _refuse_placement(names: list[str]) -> None:
             f"placement options ({', '.join(names)}) cannot be combined with a plan: the "
             f"plan already fixes the placement; change the spec and re-plan instead"
         )
-
-
-def _batch_size(inp) -> tf.Tensor:
-    if isinstance(inp, tf.RaggedTensor):
-        return tf.cast(inp.nrows(), tf.int32)
-    return tf.shape(inp, out_type=tf.int32)[0]
-
-
-def _initializer_identifier(initializer):
-    """Plan initializers are Keras identifiers: a name or {class_name, config}."""
-    return dict(initializer) if isinstance(initializer, dict) else initializer
-
-
-class _StackedInitializer(tf.keras.initializers.Initializer):
-    """Initialize a fused weight member by member, each with its own table's initializer.
-
-    Each member is initialized with its own shape ([table rows, piece width]).
-    """
-
-    def __init__(self, parts: list[tuple[tf.keras.initializers.Initializer, int]]):
-        self.parts = parts
-
-    def __call__(self, shape, dtype=None, **kwargs):
-        blocks = [init([rows, shape[1]], dtype=dtype) for init, rows in self.parts]
-        return tf.concat(blocks, axis=0)

@@ -124,18 +124,20 @@ def lookup(
     """Rows of ``weight`` for ``ids + offset``, combined per sample: [batch, width].
 
     ``valid_rows=(r0, r1)`` looks up a row slice that holds global rows r0..r1-1 only:
-    ids outside the slice contribute zero rows. They are masked here rather than left to
-    ``tf.gather``, which raises on out-of-range ids on CPU. A ``mean`` still divides by
-    the sample's full id count, so the partial results of all slices add up to the mean.
+    ids outside the slice contribute nothing. Only the ids the slice holds are gathered
+    (a rank's share of the global batch's ids, which is also all its gradient updates),
+    and ``tf.gather`` never sees the others, which it would raise on on CPU. A ``mean``
+    still divides by the sample's full id count, so the partial results of all slices
+    add up to the mean.
 
     Ids must lie in their table (``0 <= id < rows``); the layer checks that before any
     lookup (see :mod:`runtime.checks`), this function does not.
     """
     indices, mask = local_rows(ids.values, int(weight.shape[0]), offset, valid_rows)
-    rows = tf.gather(weight, indices)
-    if mask is not None:
-        rows = rows * tf.cast(mask, rows.dtype)[:, None]
-    return combine(rows, ids, combiner)
+    if mask is None:
+        return combine(tf.gather(weight, indices), ids, combiner)
+    held = tf.where(mask)[:, 0]  # positions, in ids.values, of the ids this slice holds
+    return _combine_held(tf.gather(weight, tf.gather(indices, held)), held, ids, combiner)
 
 
 def local_rows(
@@ -173,18 +175,34 @@ def _widen(values: tf.Tensor, limit: int) -> tf.Tensor:
 
 def combine(rows: tf.Tensor, ids: Ids, combiner: str | None) -> tf.Tensor:
     """Reduce looked-up rows [n_ids, width] to one row per sample."""
-    width = rows.shape[-1]
     if ids.lengths is None:
         if ids.hotness == 1:
             return rows
-        stacked = tf.reshape(rows, [-1, ids.hotness, width])
-        total = tf.reduce_sum(stacked, axis=1)
-        return total / ids.hotness if combiner == "mean" else total
-    lengths = tf.cast(ids.lengths, tf.int32)
-    batch = tf.shape(lengths)[0]
-    segments = tf.repeat(tf.range(batch), lengths)
-    total = tf.math.unsorted_segment_sum(rows, segments, batch)
-    if combiner == "mean":
-        total = tf.math.divide_no_nan(total, tf.cast(lengths, total.dtype)[:, None])
-    return total
+        total = tf.reduce_sum(tf.reshape(rows, [-1, ids.hotness, rows.shape[-1]]), axis=1)
+    else:
+        total = tf.math.unsorted_segment_sum(rows, _samples(ids), ids.batch_size())
+    return per_sample_mean(total, ids) if combiner == "mean" else total
 
+
+def _combine_held(
+    rows: tf.Tensor, positions: tf.Tensor, ids: Ids, combiner: str | None
+) -> tf.Tensor:
+    """Like :func:`combine`, for rows looked up for the ids at ``positions`` only."""
+    if ids.lengths is None:
+        samples = positions // ids.hotness
+    else:
+        samples = tf.gather(_samples(ids), positions)
+    total = tf.math.unsorted_segment_sum(rows, samples, ids.batch_size())
+    return per_sample_mean(total, ids) if combiner == "mean" else total
+
+
+def _samples(ids: Ids) -> tf.Tensor:
+    """The sample of each of a ragged batch's ids."""
+    return tf.repeat(tf.range(ids.batch_size()), tf.cast(ids.lengths, tf.int32))
+
+
+def per_sample_mean(total: tf.Tensor, ids: Ids) -> tf.Tensor:
+    """Per-sample sums divided by the samples' id counts (an empty sample stays zero)."""
+    if ids.lengths is None:
+        return total / ids.hotness
+    return tf.math.divide_no_nan(total, tf.cast(ids.lengths, total.dtype)[:, None])

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from planner import make_plan
+from planner import make_plan, spec_from_dict
 from planner.plan import Plan
-from planner.spec import spec_from_dict
+from planner.spec import STRATEGIES
 from runtime.embedding import DEFAULT_INITIALIZER
 
 
@@ -51,8 +51,17 @@ def plan_for_layers(
     data_parallel_threshold: int | None = None,
     dp_input: bool = True,
     input_table_map: list[int] | None = None,
+    gpu_embedding_size: int | None = None,
 ) -> Plan:
-    """The plan the planner makes for these layers on ``world_size`` ranks."""
+    """The plan the planner makes for these layers on ``world_size`` ranks.
+
+    ``gpu_embedding_size`` is upstream's offload setting: the spec key of that name,
+    which offloads the same table-parallel pieces upstream does (``offload: upstream``).
+    """
+    if strategy not in STRATEGIES:  # upstream's error, for scripts that match on it
+        raise ValueError(
+            f"Unsupported shard strategy {strategy!r}; use one of {', '.join(STRATEGIES)}"
+        )
     names = _unique_names(embeddings)
     tables = [describe_layer(layer, name) for layer, name in zip(embeddings, names, strict=True)]
     if input_table_map is None:
@@ -74,6 +83,7 @@ def plan_for_layers(
             "row_slice_threshold": row_slice_threshold,
             "data_parallel_threshold": data_parallel_threshold,
             "dp_input": dp_input,
+            "gpu_embedding_size": gpu_embedding_size,
             "tables": tables,
             "inputs": inputs,
         },

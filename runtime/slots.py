@@ -6,6 +6,8 @@ two, once, lets the runtime
 
 * mark the slots of a model-parallel (``de_local``) variable local too, so Horovod
   never broadcasts or averages them (their shapes differ between ranks);
+* create the slots of a variable placed on a device of its own (``de_device``: an
+  offloaded weight, on the host) on that device, beside it;
 * find a variable's slots by identity and name, for both optimizer families alike (the
   new ones have no ``get_slot``), to save and restore them;
 * fill slots from a checkpoint the moment an optimizer creates them, when they were
@@ -14,6 +16,7 @@ two, once, lets the runtime
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 
@@ -57,9 +60,11 @@ def track_slots() -> None:
         def creating(
             self, *args, _create=create, _var=var_argument, _name=name_argument, **kwargs
         ):
-            slot = _create(self, *args, **kwargs)
             var = kwargs[_var] if _var in kwargs else args[0]
             name = kwargs[_name] if _name in kwargs else args[1]
+            device = getattr(var, "de_device", None)
+            with tf.device(device) if device else contextlib.nullcontext():
+                slot = _create(self, *args, **kwargs)
             slot.de_slot_of = (var, name)
             if is_local(var):
                 slot.de_local = True

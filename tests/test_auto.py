@@ -25,7 +25,7 @@ from planner.placement.auto import (
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.spec import Spec, load_spec, spec_from_dict
-from planner.validation import plan_problems
+from planner.validation import plan_problems, spec_problems
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 UPSTREAM = ("basic", "memory_balanced", "memory_optimized")
@@ -420,9 +420,11 @@ def test_auto_scores_candidates_as_their_plans_report_the_step(
 
 
 def test_a_hot_small_table_is_replicated_and_a_hot_big_one_kept_whole() -> None:
-    # 16 ranks on two hosts, batch 8,192: "hot" (1,000 x 16, read by an input of hotness
-    # 50) whole on one rank would receive 50 ids of 8 bytes per sample from every rank
-    # and look them all up; replicated, only its 64 KB gradient is allreduced. "big"
+    # 16 ranks, one GPU per host (so no host to split rows over), batch 8,192: "hot"
+    # (1,000 x 16, read by an input of hotness 50) whole on one rank would receive 50 ids
+    # of 8 bytes per sample from every rank and look them all up; replicated, only its
+    # 64 KB gradient is allreduced. On two hosts of 8 the estimate prefers splitting its
+    # rows over one host (each holder looks up an eighth of its ids). "big"
     # (1,000,000 x 16, hotness 20) is too big to replicate cheaply; each column piece
     # would receive all its ids again, and whole it already costs less than the mean
     # rank's load (40 one-hot tables share the ranks), so it stays whole.
@@ -443,6 +445,7 @@ def test_a_hot_small_table_is_replicated_and_a_hot_big_one_kept_whole() -> None:
         "inputs": inputs,
         "device_memory": "1GiB",
         "global_batch_size": 8192,
+        "gpus_per_host": 1,
     }
     spec = spec_from_dict(raw)
     assert spec.resolved_objective() == "time"  # device_memory is set
@@ -451,6 +454,9 @@ def test_a_hot_small_table_is_replicated_and_a_hot_big_one_kept_whole() -> None:
     assert [s.cols for s in plan.shards if s.table == "big"] == [(0, 16)]
     upstream = upstream_plans(spec)
     assert plan.stats.step.step_seconds < min(p.stats.step.step_seconds for p in upstream)
+    hosts = auto_plan(spec_from_dict({**raw, "gpus_per_host": 8}))
+    assert [(s.table, s.ranks) for s in hosts.row_splits] == [("hot", (0, 8))]
+    assert [s.cols for s in hosts.shards if s.table == "big"] == [(0, 16)]
 
 
 def test_column_pieces_are_multiples_of_4_columns() -> None:
@@ -476,3 +482,44 @@ def test_time_objective_is_at_or_below_the_fastest_fitting_upstream(
     fitting = [p for p in upstream_plans(spec) if not ranks_over_limit(p)]
     assert not ranks_over_limit(plan)
     assert plan.stats.step.step_seconds <= min(p.stats.step.step_seconds for p in fitting)
+
+
+def _narrow_hot_spec(gpus_per_host: int) -> Spec:
+    """One very hot table of 4-column rows (too narrow to cut, too large to replicate
+    cheaply) beside six light ones, on 4 ranks."""
+    light = [{"name": f"t{i}", "rows": 100_000, "width": 16, "combiner": "sum"} for i in range(6)]
+    return spec_from_dict(
+        {
+            "world_size": 4,
+            "gpus_per_host": gpus_per_host,
+            "strategy": "auto",
+            "objective": "time",
+            "device_memory": "80GiB",
+            "global_batch_size": 4096,
+            "tables": [{"name": "hot", "rows": 50_000_000, "width": 4, "combiner": "sum"}, *light],
+            "inputs": [
+                {"name": "hot", "table": "hot", "hotness": 400},
+                *({"name": t["name"], "table": t["name"], "hotness": 2} for t in light),
+            ],
+        }
+    )
+
+
+def test_auto_splits_a_hot_narrow_table_over_one_host_where_that_pays() -> None:
+    # Two hosts of two ranks: the hot table's rows go to one host's two ranks, which
+    # then read half its rows each; the other host takes the light tables.
+    plan = make_plan(_narrow_hot_spec(gpus_per_host=2))
+    assert [(s.table, s.ranks) for s in plan.row_splits] == [("hot", (0, 2))]
+    assert plan_problems(plan) == []
+    assert spec_problems(plan, _narrow_hot_spec(gpus_per_host=2)) == []
+    held = [r.row_slices[0].rows for r in plan.ranks]
+    assert held == [(0, 25_000_000), (25_000_000, 50_000_000)] + [(50_000_000,) * 2] * 2
+    # No rank of host 1 looks the hot table up: its ranks' lookups are the light
+    # tables' alone, far below the holders'.
+    lookups = [r.step.forward_lookups for r in plan.ranks]
+    assert max(lookups[2:]) < min(lookups[:2]) / 10
+    # Without hosts to split over (one GPU per host), auto cannot make the split, and
+    # its best plan is slower by its own estimate.
+    unsplit = make_plan(_narrow_hot_spec(gpus_per_host=1))
+    assert all(s.ranks == (0, 4) for s in unsplit.row_splits)
+    assert plan.stats.step.step_seconds < unsplit.stats.step.step_seconds

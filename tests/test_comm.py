@@ -72,9 +72,11 @@ EXPECTED = {
     "embedding_alltoall": [(48, 24), (32, 32), (16, 40)],
     # gradients: the same volumes the other way
     "embedding_grad_alltoall": [(24, 48), (32, 32), (40, 16)],
-    # r: allgather of (3 - 1) x 2 samples x 2 ids x 8 B = 64 each way on every rank
-    "row_id_allgather": [(64, 64)] * 3,
-    # ring reduce-scatter of the [6, 8] partial sums: (3 - 1) x 2 x 8 x 4 B = 128
+    # r: its rows 334 / 333 / 333 on ranks 0-2; each rank sends each other rank a count
+    # per sample (2 x 8 B) and the ids in its rows, floor(2 x 2 x 333 / 1000) = 1 of
+    # them (ids taken as spread like the rows): 24 B, to 2 ranks: 48 each way
+    "row_id_allgather": [(48, 48)] * 3,
+    # each rank's [2, 8] float32 partial sums to the 2 others: 2 x 2 x 8 x 4 B = 128
     "row_reduce_scatter": [(128, 128)] * 3,
     # backward: allgather of the [2, 8] output gradients: 2 x 2 x 8 x 4 B = 128
     "row_grad_allgather": [(128, 128)] * 3,
@@ -106,36 +108,57 @@ def test_each_phase_matches_the_hand_count() -> None:
 
 
 def test_rank_totals_add_the_phases() -> None:
-    # rank 0 sends 64 + 48 + 24 + 64 + 128 + 128 + 80 = 536, receives 128 + 24 + 48 + 64 +
-    # 128 + 128 + 80 = 600; rank 1 544 / 560; rank 2 568 / 488. 1648 B each way in all.
+    # rank 0 sends 64 + 48 + 24 + 48 + 128 + 128 + 80 = 520, receives 128 + 24 + 48 + 48 +
+    # 128 + 128 + 80 = 584; rank 1 528 / 544; rank 2 552 / 472. 1600 B each way in all.
     plan = plan_of()
     assert [(r.comm.sent_bytes, r.comm.received_bytes) for r in plan.ranks] == [
-        (536, 600),
-        (544, 560),
-        (568, 488),
+        (520, 584),
+        (528, 544),
+        (552, 472),
     ]
     stats = plan.stats.comm
-    assert stats.total_bytes == 1648
-    assert stats.mean_rank_bytes == pytest.approx(1648 / 3)
-    assert (stats.max_rank_sent_bytes, stats.max_rank_received_bytes) == (568, 600)
+    assert stats.total_bytes == 1600
+    assert stats.mean_rank_bytes == pytest.approx(1600 / 3)
+    assert (stats.max_rank_sent_bytes, stats.max_rank_received_bytes) == (552, 584)
 
 
 def test_time_is_the_slowest_rank_per_phase_summed() -> None:
     # 1000 B/s for all-to-all, 2000 B/s for ring collectives (bandwidths in GB/s):
     # ids: the busiest rank moves max(64, 128) = 128 B -> 0.128 s; embeddings forward:
-    # rank 0 max(48, 24) = 48 -> 0.048 s; backward the same; row ids 64 / 2000 = 0.032;
-    # reduce-scatter and gradient allgather 128 / 2000 = 0.064 each; allreduce 0.040.
-    # Step: 0.128 + 0.048 + 0.048 + 0.032 + 0.064 + 0.064 + 0.040 = 0.424 s
+    # rank 0 max(48, 24) = 48 -> 0.048 s; backward the same. The row phases ride in the
+    # all-to-alls: row ids 48 / 1000 = 0.048; partial outputs and their gradients 128 /
+    # 1000 = 0.128 each; the allreduce 80 / 2000 = 0.040.
+    # Step: 0.128 + 0.048 + 0.048 + 0.048 + 0.128 + 0.128 + 0.040 = 0.568 s
     plan = plan_of(alltoall_bandwidth=1e-6, allreduce_bandwidth=2e-6)
     seconds = plan.stats.comm.phase_seconds
     assert list(seconds) == list(PHASES)
     assert [seconds[p] for p in PHASES] == pytest.approx(
-        [0.128, 0.048, 0.048, 0.032, 0.064, 0.064, 0.040]
+        [0.128, 0.048, 0.048, 0.048, 0.128, 0.128, 0.040]
     )
-    assert plan.stats.comm.step_seconds == pytest.approx(0.424)
-    # rank 2 on its own: max(112, 32) + max(16, 40) + max(40, 16) over 1000 B/s, then
-    # (64 + 128 + 128 + 80) / 2000
-    assert plan.ranks[2].comm.seconds == pytest.approx(0.112 + 0.040 + 0.040 + 0.200)
+    assert plan.stats.comm.step_seconds == pytest.approx(0.568)
+    # rank 2 on its own: max(112, 32) + max(16, 40) + max(40, 16) + 48 + 128 + 128 over
+    # 1000 B/s, then 80 / 2000
+    assert plan.ranks[2].comm.seconds == pytest.approx(0.112 + 0.040 + 0.040 + 0.304 + 0.040)
+
+
+def test_a_row_split_over_a_group_moves_bytes_to_and_from_its_holders_only() -> None:
+    # r's rows on ranks 1 and 2 only, 500 each. Ids: rank 0 sends each holder a count
+    # per sample (16 B) and the floor(2 x 2 x 500 / 1000) = 2 ids in its rows (16 B), 64
+    # in all, and receives none; each holder sends 32 to the other holder and receives 32
+    # from each other rank (64). Partial outputs: each holder sends 2 x 8 x
+    # 4 = 64 B to each other rank (128); rank 0 receives 64 from each holder (128), a
+    # holder 64 from the other one. Gradients: the other way.
+    raw = plan_of().model_dump(mode="json", by_alias=True)
+    raw["row_splits"][0]["ranks"] = [1, 3]
+    config = CommConfig(global_batch_size=6)
+    phases = phase_bytes(parse_plan(raw), config)
+    got = {name: list(zip(phases[name].sent, phases[name].received, strict=True))
+           for name in ("row_id_allgather", "row_reduce_scatter", "row_grad_allgather")}
+    assert got == {
+        "row_id_allgather": [(64, 0), (32, 64), (32, 64)],
+        "row_reduce_scatter": [(0, 128), (128, 64), (128, 64)],
+        "row_grad_allgather": [(128, 0), (64, 128), (64, 128)],
+    }
 
 
 def test_totals_add_left_to_right_on_every_python() -> None:
@@ -166,8 +189,8 @@ def test_int32_ids_halve_the_id_traffic_and_half_precision_the_embeddings() -> N
     plan = plan_of(id_bytes=4, compute_dtype="float16")
     rank0 = plan.ranks[0].comm
     assert (rank0.id_alltoall.sent, rank0.id_alltoall.received) == (32, 64)
-    assert (rank0.row_id_allgather.sent, rank0.embedding_alltoall.sent) == (32, 24)
-    assert rank0.row_reduce_scatter.sent == 64
+    assert (rank0.row_id_allgather.sent, rank0.embedding_alltoall.sent) == (24, 24)
+    assert rank0.row_reduce_scatter.sent == 128  # row partial outputs travel in float32
     assert rank0.dp_allreduce.sent == 80  # gradients keep the weights' type
 
 
@@ -208,7 +231,8 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused() -> None:
 
 def test_the_estimate_of_a_plan_without_one_at_twice_the_batch() -> None:
     # b = 12 / 3 = 4 samples per rank, twice the hand count's 2: every id and embedding
-    # volume in EXPECTED doubles; the dense gradients of s (80 B) do not depend on the batch
+    # volume in EXPECTED doubles but the row ids (rounded down per pair); the dense
+    # gradients of s (80 B) do not depend on the batch
     plan = plan_of(global_batch_size=None)
     comms = estimate_comm(plan, CommConfig(global_batch_size=12))
     got = {
@@ -219,7 +243,8 @@ def test_the_estimate_of_a_plan_without_one_at_twice_the_batch() -> None:
         "id_alltoall": [(128, 256), (160, 192), (224, 64)],
         "embedding_alltoall": [(96, 48), (64, 64), (32, 80)],
         "embedding_grad_alltoall": [(48, 96), (64, 64), (80, 32)],
-        "row_id_allgather": [(128, 128)] * 3,
+        # counts 4 x 8 B and floor(4 x 2 x 333 / 1000) = 2 ids per pair: 48 B, to 2 ranks
+        "row_id_allgather": [(96, 96)] * 3,
         "row_reduce_scatter": [(256, 256)] * 3,
         "row_grad_allgather": [(256, 256)] * 3,
         "dp_allreduce": [(80, 80)] * 3,
@@ -265,14 +290,14 @@ def test_preview_shows_traffic_per_rank_and_the_step(tmp_path: Path, monkeypatch
     lines = result.stdout.splitlines()
     head = next(line for line in lines if line.startswith("rank "))
     assert head.split()[-5:] == ["sent", "received", "comm", "time", "step"]
-    # rank 0: (128 + 48 + 48) / 1000 + (64 + 128 + 128 + 80) / 2000 = 0.424 s
-    assert lines[lines.index(head) + 2].split()[-8:-2] == ["536", "B", "600", "B", "424.000", "ms"]
+    # rank 0: (128 + 48 + 48 + 48 + 128 + 128) / 1000 + 80 / 2000 = 0.568 s
+    assert lines[lines.index(head) + 2].split()[-8:-2] == ["520", "B", "584", "B", "568.000", "ms"]
     assert (
         "communication per step at global batch 6 (2 per rank, 8-byte ids, float32 "
-        "embeddings): largest rank sends 568 B, receives 600 B; 1.61 KiB in all"
+        "embeddings): largest rank sends 552 B, receives 584 B; 1.56 KiB in all"
     ) in lines
     summary = next(line for line in lines if line.startswith("estimated communication time"))
-    assert summary.startswith("estimated communication time 424.000 ms per step (ids 128.000 ms")
+    assert summary.startswith("estimated communication time 568.000 ms per step (ids 128.000 ms")
     data = json.loads(CliRunner().invoke(main, ["show", "p.json", "--format", "json"]).stdout)
     assert data["ranks"][0]["comm"]["id_alltoall"] == {
         "sent": 64,

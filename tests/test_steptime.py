@@ -138,9 +138,8 @@ def test_plans_carry_the_estimate_and_validate() -> None:
 
 def test_a_row_split_over_one_host_is_valid_and_costs_only_its_ranks_lookups() -> None:
     # 4 ranks, 2 per host; big (1000 x 4) row-sliced, first over all 4 ranks, then (by
-    # hand) over host 0 alone. The runtime runs both alike (ranks without rows contribute
-    # zeros to the same world-wide reduce-scatter), so only the lookups move: ranks 2 and
-    # 3 stop looking big's ids up, ranks 0 and 1 read twice the rows.
+    # hand) over host 0 alone: ranks 2 and 3 stop looking big's ids up, ranks 0 and 1
+    # read twice the rows (the exchanges: test_a_row_split_over_a_group_exchanges_...).
     spec = spec_from_dict(
         {
             "world_size": 4,
@@ -168,12 +167,42 @@ def test_a_row_split_over_one_host_is_valid_and_costs_only_its_ranks_lookups() -
     ]
     before = [r.step.forward_lookups for r in plan.ranks]
     after = [r.step.forward_lookups for r in edited.ranks]
-    # 8 ids of big: 8 x 8 B read, 8 x 4 x 4 B of float32 partial output; the rows read
-    # are the slice's share of 8 x 128 B (a cache line per id)
-    big_fixed = (8 * 8 + 8 * 4 * 4) / GB / 900 + 8 * LOOKUP_SECONDS
-    assert after[3] == pytest.approx(before[3] - big_fixed - 8 * 128 * 250 // 1000 / (900 * GB))
-    assert after[0] == pytest.approx(before[0] + 8 * 128 * 250 // 1000 / (900 * GB))
-    assert edited.stats.step.stage_seconds["outputs"] == plan.stats.step.stage_seconds["outputs"]
+    # Global batch 8, big read by one one-hot input: a holder of R rows reads 8 counts
+    # (8 x 8 B), writes 8 x 4 x 4 B of float32 partial sums, and looks up its share of
+    # the ids, floor(8 x R / 1000), each 8 B and a 128-byte row (a cache line):
+    # R = 250 (all 4 ranks): 64 + 128 + 2 x 8 + 8 x 128 x 250 // 1000 = 464 B, 2 ids;
+    # R = 500 (host 0 only): 64 + 128 + 4 x 8 + 512 = 736 B, 4 ids.
+    quarter = 464 / (900 * GB) + 2 * LOOKUP_SECONDS
+    half = 736 / (900 * GB) + 4 * LOOKUP_SECONDS
+    assert after[3] == pytest.approx(before[3] - quarter)
+    assert after[0] == pytest.approx(before[0] - quarter + half)
+
+
+def test_a_row_split_over_a_group_exchanges_with_its_holders_only() -> None:
+    # 4 ranks, 2 per host (NVLink 100 GB/s, network 1 GB/s); batch 8 (2 per rank); one
+    # table, one input of hotness 1, 4 columns, rows on ranks 0 and 1 only, 500 each.
+    # Ids: every rank sends each holder a count per sample (2 x 8 B) and the ids in its
+    # rows, floor(2 x 500 / 1000) = 1 (8 B): 24 B. Rank 0 receives 24 from rank 1
+    # (NVLink) and 48 from ranks 2, 3 (network): 48 ns; rank 2 sends 24 to each holder
+    # over the network: 48 ns. Partial sums, 2 x 4 x 4 = 32 B per sample block: rank 0
+    # sends 64 over the network, rank 2 receives 64 from it: 64 ns each; backward the same.
+    config = StepConfig(
+        global_batch_size=8, world_size=4, gpus_per_host=2,
+        intra_bandwidth=100 * GB, alltoall_bandwidth=GB,
+    )
+    loads = [TableLoad(1, 1, 1000, 4, 4)]
+    estimate = estimate_step(config, loads, Holdings([[]] * 4, {0: [500, 500, 0, 0]}, []))
+    assert estimate.rank_seconds["ids"] == pytest.approx([48e-9, 48e-9, 48e-9, 48e-9])
+    assert estimate.rank_seconds["outputs"] == pytest.approx([64e-9, 64e-9, 64e-9, 64e-9])
+    assert estimate.rank_seconds["forward_lookups"][2:] == [0.0, 0.0]
+    # Over one host of 4 ranks (NVLink only) the same split costs a hundredth of that.
+    one_host = StepConfig(
+        global_batch_size=8, world_size=4, gpus_per_host=4,
+        intra_bandwidth=100 * GB, alltoall_bandwidth=GB,
+    )
+    estimate = estimate_step(one_host, loads, Holdings([[]] * 4, {0: [500, 500, 0, 0]}, []))
+    assert estimate.rank_seconds["ids"] == pytest.approx([72 / (100 * GB), 72 / (100 * GB),
+                                                          48 / (100 * GB), 48 / (100 * GB)])
 
 
 def recounted(plan: Plan) -> Plan:

@@ -7,9 +7,11 @@ The model (docs/cost_model.md has it in full): every rank holds a local batch
   rank holding a piece of its table (none with ``dp_input: false``, where ids arrive
   model-parallel); each holder sends ``b x piece width`` embeddings back to every rank
   (forward), and the gradients travel the same way back (backward).
-- Row-sliced inputs: ids are allgathered from every rank, the partial
-  ``[global_batch, width]`` outputs summed with a ring reduce-scatter, and in the
-  backward pass the ``[b, width]`` output gradients allgathered.
+- Row-sliced inputs, in the same two all-to-alls: each rank sends every rank holding
+  rows of the table (all ranks, or the group its row split names) the ids in its rows
+  and a count per sample; each holder sends every rank its samples' float32 partial
+  sums (added up by the receiver: a reduce-scatter), and the output gradients go back
+  to the holders (an allgather within the group).
 - Data-parallel tables: dense gradients averaged with a ring allreduce.
 
 Bytes a rank would send to itself do not count. A phase takes, on a rank,
@@ -26,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
+
 from planner.plan import CommStats, Parameters, Plan, RankComm, Traffic
 from planner.spec import DTYPE_BYTES
 
@@ -38,8 +42,9 @@ PHASES: tuple[str, ...] = (
     "row_grad_allgather",
     "dp_allreduce",
 )
-ALLTOALL_PHASES = frozenset(PHASES[:3])
+ALLTOALL_PHASES = frozenset(PHASES[:6])  # the row phases ride in the all-to-alls
 GIGABYTE = 10**9
+ROW_PARTIAL_BYTES = 4  # row-slice partial outputs and their gradients travel in float32
 Number = TypeVar("Number", int, float)
 
 
@@ -110,14 +115,7 @@ def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
     phases["embedding_alltoall"] = _Phase(outputs_sent, outputs_received)
     phases["embedding_grad_alltoall"] = _Phase(outputs_received, outputs_sent)
 
-    # Every rank moves the same bytes in these phases: summed first, added once per rank.
-    row_ids = sum(b * hotness[name] * config.id_bytes for name in plan.input_groups.row_sliced)
-    row_outputs = sum(
-        b * tables[table_of[name]].width * out for name in plan.input_groups.row_sliced
-    )
-    _everyone(phases["row_id_allgather"], (world - 1) * row_ids)
-    _everyone(phases["row_reduce_scatter"], (world - 1) * row_outputs)
-    _everyone(phases["row_grad_allgather"], (world - 1) * row_outputs)
+    _row_split_phases(plan, b, config.id_bytes, phases)
 
     read = {table_of[name] for name in plan.input_groups.data_parallel}
     _everyone(
@@ -156,6 +154,43 @@ def all_to_all(per_peer: list[int] | list[float]) -> tuple[list, list]:
 def ring_allreduce_bytes(size: int, world: int) -> int:
     """Bytes each rank sends (and receives) to allreduce ``size`` bytes over a ring."""
     return -(-2 * (world - 1) * size // world)
+
+
+def _row_split_phases(plan: Plan, b: int, id_bytes: int, phases: dict[str, _Phase]) -> None:
+    """Row-split traffic between each rank and each rank holding rows of the table: to
+    the holder, per input, a count per sample and the ids in its rows (its share of the
+    table's rows, ids taken as spread like the rows); from it, full-width float32
+    partial sums; the gradients back to it. Ranks holding no rows take no part."""
+    world = plan.world_size
+    tables = {t.name: t for t in plan.tables}
+    row_sliced = set(plan.input_groups.row_sliced)
+    per_sample: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # inputs, ids, width
+    for inp in plan.inputs:
+        if inp.name in row_sliced:
+            per_sample[inp.table][0] += 1
+            per_sample[inp.table][1] += inp.hotness
+            per_sample[inp.table][2] += tables[inp.table].width
+    totals = {key: np.zeros(world, np.int64) for key in ("ids_in", "ids_out", "out_in", "out_out")}
+    for split in plan.row_splits:
+        if split.table not in per_sample:
+            continue  # no input reads it
+        inputs, hotness, width = per_sample[split.table]
+        rows = tables[split.table].rows
+        starts, ends = split.bounds(rows, world)
+        held = ends - starts
+        holder = (held > 0).astype(np.int64)
+        ids = holder * (b * inputs * id_bytes) + (b * hotness * held // rows) * id_bytes
+        outputs = holder * (b * width * ROW_PARTIAL_BYTES)
+        totals["ids_out"] += int(ids.sum()) - ids  # to every holder but itself
+        totals["ids_in"] += (world - 1) * ids
+        totals["out_out"] += (world - 1) * outputs
+        totals["out_in"] += int(outputs.sum()) - outputs
+    for name, sent, received in (
+        ("row_id_allgather", "ids_out", "ids_in"),
+        ("row_reduce_scatter", "out_out", "out_in"),
+        ("row_grad_allgather", "out_in", "out_out"),
+    ):
+        phases[name] = _Phase(totals[sent].tolist(), totals[received].tolist())
 
 
 def _everyone(phase: _Phase, count: int) -> None:

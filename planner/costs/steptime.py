@@ -8,10 +8,14 @@ the way the runtime executes it (docs/cost_model.md has every formula and consta
   pooled output per sample and input, at ``memory_bandwidth`` (a row read moves at least
   ``MIN_ROW_BYTES``, one cache line, however narrow the row); each id also costs
   ``LOOKUP_SECONDS`` (kernel work that is not bandwidth). A column piece pays the ids
-  and the per-id cost again, so cutting a hot table multiplies them. A row slice reads
-  every id of the global batch (the runtime masks those outside its rows) but only its
-  share of the rows, and writes a float32 partial output. Data-parallel tables look up
-  the local batch. Backward costs ``BACKWARD_FACTOR`` times forward.
+  and the per-id cost again, so cutting a hot table multiplies them. A row slice looks
+  up only the ids in its rows (the runtime buckets ids by holder) and writes a float32
+  partial sum. Data-parallel tables look up the local batch. Backward costs
+  ``BACKWARD_FACTOR`` times forward.
+- **Row splits**, over all ranks or a group of consecutive ranks (one host's, say):
+  each rank holding rows receives from every rank the ids in its rows (its share of
+  them) and a count per sample, looks those up, and sends every rank full-width float32
+  partial sums for its samples; ranks holding no rows take no part.
 - **Exchanges.** Every all-to-all, ring allgather, reduce-scatter and allreduce of the
   runtime, per rank, with a topology: ranks ``0..g-1`` share host 0, and so on
   (``gpus_per_host``). Bytes between ranks of one host move at ``intra_host_bandwidth``,
@@ -33,13 +37,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.costs.comm import GIGABYTE, plain_sum, ring_allreduce_bytes
+from planner.costs.comm import GIGABYTE, ROW_PARTIAL_BYTES, plain_sum, ring_allreduce_bytes
 from planner.plan import Parameters, Plan, RankStep, StepStats
 from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec
 
 LOOKUP_SECONDS = 1e-10  # per id looked up, per piece: 10 G ids/s of kernel work
 BACKWARD_FACTOR = 2  # backward lookups (gradient scatter and update) over forward
-ROW_PARTIAL_BYTES = 4  # row-slice partial outputs and their gradients travel in float32
 MIN_ROW_BYTES = 128  # a row read moves at least one 128-byte cache line
 STAGES: tuple[str, ...] = (
     "ids",
@@ -170,25 +173,16 @@ def estimate_step(
             memory[rank] += ids * (config.id_bytes + row_read(cols, load.itemsize))
             memory[rank] += batch * load.outputs_per_sample * cols * config.output_bytes
             lookups[rank] += ids
-    row_ids = row_outputs = 0
+    # Row splits travel in the same two all-to-alls (see _row_split_costs).
+    row_ids_peer, row_outputs_peer = np.zeros(world, np.int64), np.zeros(world, np.int64)
     row_memory, row_lookups = np.zeros(world, np.int64), np.zeros(world, np.int64)
     for t, counts in holdings.row_rows.items():
-        load = loads[t]
-        ids = batch * load.ids_per_sample
-        fixed = ids * config.id_bytes
-        fixed += batch * load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
-        row_bytes = ids * row_read(load.width, load.itemsize)
-        held = np.asarray(counts, np.int64)
-        if row_bytes * max(load.rows, 1) < 2**62:  # exact in int64: one vector step
-            row_memory += np.where(held > 0, fixed + row_bytes * held // load.rows, 0)
-            row_lookups += (held > 0) * ids
-        else:
-            for rank, rows in enumerate(held.tolist()):
-                if rows > 0:  # the runtime skips an empty slice
-                    memory[rank] += fixed + row_bytes * rows // load.rows
-                    lookups[rank] += ids
-        row_ids += (world - 1) * b * load.ids_per_sample * config.id_bytes
-        row_outputs += (world - 1) * b * load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
+        ids_part, outputs_part, memory_part, lookups_part = _row_split_costs(
+            config, loads[t], counts
+        )
+        row_ids_peer = row_ids_peer + ids_part  # not in place: a part may hold Python ints
+        row_outputs_peer = row_outputs_peer + outputs_part
+        row_memory, row_lookups = row_memory + memory_part, row_lookups + lookups_part
     replica_memory, replica_ids, gradients = 0, 0, 0
     for t in holdings.replicas:
         load = loads[t]
@@ -201,18 +195,16 @@ def estimate_step(
         replica_memory += b * load.outputs_per_sample * load.width * config.output_bytes
         gradients += ring_allreduce_bytes(load.bytes, world)
 
-    row_id_seconds, row_output_seconds = (
-        config.ring_seconds(row_ids),
-        config.ring_seconds(row_outputs),
-    )
-    outputs = [s + row_output_seconds for s in _all_to_all_seconds(config, outputs_peer)]
+    ids_peer = (np.asarray(ids_peer, np.int64) + row_ids_peer).tolist()
+    outputs_peer = (np.asarray(outputs_peer, np.int64) + row_outputs_peer).tolist()
+    outputs = _all_to_all_seconds(config, outputs_peer)
     forward = [
         (m + int(rm) + replica_memory) / config.memory_bandwidth
         + (n + int(rn) + replica_ids) * LOOKUP_SECONDS
         for m, n, rm, rn in zip(memory, lookups, row_memory, row_lookups, strict=True)
     ]
     rank_seconds = {
-        "ids": [s + row_id_seconds for s in _all_to_all_seconds(config, ids_peer)],
+        "ids": _all_to_all_seconds(config, ids_peer),
         "forward_lookups": forward,
         "outputs": outputs,
         "output_gradients": outputs,
@@ -221,6 +213,42 @@ def estimate_step(
     }
     stage_seconds = {stage: max(rank_seconds[stage]) for stage in STAGES}
     return StepEstimate(rank_seconds, stage_seconds, plain_sum(stage_seconds.values()))
+
+
+def _row_split_costs(
+    config: StepConfig, load: TableLoad, counts: Sequence[int]
+) -> tuple[np.ndarray, ...]:
+    """Per rank, for one row-split table: the id and output bytes it exchanges with each
+    other rank, the bytes its forward lookups move and the ids they look up.
+
+    Each rank sends each holder, per input, a count per sample and the ids in the
+    holder's rows (a share ``R / R_t`` of them, ids taken as spread over the rows like
+    the rows themselves); each holder sends every rank full-width float32 partial sums
+    for its samples. Ranks holding no rows take no part. Integer arithmetic, exact.
+    """
+    b, batch, i = config.local_batch, config.global_batch_size, config.id_bytes
+    h, n, rows = load.ids_per_sample, load.outputs_per_sample, max(load.rows, 1)
+    outputs = n * load.width * ROW_PARTIAL_BYTES
+    held = np.asarray(counts, np.int64)
+    holders = (held > 0).astype(np.int64)
+    if max(batch * h, batch * row_read(load.width, load.itemsize)) * rows < 2**62:
+        share = batch * h * held // rows  # ids each holder looks up
+        peer = holders * (b * n * i) + (b * h * held // rows) * i
+        memory = holders * (batch * n * i + batch * outputs) + share * i
+        memory += batch * h * row_read(load.width, load.itemsize) * held // rows
+        return peer, holders * (b * outputs), memory, share
+    # Too large for int64 at once: the same, per rank, in Python's integers.
+    values = [
+        (
+            (b * n * i + b * h * r // rows * i) if r else 0,
+            b * outputs if r else 0,
+            (batch * n * i + batch * outputs + batch * h * r // rows * i
+             + batch * h * row_read(load.width, load.itemsize) * r // rows) if r else 0,
+            batch * h * r // rows,
+        )
+        for r in held.tolist()
+    ]
+    return tuple(np.array(column, dtype=object) for column in zip(*values, strict=True))
 
 
 def _all_to_all_seconds(config: StepConfig, per_peer: list[int]) -> list[float]:

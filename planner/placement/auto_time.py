@@ -18,6 +18,11 @@ path by much.
   a table whose load is above the mean rank's into pieces (multiples of
   ``column_multiple`` columns) only when its largest piece then costs less than the
   whole table. The estimate of the complete placement decides between them.
+- **Row splits over a host.** With ``dp_input`` and several hosts of
+  ``gpus_per_host`` ranks (the world a multiple of it), a variant splits the rows of
+  each table whose whole load is above the mean rank's over one host's ranks, where
+  that lowers its holders' load (each receives and looks up its share of the ids, but
+  sends full-width partial sums): each on the least loaded host with room.
 - **Memory.** A rank takes a piece only when it fits next to what it holds; a table
   that needs more than half a rank even cut as far as its width allows is row-sliced
   over all ranks (``dp_input`` only).
@@ -28,9 +33,9 @@ from __future__ import annotations
 import heapq
 import math
 
-from planner.costs.comm import plain_sum, ring_allreduce_bytes
+from planner.costs.comm import ROW_PARTIAL_BYTES, plain_sum, ring_allreduce_bytes
 from planner.costs.steptime import BACKWARD_FACTOR, LOOKUP_SECONDS, row_read
-from planner.placement.candidate import Candidate, PieceList
+from planner.placement.candidate import Candidate, PieceList, Split
 from planner.placement.slicing import split_evenly
 
 MEMORY_SHARE = 0.5  # no piece above this share of a rank's room; replicas in this much
@@ -53,11 +58,12 @@ class FastPlacements:
             choices.append(([], None))
         found = []
         for replicas, threshold in choices:
-            for cut in (False, True):
-                for balance in (False, True):
-                    candidate = self._greedy(replicas, threshold, cut, balance)
-                    if candidate is not None:
-                        found.append(candidate)
+            for hosts in (False, True) if self._host_size() else (False,):
+                for cut in (False, True):
+                    for balance in (False, True):
+                        candidate = self._greedy(replicas, threshold, cut, balance, hosts)
+                        if candidate is not None:
+                            found.append(candidate)
         return found
 
     # -- loads ----------------------------------------------------------------------------
@@ -74,6 +80,29 @@ class FastPlacements:
         memory += batch * load.outputs_per_sample * cols * config.output_bytes
         forward = memory / config.memory_bandwidth + ids * LOOKUP_SECONDS
         return per_peer * self._seconds_per_peer_byte() + (1 + BACKWARD_FACTOR) * forward
+
+    def host_split_seconds(self, t: int, holders: int) -> float:
+        """What each of ``holders`` ranks splitting table ``t``'s rows evenly costs per
+        step: its share of the ids (and a count per sample and input) in, full-width
+        float32 partial sums out, its share of the lookups."""
+        config, load = self.step_config, self.loads[t]
+        b, batch = config.local_batch, config.global_batch_size
+        outputs = load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
+        counts = load.outputs_per_sample * config.id_bytes
+        ids = load.ids_per_sample / holders
+        per_peer = b * (counts + ids * config.id_bytes) + 2 * b * outputs
+        memory = batch * (counts + outputs)
+        memory += batch * ids * (config.id_bytes + row_read(load.width, load.itemsize))
+        forward = memory / config.memory_bandwidth + batch * ids * LOOKUP_SECONDS
+        return per_peer * self._seconds_per_peer_byte() + (1 + BACKWARD_FACTOR) * forward
+
+    def _host_size(self) -> int:
+        """Ranks per host when rows can be split over a host: 0 when they cannot (no
+        ``dp_input``, one GPU per host, one host, or the world not a multiple)."""
+        g = self.step_config.gpus_per_host
+        if not self.split_ok or g < 2 or g > self.world or self.world % g:
+            return 0
+        return g
 
     def _seconds_per_peer_byte(self) -> float:
         """A holder's all-to-all time per byte it exchanges with each other rank."""
@@ -128,12 +157,13 @@ class FastPlacements:
     # -- placement ------------------------------------------------------------------------
 
     def _greedy(
-        self, replicas: list[int], threshold: int | None, cut: bool, balance: bool
+        self, replicas: list[int], threshold: int | None, cut: bool, balance: bool,
+        hosts: bool = False,
     ) -> Candidate | None:
         """List scheduling of the non-replicated tables by load, within memory; with
-        ``balance``, the pieces are then dealt again, largest first, each to the rank
-        with the fewest bytes among those it keeps within ``SLACK`` of the busiest
-        rank's load."""
+        ``hosts``, the heaviest tables' rows split over a host first; with ``balance``,
+        the pieces are then dealt again, largest first, each to the rank with the fewest
+        bytes among those it keeps within ``SLACK`` of the busiest rank's load."""
         replicated = set(replicas)
         rest = [t for t in range(len(self.tables)) if t not in replicated]
         replica_bytes = sum(self.bytes[t] for t in replicas)
@@ -147,11 +177,22 @@ class FastPlacements:
             if self.split_ok
             and self._pieces_for_memory(t, largest_piece) > min(self._units(t), self.world)
         ]
-        base, splits = self._row_slicing(row_sliced)
+        g = self._host_size() if hosts else 0
+        on_host = [t for t in row_sliced if g and self.bytes[t] / g <= largest_piece]
+        base, splits = self._row_slicing([t for t in row_sliced if t not in set(on_host)])
         base = [x - self.replica_bytes + replica_bytes for x in base]
         sliced = set(row_sliced)
         placed = [t for t in rest if t not in sliced]
         target = plain_sum(self.piece_seconds(t, self.tables[t].width) for t in placed) / self.world
+        limit = room + replica_bytes
+        start = [0.0] * self.world
+        if hosts:
+            grouped = self._split_over_hosts(on_host, placed, target, base, start, limit)
+            if set(on_host) - set(grouped):
+                return None  # a table too large for a rank found no host with room
+            splits.update(grouped)
+            row_sliced = sorted(sliced | set(grouped))
+            placed = [t for t in placed if t not in grouped]
         pieces = []
         for t in placed:
             count = max(self._pieces_for_memory(t, largest_piece), 1)
@@ -159,14 +200,13 @@ class FastPlacements:
                 count = max(count, self._pieces_for_time(t, target))
             pieces += [(t, width) for width in self._widths(t, count)]
         pieces.sort(key=lambda p: (-self.piece_seconds(*p), -p[1] * self.column_bytes[p[0]], p))
-        limit = room + replica_bytes
-        placement = self._schedule(pieces, base, limit, math.inf)
+        placement = self._schedule(pieces, base, limit, math.inf, start)
         if placement is not None and balance:
-            busiest = [0.0] * self.world
+            busiest = list(start)
             for t, rank, width in placement:
                 busiest[rank] += self.piece_seconds(t, width)
             by_bytes = sorted(pieces, key=lambda p: (-p[1] * self.column_bytes[p[0]], p))
-            placement = self._schedule(by_bytes, base, limit, max(busiest) * (1 + SLACK))
+            placement = self._schedule(by_bytes, base, limit, max(busiest) * (1 + SLACK), start)
         if placement is None:
             return None
         loads = list(base)
@@ -174,14 +214,57 @@ class FastPlacements:
             loads[rank] += width * self.column_bytes[t]
         return self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
 
+    def _split_over_hosts(
+        self,
+        forced: list[int],
+        tables: list[int],
+        target: float,
+        base: list[int],
+        load: list[float],
+        limit: float,
+    ) -> dict[int, Split]:
+        """Row splits over one host: the ``forced`` tables (too large for one rank), then
+        those of ``tables`` whose whole load is above ``target`` and whose holders' load
+        is then lower; heaviest first, each on the least loaded host with room. ``base``
+        (bytes) and ``load`` (seconds) take their shares."""
+        g = self._host_size()
+        chosen: dict[int, Split] = {}
+        heavy = [t for t in tables if self.piece_seconds(t, self.tables[t].width) > target]
+        order = sorted(heavy, key=lambda t: (-self.piece_seconds(t, self.tables[t].width), t))
+        for t in sorted(forced, key=lambda t: (-self.bytes[t], t)) + order:
+            rows = self.tables[t].rows
+            seconds = self.host_split_seconds(t, g)
+            whole = self.piece_seconds(t, self.tables[t].width)
+            if t not in forced and (rows < g or seconds >= whole):
+                continue
+            share = -(-rows // g) * (self.bytes[t] // rows)
+            hosts = sorted(range(self.world // g), key=lambda h: (max(load[h * g : h * g + g]), h))
+            for host in hosts:
+                first = host * g
+                if max(base[first : first + g]) + share > limit:
+                    continue
+                counts = [rows // g + (j < rows % g) for j in range(g)]
+                for j, held in enumerate(counts):
+                    base[first + j] += held * (self.bytes[t] // rows)
+                    load[first + j] += seconds
+                chosen[t] = (rows // g, rows % g, 0, first, first + g)
+                break
+        return chosen
+
     def _schedule(
-        self, pieces: list[tuple[int, int]], base: list[int], limit: float, bound: float
+        self,
+        pieces: list[tuple[int, int]],
+        base: list[int],
+        limit: float,
+        bound: float,
+        start: list[float],
     ) -> PieceList | None:
         """Each piece in turn to a rank with room that holds no other piece of its table:
         without a ``bound`` the least loaded; with one, the one with the fewest bytes among
-        those it keeps within the bound (the least loaded when there are none)."""
+        those it keeps within the bound (the least loaded when there are none). ``base``
+        and ``start``: the ranks' bytes and load before the pieces."""
         by_bytes = bound != math.inf
-        held, load = list(base), [0.0] * self.world
+        held, load = list(base), list(start)
 
         def key(rank: int) -> tuple:
             return (held[rank], load[rank], rank) if by_bytes else (load[rank], held[rank], rank)

@@ -10,7 +10,9 @@ import numpy as np
 from planner.placement.result import Placement
 
 PieceList = list[tuple[int, int, int]]  # (table, rank, columns)
-Split = tuple[int, int, int]  # rows per rank, remainder rows, first rank with one more
+# Rows per rank, remainder rows, position of the first rank with one more; then, for a
+# split over a group of ranks only, the group's first rank and its stop.
+Split = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,11 @@ class Candidate:
 
 
 def split_counts(split: Split, world: int) -> np.ndarray:
-    """Rows per rank of an even row split whose remainder starts at ``split[2]``."""
-    even, extra, start = split
-    counts = np.full(world, even, np.int64)
-    counts[(start + np.arange(extra)) % world] += 1
+    """Rows per rank of an even row split (over all ranks, or over the ranks
+    [first, stop) a group split names) whose remainder starts at ``split[2]``."""
+    even, extra, start, *group = split
+    first, stop = group or (0, world)
+    counts = np.zeros(world, np.int64)
+    counts[first:stop] = even
+    counts[first + (start + np.arange(extra)) % (stop - first)] += 1
     return counts

@@ -58,7 +58,8 @@ def finish(process: subprocess.Popen, timeout: float) -> str:
 
 
 def scenario_results(output: str, names: list[str]) -> dict[str, list[str]]:
-    """Per scenario, the lines every rank printed; ``__output__``: the output's tail."""
+    """Per scenario, the lines every rank printed; ``__output__``: the output's tail;
+    ``__lines__``: every line rank 0 printed, without the launcher's prefix."""
     results: dict[str, list[str]] = {name: [] for name in names}
     line = r"^(?:\[(\d+)\]<stdout>:)?((?:OK|FAIL) (\S+?)(?::.*)?)$"  # one rank: no prefix
     for match in re.finditer(line, output, re.M):
@@ -66,6 +67,7 @@ def scenario_results(output: str, names: list[str]) -> dict[str, list[str]]:
         if name in results:
             results[name].append(f"rank {match.group(1) or 0}: {match.group(2)}")
     results["__output__"] = [output[-4000:]]
+    results["__lines__"] = re.findall(r"^(?:\[0\]<stdout>:)?(.*)$", output, re.M)
     return results
 
 

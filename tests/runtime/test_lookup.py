@@ -48,6 +48,19 @@ def test_slice_mean_divides_by_the_full_id_count():
     np.testing.assert_allclose(got, [1.0, 3.0])
 
 
+def test_slice_gathers_and_updates_only_the_ids_it_holds():
+    # Ragged, mean: sample 0 holds ids 5 (in the slice) and 1; sample 1 ids 6, 6, 7.
+    weight = tf.Variable([[10.0], [20.0]])  # global rows 5 and 6
+    ids = Ids(tf.constant([5, 1, 6, 6, 7], tf.int32), tf.constant([2, 3]), None)
+    with tf.GradientTape() as tape:
+        got = lookup(weight, ids, "mean", valid_rows=(5, 7))
+    np.testing.assert_allclose(got.numpy()[:, 0], [10.0 / 2, 40.0 / 3])
+    grad = tape.gradient(got, weight)
+    assert isinstance(grad, tf.IndexedSlices)
+    np.testing.assert_array_equal(grad.indices.numpy(), [0, 1, 1])  # three held ids only
+    np.testing.assert_allclose(grad.values.numpy()[:, 0], [1 / 2, 1 / 3, 1 / 3])
+
+
 def test_fused_offset_past_int32_widens_int32_ids():
     values = tf.constant([0, 5, BIG - 1], tf.int32)
     indices, mask = local_rows(values, weight_rows=2 * BIG + 10, offset=BIG + 3)

@@ -20,8 +20,7 @@ import horovod.tensorflow as hvd
 import numpy as np
 import tensorflow as tf
 
-from planner import make_plan
-from planner.spec import spec_from_dict
+from planner import make_plan, spec_from_dict
 
 LR = 0.5
 
@@ -174,3 +173,11 @@ def run(scenarios: dict, names: list[str]) -> int:
         else:
             print(f"OK {name}", flush=True)
     return failed
+
+
+def main(scenarios: dict) -> None:
+    """A worker's entry point: run the scenarios named on the command line (default all)."""
+    hvd.init()
+    tf.keras.utils.set_random_seed(1234)
+    names = sys.argv[1:] or list(scenarios)
+    sys.exit(1 if run(scenarios, names) else 0)

@@ -387,8 +387,7 @@ def empty_batch():
 
 
 def make_plan_for_world(world: int):
-    from planner import make_plan
-    from planner.spec import spec_from_dict
+    from planner import make_plan, spec_from_dict
 
     return make_plan(spec_from_dict({**TABLE_PARALLEL, "world_size": world}))
 
@@ -553,7 +552,4 @@ SCENARIOS = {
 
 
 if __name__ == "__main__":
-    hvd.init()
-    tf.keras.utils.set_random_seed(1234)
-    names = sys.argv[1:] or list(SCENARIOS)
-    sys.exit(1 if common.run(SCENARIOS, names) else 0)
+    common.main(SCENARIOS)

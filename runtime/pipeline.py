@@ -1,0 +1,323 @@
+"""One call of the layer: agree on the inputs, look up, exchange.
+
+Three groups run side by side, as the plan places them:
+
+* data-parallel tables: a local lookup on every rank;
+* table-parallel tables: ids go to the ranks holding the tables, embeddings come back;
+  column pieces are concatenated per input;
+* row-sliced tables: each rank holding some of a table's rows (all ranks, or a group
+  of them, as its row split says) receives from every rank the ids of its inputs that
+  fall in its rows (:mod:`runtime.row_buckets`), looks them up, and sends each rank its
+  samples' partial sums, which that rank adds up. Ranks holding none of its rows
+  neither receive its ids nor send anything for it.
+
+With more than one rank a call makes two all-to-alls (ids, then embeddings) and its
+gradient one more, whatever the number of tables (see :mod:`runtime.exchange`). Every
+rank's input record travels at the head of the first of them; nothing received is used
+before all records are judged (:mod:`runtime.agreement`).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from planner.plan import Plan
+from runtime import checks, exchange, row_buckets
+from runtime.agreement import InputAgreement, Inspection, placeholders
+from runtime.construction import LayerVariables, on_planned_device
+from runtime.lookup import Ids, lookup, to_ids
+
+RECORD = checks.RECORD_FIELDS
+INT32_MAX = 2**31 - 1
+
+
+class Pipeline:
+    """The forward computation of one rank's layer, built once its variables exist."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        rank: int,
+        name: str,
+        variables: LayerVariables,
+        agreement: InputAgreement,
+        compute_dtype: tf.DType,
+    ):
+        self.plan = plan
+        self.rank = rank
+        self.world_size = plan.world_size
+        self.name = name
+        self.variables = variables
+        self.agreement = agreement
+        self.expected = agreement.expected[rank]  # the input names this rank feeds, in order
+        self.compute_dtype = tf.as_dtype(compute_dtype)
+        self.dp_input = plan.parameters.dp_input
+        self._rank_plan = plan.ranks[rank]
+        self._table_of = {i.name: plan.table(i.table) for i in plan.inputs}
+        self._row_inputs = list(plan.input_groups.row_sliced)
+        # The rows each rank holds of each row-sliced table (holders only), and the
+        # row-sliced inputs each rank holds rows for, in group order.
+        held = row_holders(plan)
+        self._rows_of = {name: held[self._table_of[name].name] for name in self._row_inputs}
+        self._row_inputs_of = [
+            [name for name in self._row_inputs if r in self._rows_of[name]]
+            for r in range(plan.world_size)
+        ]
+        # Widths of the table-parallel lookups each rank sends back, in its serving order.
+        self._served_widths = [
+            [r.table_parallel_weights[local.weight].width for local in r.table_parallel_inputs]
+            for r in plan.ranks
+        ]
+        self._exchanges = bool(plan.input_groups.table_parallel or self._row_inputs)
+        travelling = [self._table_of[name].rows for name in plan.input_groups.table_parallel]
+        travelling += [self._table_of[name].rows for name in self._row_inputs]
+        # Ids in range fit the tables, so int32 carries them unless a table is that big.
+        self.id_dtype = tf.int64 if max(travelling, default=0) > INT32_MAX else tf.int32
+
+    def outputs(self) -> list[str]:
+        """Output names in plan input order (with dp_input=False: all inputs are table-parallel)."""
+        return [i.name for i in self.plan.inputs]
+
+    def output_widths(self) -> list[int]:
+        return [self._table_of[name].width for name in self.outputs()]
+
+    def __call__(self, inputs: list, inspection: Inspection) -> list[tf.Tensor]:
+        record = self.agreement.record(inputs, inspection)
+        usable = inspection.status == checks.OK
+        ids = {}
+        if usable:
+            ids = {name: to_ids(inp) for name, inp in zip(self.expected, inputs, strict=True)}
+        if self.world_size == 1:
+            ok = self.agreement.judge(record[None])
+            if not usable:
+                return self._placeholders(ok)
+            ids = {name: _gated(flat, ok) for name, flat in ids.items()}
+            return self._assemble(ids, self._lookup_table_parallel(ids), [])
+        if self.dp_input:
+            return self._call_data_parallel_input(ids, inspection.hotness, record, usable)
+        return self._call_model_parallel_input(ids, record, usable)
+
+    # --- the two input modes ----------------------------------------------------------
+
+    def _call_data_parallel_input(self, ids, hotness, record, usable) -> list[tf.Tensor]:
+        """Every rank feeds its local batch of every input."""
+        bucketed = {}  # row-sliced input: {holder: its bucket of ids}
+        if usable:
+            for name in self._row_inputs:
+                holders = sorted(self._rows_of[name])
+                starts = [self._rows_of[name][r][0] for r in holders]
+                found = row_buckets.buckets(ids[name], starts)
+                bucketed[name] = dict(zip(holders, found, strict=True))
+        blocks = []
+        for rank_plan in self.plan.ranks:
+            parts = []
+            if usable:
+                parts = [ids[local.input] for local in rank_plan.table_parallel_inputs]
+                parts += [bucketed[name][rank_plan.rank]
+                          for name in self._row_inputs_of[rank_plan.rank]]
+            blocks.append([record, *exchange.id_parts(parts)])
+        payload, splits = exchange.pack(blocks, self.id_dtype)
+        received, received_splits = exchange.alltoall(payload, splits, f"{self.name}_ids")
+        ok = self.agreement.judge(exchange.heads(received, received_splits, RECORD, tf.int32))
+        if not usable:
+            return self._placeholders(ok)
+        sources = exchange.by_source(received, received_splits, self.world_size)
+        batch = ids[self.expected[0]].batch_size()
+        own_rows = {name: _gated(ids[name], ok) for name in self._row_inputs}
+        ids = {name: _gated(ids[name], ok) for name in self.plan.input_groups.data_parallel}
+        served = [local.input for local in self._rank_plan.table_parallel_inputs]
+        buckets = self._row_inputs_of[self.rank]
+        global_ids = exchange.unpack_ids(
+            [exchange.skip_head(_gated_tensor(s, ok), RECORD, tf.int32) for s in sources],
+            [hotness[name] for name in served] + [None] * len(buckets),  # buckets: ragged
+            batch,
+        )
+        received_ids = dict(zip(served + buckets, global_ids, strict=True))
+        lookups = self._lookup_table_parallel(received_ids)
+        row_parts = self._lookup_row_sliced(received_ids)
+        if not self._exchanges:
+            return self._assemble(ids, [], [])
+        received, received_splits = self._send_embeddings(
+            lookups, row_parts, batch, None, after=[received, ok]
+        )
+        sources = exchange.by_source(received, received_splits, self.world_size)
+        pieces, row_sums = self._receive_embeddings(sources, batch)
+        row_outputs = [
+            tf.cast(
+                row_buckets.finish(sums, own_rows[name], self._table_of[name].combiner),
+                self.compute_dtype,
+            )
+            for name, sums in zip(self._row_inputs, row_sums, strict=True)
+        ]
+        return self._assemble(ids, pieces, row_outputs)
+
+    def _call_model_parallel_input(self, ids, record, usable) -> list[tf.Tensor]:
+        """Each rank feeds the global batch of the inputs it serves (``dp_input=False``).
+
+        The first all-to-all carries embeddings, so the lookups come before the
+        judgement: they read ids clamped into their tables, so that no rank fails alone
+        on an id the judgement is about to report on every rank.
+        """
+        lookups, batch = [], 0
+        if usable:
+            lookups = self._lookup_table_parallel(
+                {name: self._clamped(name, flat) for name, flat in ids.items()}
+            )
+        if lookups:
+            batch = tf.shape(lookups[0], out_type=tf.int32)[0] // self.world_size
+        received, received_splits = self._send_embeddings(lookups, [], batch, record, after=[])
+        ok = self.agreement.judge(exchange.heads(received, received_splits, RECORD, tf.int32))
+        if not usable:
+            return self._placeholders(ok)
+        sources = [
+            exchange.skip_head(_gated_tensor(source, ok), RECORD, tf.int32)
+            for source in exchange.by_source(received, received_splits, self.world_size)
+        ]
+        return self._assemble({}, *self._receive_embeddings(sources, None))
+
+    # --- lookups ------------------------------------------------------------------------
+
+    def _lookup_data_parallel(self, ids: dict[str, Ids]) -> dict[str, tf.Tensor]:
+        outputs = {}
+        data_parallel = self.plan.groups.data_parallel
+        for name in self.plan.input_groups.data_parallel:
+            table = self._table_of[name]
+            var = self.variables.data_parallel[data_parallel.index(table.name)]
+            outputs[name] = tf.cast(lookup(var, ids[name], table.combiner), self.compute_dtype)
+        return outputs
+
+    def _lookup_table_parallel(self, ids: dict[str, Ids]) -> list[tf.Tensor]:
+        """This rank's lookups for the inputs it serves (over the global batch), in order."""
+        weights = self._rank_plan.table_parallel_weights
+        outputs = []
+        for local in self._rank_plan.table_parallel_inputs:
+            weight = weights[local.weight]
+            with on_planned_device(weight):  # an offloaded weight is looked up on the host
+                found = lookup(
+                    self.variables.table_parallel[local.weight],
+                    ids[local.input],
+                    weight.combiner,
+                    offset=local.row_offset,
+                )
+            outputs.append(tf.cast(found, self.compute_dtype))
+        return outputs
+
+    def _lookup_row_sliced(self, ids: dict[str, Ids]) -> list[tf.Tensor]:
+        """Partial sums [global_batch, width] of the ids received for this rank's rows of
+        each row-sliced table it holds rows of (all in its rows: the senders bucketed
+        them), in float32 so that adding them up over the holders loses nothing."""
+        parts = []
+        for name in self._row_inputs_of[self.rank]:
+            table = self._table_of[name]
+            slot = self.plan.groups.row_sliced.index(table.name)
+            part = lookup(
+                self.variables.row_slices[slot], ids[name], "sum",
+                valid_rows=self._rank_plan.row_slices[slot].rows,
+            )
+            parts.append(tf.cast(part, tf.float32))
+        return parts
+
+    def _clamped(self, name: str, ids: Ids) -> Ids:
+        """``ids`` with every id moved into its table (see _call_model_parallel_input)."""
+        rows = self._table_of[name].rows
+        values = tf.clip_by_value(ids.values, 0, tf.cast(rows - 1, ids.values.dtype))
+        return Ids(values, ids.lengths, ids.hotness)
+
+    # --- the embedding exchange -----------------------------------------------------------
+
+    def _send_embeddings(self, lookups, row_parts, batch, record, after):
+        """Send each rank its samples' embeddings in one differentiable all-to-all.
+
+        Rank r gets rows ``r * batch`` to ``(r + 1) * batch`` of every table-parallel
+        lookup, and of this rank's row-sliced partial results side by side. ``record``, when
+        given (the call's first collective, inputs not agreed on yet), travels at the
+        head of every block, and each lookup is cut on its own, so that inputs of
+        unequal sizes cannot fail here; it comes with dp_input=False only, which has no
+        row-sliced inputs. Returns (received, received splits).
+        """
+        # The anchor (empty: no bytes) makes every rank's tape record this exchange, and
+        # carries the dependencies that order it after the layer's earlier collective.
+        # No arithmetic on the payload itself: a bit-cast record would not survive it.
+        tie = exchange.depending_on(self.variables.anchor, after)
+        world = self.world_size
+        if record is None:
+            parts = [tf.reshape(out, [world, -1]) for out in lookups]
+            if row_parts:
+                parts.append(tf.reshape(tf.concat(row_parts, axis=1), [world, -1]))
+            parts.append(tf.reshape(tie, [world, 0]))
+            payload, splits = exchange.pack_rows(parts, self.compute_dtype)
+        else:
+            blocks = [
+                [record] + [exchange.rows_for(out, rank, batch) for out in lookups]
+                for rank in range(world)
+            ]
+            blocks[0].append(tie)
+            payload, splits = exchange.pack(blocks, self.compute_dtype)
+        return exchange.differentiable_alltoall(payload, splits, f"{self.name}_out")
+
+    def _receive_embeddings(self, sources: list[tf.Tensor], batch):
+        """(table-parallel pieces in worker order, row-sliced sums) from every rank's
+        block; ``batch`` None: learnt from the blocks (a rank feeding nothing has none).
+        Each row-sliced input's sum adds its table's holders' partial sums, in float32."""
+        if batch is None:
+            total = sum(sum(widths) for widths in self._served_widths)
+            batch = tf.size(tf.concat(sources, 0), out_type=tf.int32) // total
+        pieces = []
+        row_parts: dict[str, list[tf.Tensor]] = {name: [] for name in self._row_inputs}
+        for source, widths, held in zip(
+            sources, self._served_widths, self._row_inputs_of, strict=True
+        ):
+            layout = [(self.compute_dtype, batch * width) for width in widths]
+            held_widths = [self._table_of[name].width for name in held]
+            if held:
+                layout.append((tf.float32, batch * sum(held_widths)))
+            if not layout:
+                continue
+            parts = exchange.unpack(source, layout)
+            pieces += [tf.reshape(p, [batch, w]) for p, w in zip(parts, widths, strict=False)]
+            if held:
+                block = tf.reshape(parts[-1], [batch, sum(held_widths)])
+                for name, part in zip(held, tf.split(block, held_widths, axis=1), strict=True):
+                    row_parts[name].append(part)
+        return pieces, [tf.add_n(row_parts[name]) for name in self._row_inputs]
+
+    # --- outputs ------------------------------------------------------------------------
+
+    def _assemble(self, ids, pieces: list[tf.Tensor], row_outputs) -> list[tf.Tensor]:
+        """Every output in plan input order: local lookups, pieces concatenated per input
+        (worker order indices from the plan), row-sliced sums."""
+        outputs = self._lookup_data_parallel(ids)
+        for assembly in self.plan.exchange.outputs:
+            parts = [pieces[i] for i in assembly.pieces]
+            outputs[assembly.input] = parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+        outputs.update(zip(self._row_inputs, row_outputs, strict=True))
+        return [outputs[name] for name in self.outputs()]
+
+    def _placeholders(self, ok) -> list[tf.Tensor]:
+        weights = self.variables.trainable()
+        return placeholders(ok, self.output_widths(), weights, self.compute_dtype)
+
+
+def row_holders(plan: Plan) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per row-sliced table, the rows each rank holding some holds (none: an empty slice)."""
+    rows = {t.name: t.rows for t in plan.tables}
+    holders = {}
+    for split in plan.row_splits:
+        starts, ends = split.bounds(rows[split.table], plan.world_size)
+        holders[split.table] = {
+            int(r): (int(starts[r]), int(ends[r])) for r in (ends > starts).nonzero()[0]
+        }
+    return holders
+
+
+def _gated_tensor(tensor: tf.Tensor, ok: tf.Tensor | None) -> tf.Tensor:
+    """``tensor``, computed only after the judgement ``ok`` passed (traced)."""
+    if ok is None:
+        return tensor
+    with tf.control_dependencies([ok]):
+        return tf.identity(tensor)
+
+
+def _gated(ids: Ids, ok: tf.Tensor | None) -> Ids:
+    lengths = None if ids.lengths is None else _gated_tensor(ids.lengths, ok)
+    return Ids(_gated_tensor(ids.values, ok), lengths, ids.hotness)
