@@ -22,6 +22,7 @@ pytestmark = pytest.mark.runtime
 
 SCENARIOS = ["tape", "fit", "no_slowdown"]
 EXPECTED = {"HorovodAlltoall": 3, "HorovodGroupedAllreduce": 1}
+ATTEMPTS = 3  # fresh jobs in which the slowdown may show
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,14 @@ def test_layer_does_not_slow_later_alltoalls_down(two_ranks):
 def test_small_reducescatter_still_slows_gloo_down():
     """The measurement above can see the slowdown: Horovod's reduce-scatter over Gloo
     still causes it, in a fresh job (see the worker). When this fails, Horovod no longer
-    does, and docs/benchmarks.md's note about it can go."""
-    results = launch(WORKERS / "collectives.py", 2, ["slowdown_reproduces"], 300)
+    does, and docs/benchmarks.md's note about it can go.
+
+    On a quiet machine it slows the all-to-all 100-fold; beside a busy neighbour it was
+    seen at 5-fold in one job of three, so up to three fresh jobs are tried.
+    """
+    for attempt in range(ATTEMPTS):
+        results = launch(WORKERS / "collectives.py", 2, ["slowdown_reproduces"], 300)
+        reproduced = [line for line in results["slowdown_reproduces"] if ": OK " in line]
+        if len(reproduced) == 2 or attempt == ATTEMPTS - 1:
+            break
     check(results, "slowdown_reproduces", 2)
