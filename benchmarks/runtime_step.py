@@ -451,8 +451,15 @@ def step_times(role: str, job: dict, jobs: dict) -> dict:
             t.build(None)
         variables = [t.embeddings for t in tables]
 
+        def lookup(table: int, ids: tf.Tensor) -> tf.Tensor:
+            # Upstream's Embedding reads 1-D ids with a combiner as ambiguous: one id
+            # per sample is a column of ids to combine.
+            if ids.shape.rank == 1 and plan.tables[table].combiner is not None:
+                ids = ids[:, None]
+            return tables[table](ids)
+
         def forward(inputs):
-            return [tables[index[i.table]](x) for i, x in zip(plan.inputs, inputs, strict=True)]
+            return [lookup(index[i.table], x) for i, x in zip(plan.inputs, inputs, strict=True)]
 
         def gradients(tape, loss):
             return tape.gradient(loss, variables)
