@@ -161,9 +161,9 @@ class RowSplit(_Frozen):
 class RankStep(_Frozen):
     """One rank's estimated step, by stage, in seconds (see docs/cost_model.md)."""
 
-    ids: float = Field(description="Id all-to-all and row-slice id allgather.")
+    ids: float = Field(description="The id all-to-all, row-sliced ids included.")
     forward_lookups: float = Field(description="Its lookups, forward.")
-    outputs: float = Field(description="Output all-to-all and row-slice reduce-scatter.")
+    outputs: float = Field(description="The embedding all-to-all, row-sliced partial sums in it.")
     output_gradients: float = Field(description="Their gradients back (backward).")
     backward_lookups: float = Field(description="Its lookups, backward.")
     dp_allreduce: float = Field(description="Data-parallel table gradients, averaged.")
@@ -184,9 +184,11 @@ class RankComm(_Frozen):
     id_alltoall: Traffic = Field(description="Ids of table-parallel inputs to their tables.")
     embedding_alltoall: Traffic = Field(description="Looked-up embeddings back (forward).")
     embedding_grad_alltoall: Traffic = Field(description="Their gradients (backward).")
-    row_id_allgather: Traffic = Field(description="Ids of row-sliced inputs, from every rank.")
-    row_reduce_scatter: Traffic = Field(description="Partial row-sliced outputs, summed.")
-    row_grad_allgather: Traffic = Field(description="Row-sliced output gradients (backward).")
+    # The three row_* names are format 1's, when these phases were collectives of their
+    # own; the runtime now carries them inside the three all-to-alls above.
+    row_id_allgather: Traffic = Field(description="Row-sliced ids, to the ranks holding rows.")
+    row_reduce_scatter: Traffic = Field(description="Row-sliced partial sums, to every rank.")
+    row_grad_allgather: Traffic = Field(description="Their gradients, back to the holders.")
     dp_allreduce: Traffic = Field(description="Data-parallel table gradients, averaged.")
     sent_bytes: int
     received_bytes: int
