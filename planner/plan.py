@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from planner.plan_parts import (
     exchange_of,
     left_out_at,
     record,
+    served_by,
 )
 from planner.plan_parts import FusedMember as FusedMember  # re-exported
 from planner.plan_parts import LocalInput as LocalInput  # re-exported
@@ -45,7 +47,7 @@ from planner.plan_parts import RankComm as RankComm  # re-exported
 from planner.plan_parts import RankStep as RankStep  # re-exported
 from planner.plan_parts import RowSlice as RowSlice  # re-exported
 from planner.plan_parts import Traffic as Traffic  # re-exported
-from planner.plan_ranks import RankEntry, rank_entry, ranks_from_entries
+from planner.plan_ranks import RankEntry, WrittenRanks, linked_row_splits, rank_entry
 from planner.seal import seal_holds
 from planner.spec import (
     DType,
@@ -188,20 +190,21 @@ class Plan(_Frozen):
         alias="shards",
         description="Every table-parallel piece, by table (spec order), then rank.",
     )
-    ranks: list[RankPlan]
+    ranks: Sequence[RankPlan] = Field(
+        description="In rank order; a plan read from its file works each out when first "
+        "asked for (``planner.plan_ranks.WrittenRanks``)."
+    )
     stats: Stats
 
     @field_serializer("ranks")
-    def _ranks_as_written(self, ranks: list[RankPlan]) -> list[dict[str, Any]]:
+    def _ranks_as_written(self, ranks: Sequence[RankPlan]) -> list[dict[str, Any]]:
         """Each rank's weights and inputs compact (plan format 3; ``planner.plan_ranks``)."""
         return [rank_entry(rank) for rank in ranks]
 
     @model_validator(mode="after")
     def link_row_splits(self) -> Plan:
         """Let each rank work out its row slices from ``row_splits`` when asked."""
-        rows = {t.name: t.rows for t in self.tables}
-        splits = {s.table: s for s in self.row_splits if s.table in rows}
-        linked = [(splits[name], rows[name]) for name in self.groups.row_sliced if name in splits]
+        linked = linked_row_splits(self.tables, self.row_splits, self.groups.row_sliced)
         for rank in self.ranks:
             object.__setattr__(rank, "_row_splits", linked)
             rank.__dict__.pop("row_slices", None)
@@ -227,7 +230,16 @@ class Plan(_Frozen):
     @cached_property
     def exchange(self) -> Exchange:
         """Follows from the ranks: their inputs in order, and each input's pieces."""
-        return exchange_of(self.ranks, self.input_groups.table_parallel)
+        served = (self.served(index) for index in range(len(self.ranks)))
+        return exchange_of(served, self.input_groups.table_parallel)
+
+    def served(self, index: int) -> list[tuple[str, int]]:
+        """The inputs the rank at ``index`` serves, in all-to-all order, each with the
+        width of its lookups: all a worker needs of the other ranks, which a plan read
+        from its file gives without building their weights."""
+        if isinstance(self.ranks, WrittenRanks):
+            return self.ranks.served(index)
+        return served_by(self.ranks[index])
 
     def table(self, name: str) -> TableSpec:
         """The table called ``name``: a search, so code looking up many builds a dict."""
@@ -344,7 +356,7 @@ def read_plan_file(path: str | Path) -> tuple[Plan, bool]:
     except JsonRefused as exc:
         raise PlanFileError(f"{name}: not a plan file ({exc})") from exc
     with gc_paused():
-        return parse_plan(raw, source=name), sealed
+        return parse_plan(raw, source=name, sealed=sealed), sealed
 
 
 def _parse_sealed(text: str) -> Any:
@@ -355,8 +367,13 @@ def _parse_sealed(text: str) -> Any:
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
 
 
-def parse_plan(raw: object, source: str = "<plan>") -> Plan:
-    """Schema-check parsed JSON; what is not a plan at all is said so before any field."""
+def parse_plan(raw: object, source: str = "<plan>", sealed: bool = False) -> Plan:
+    """Schema-check parsed JSON; what is not a plan at all is said so before any field.
+
+    ``sealed``: the text ``raw`` was parsed from carries a seal that holds, so the
+    planner checked it as it wrote it; its ranks are then schema-checked one by one, as
+    they are first asked for (``WrittenRanks``), rather than all of them here.
+    """
     if not isinstance(raw, dict) or "format_version" not in raw:
         found = (
             "no format_version"
@@ -387,10 +404,17 @@ def parse_plan(raw: object, source: str = "<plan>") -> Plan:
     try:
         if version == 2:  # the ranks in full: checked as they are
             return Plan.model_validate({**raw, "format_version": FORMAT_VERSION})
-        written = PlanFile.model_validate(raw)
+        lazy = sealed and isinstance(raw.get("ranks"), list)
+        written = PlanFile.model_validate({**raw, "ranks": []} if lazy else raw)
     except ValidationError as exc:
         raise PlanFileError(f"{source}: {describe_validation_error(exc)}") from exc
     values = dict(written.__dict__)
     del values["seal"]
-    values["ranks"] = ranks_from_entries(written.ranks, written.tables, written.inputs)
-    return record(Plan, **values).link_row_splits()
+    values["ranks"] = WrittenRanks(
+        list(raw["ranks"]) if lazy else written.ranks,
+        written.tables,
+        written.inputs,
+        linked_row_splits(written.tables, written.row_splits, written.groups.row_sliced),
+        source,
+    )
+    return record(Plan, **values)

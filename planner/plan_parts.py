@@ -7,7 +7,7 @@ records know nothing of the plan that holds them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any, Literal
 
@@ -266,16 +266,22 @@ class StepStats(_Frozen):
     slowest_rank: int = Field(description="The rank whose own stages take longest.")
 
 
-def exchange_of(ranks: Sequence[Any], table_parallel_inputs: list[str]) -> Exchange:
-    """Output widths in worker order (every rank's inputs in turn), and which received
-    outputs rebuild each input. A weight index out of range (a broken plan; validation
-    names it) counts as width 0."""
-    flat = []
-    for rank in ranks:
-        weights = rank.table_parallel_weights
-        for local in rank.table_parallel_inputs:
-            width = weights[local.weight].width if 0 <= local.weight < len(weights) else 0
-            flat.append((local.input, width))
+def served_by(rank: RankPlan) -> list[tuple[str, int]]:
+    """The inputs ``rank`` serves, in all-to-all order, each with the width of its lookups.
+    A weight index out of range (a broken plan; validation names it) counts as width 0."""
+    weights = rank.table_parallel_weights
+    return [
+        (local.input, weights[local.weight].width if 0 <= local.weight < len(weights) else 0)
+        for local in rank.table_parallel_inputs
+    ]
+
+
+def exchange_of(
+    served: Iterable[list[tuple[str, int]]], table_parallel_inputs: list[str]
+) -> Exchange:
+    """Output widths in worker order (every rank's served inputs in turn, as ``served_by``
+    gives them), and which received outputs rebuild each input."""
+    flat = [pair for rank in served for pair in rank]
     positions: dict[str, list[int]] = {}
     for position, (name, _) in enumerate(flat):
         positions.setdefault(name, []).append(position)

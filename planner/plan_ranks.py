@@ -6,26 +6,30 @@ combiner, dtype, initializer) and of an input (its weight, its row offset) follo
 from the tables and is worked out on reading. That keeps a plan of 20,000 tables on
 4,096 ranks under 10 MB, and reading it fast: the few fields written are schema-checked,
 the records worked out from them are built without pydantic's checks (``record``), and
-``planner.consistency`` checks that they agree.
+``planner.consistency`` checks that they agree. ``WrittenRanks`` works each rank out
+when it is first asked for, so a worker that takes its own rank builds no other.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from planner.errors import PlanFileError
 from planner.plan_parts import (
     Device,
     FusedMember,
     LocalInput,
     LocalWeight,
     RankPlan,
+    RowSplit,
     _Frozen,
     left_out_at,
     record,
 )
-from planner.spec import InputSpec, TableSpec
+from planner.spec import InputSpec, TableSpec, describe_validation_error
 
 
 class WeightEntry(_Frozen):
@@ -64,17 +68,12 @@ class RankEntry(RankPlan):
     )
 
 
-RANK_ENTRIES = TypeAdapter(list[RankEntry])
-
-
 _WRITTEN_COMPACT = {"table_parallel_weights", "table_parallel_inputs"}
 
 
 def rank_entry(rank: RankPlan) -> dict[str, Any]:
     """``rank`` as the file writes it (JSON values, fields in declaration order)."""
-    entry = rank.model_dump(
-        mode="json", exclude={"table_parallel_weights", "table_parallel_inputs"}
-    )
+    entry = rank.model_dump(mode="json", exclude=_WRITTEN_COMPACT)
     weights = [
         {
             "width": w.width,
@@ -95,41 +94,120 @@ def rank_entry(rank: RankPlan) -> dict[str, Any]:
 
 _UNKNOWN = TableSpec.model_construct(name="", rows=0, width=1)  # a name not in tables
 
+Linked = list[tuple[RowSplit, int]]  # the row-sliced tables' splits, each with its rows
 
-def ranks_from_entries(
-    entries: list[RankEntry], tables: list[TableSpec], inputs: list[InputSpec]
-) -> list[RankPlan]:
-    """The ranks in full, from what the file wrote.
+
+class WrittenRanks(Sequence[RankPlan]):
+    """A plan's ranks as read from its file, each worked out in full when first asked for.
+
+    A worker needs its own rank's weights and inputs in full, and of the other ranks only
+    what they serve (``served``); building all 4,096 ranks' records of a 20,000-table plan
+    up front took a third of its load, and the garbage collector walking them as much
+    again. Entries from a sealed file come as parsed JSON and are schema-checked one by
+    one, when first asked for; those of any other file were checked with the rest of it.
 
     A name that is not in the plan's tables or inputs is kept as written, with no rows
     (and an input whose table the rank does not hold reads weight -1), for
     ``planner.consistency`` to name; nothing here refuses a plan.
     """
-    by_name = {t.name: t for t in tables}
-    table_of = {i.name: i.table for i in inputs}
-    ranks = []
-    for entry in entries:
+
+    def __init__(
+        self,
+        entries: list[Any],
+        tables: list[TableSpec],
+        inputs: list[InputSpec],
+        row_splits: Linked,
+        source: str,
+    ):
+        self._entries = entries
+        self._built: list[RankPlan | None] = [None] * len(entries)
+        self._tables = {t.name: t for t in tables}
+        self._table_of = {i.name: i.table for i in inputs}
+        self._row_splits = row_splits
+        self._source = source
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, index: int) -> RankPlan: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RankPlan]: ...
+
+    def __getitem__(self, index: int | slice) -> RankPlan | list[RankPlan]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        index = range(len(self))[index]  # negative indices count from the end; IndexError
+        built = self._built[index]
+        if built is None:
+            built = self._built[index] = self._rank(index)
+        return built
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same ranks (``make_plan``'s list among them)."""
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, which do not hash
+
+    def __repr__(self) -> str:
+        return f"WrittenRanks({len(self)} ranks)"
+
+    def served(self, index: int) -> list[tuple[str, int]]:
+        """``served_by`` the rank at ``index``, from its entry: no weight is built."""
+        entry = self._entry(index)
+        width_of = {name: w.width for w in entry.table_parallel_weights for name in w.tables}
+        return [
+            (name, width_of.get(self._table_of.get(name, ""), 0))
+            for name in entry.table_parallel_inputs
+        ]
+
+    def _entry(self, index: int) -> RankEntry:
+        entry = self._entries[index]
+        if isinstance(entry, RankEntry):
+            return entry
+        try:
+            entry = self._entries[index] = RankEntry.model_validate(entry)
+        except ValidationError as exc:
+            raise PlanFileError(
+                f"{self._source}: ranks[{index}]: {describe_validation_error(exc)}"
+            ) from exc
+        return entry
+
+    def _rank(self, index: int) -> RankPlan:
+        """The rank at ``index`` in full, linked to the plan's row splits."""
+        entry = self._entry(index)
         weights, held = [], {}
-        for index, written in enumerate(entry.table_parallel_weights):
-            weight, offsets = _weight(written, by_name)
+        for position, written in enumerate(entry.table_parallel_weights):
+            weight = _weight(written, self._tables)
             weights.append(weight)
-            held.update((name, (index, offset)) for name, offset in offsets)
+            held.update((m.table, (position, m.row_offset)) for m in weight.members)
         local_inputs = [
             record(LocalInput, input=name, weight=place[0], row_offset=place[1])
             for name in entry.table_parallel_inputs
-            for place in [held.get(table_of.get(name, ""), (-1, 0))]
+            for place in [held.get(self._table_of.get(name, ""), (-1, 0))]
         ]
         values = dict(entry.__dict__)
         values.update(table_parallel_weights=weights, table_parallel_inputs=local_inputs)
-        ranks.append(record(RankPlan, **values))
-    return ranks
+        rank = record(RankPlan, **values)
+        object.__setattr__(rank, "_row_splits", self._row_splits)
+        return rank
 
 
-def _weight(
-    written: WeightEntry, tables: dict[str, TableSpec]
-) -> tuple[LocalWeight, list[tuple[str, int]]]:
-    """The weight in full, and each table's row offset in it."""
-    members, offsets, offset = [], [], 0
+def linked_row_splits(
+    tables: list[TableSpec], row_splits: list[RowSplit], row_sliced: list[str]
+) -> Linked:
+    """The splits ``RankPlan.row_slices`` works a rank's slices out from, in group order."""
+    rows = {t.name: t.rows for t in tables}
+    splits = {s.table: s for s in row_splits if s.table in rows}
+    return [(splits[name], rows[name]) for name in row_sliced if name in splits]
+
+
+def _weight(written: WeightEntry, tables: dict[str, TableSpec]) -> LocalWeight:
+    """The weight in full: its members stacked by rows, in the order written."""
+    members, offset = [], 0
     for name, first in zip(written.tables, written.first_cols, strict=True):
         rows = tables.get(name, _UNKNOWN).rows
         members.append(
@@ -141,10 +219,9 @@ def _weight(
                 cols=(first, first + written.width),
             )
         )
-        offsets.append((name, offset))
         offset += rows
     config = tables.get(written.tables[0], _UNKNOWN)
-    weight = record(
+    return record(
         LocalWeight,
         rows=offset,
         width=written.width,
@@ -154,4 +231,3 @@ def _weight(
         device=written.device,
         members=members,
     )
-    return weight, offsets

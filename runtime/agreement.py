@@ -42,12 +42,10 @@ class InputAgreement:
         self.rank = rank
         self.world_size = world_size
         dp_input = plan.parameters.dp_input
-        # Input names each rank feeds, in order.
+        # Input names each rank feeds, in order (``Plan.served``: no rank's weights built).
         self.expected = [
-            [i.name for i in plan.inputs]
-            if dp_input
-            else [local.input for local in rank_plan.table_parallel_inputs]
-            for rank_plan in plan.ranks
+            [i.name for i in plan.inputs] if dp_input else [name for name, _ in plan.served(r)]
+            for r in range(len(plan.ranks))
         ]
         self._tables = {i.name: plan.table(i.table) for i in plan.inputs}
         self.context = checks.InputContext(

@@ -63,11 +63,11 @@ class Pipeline:
             [name for name in self._row_inputs if r in self._rows_of[name]]
             for r in range(plan.world_size)
         ]
-        # Widths of the table-parallel lookups each rank sends back, in its serving order.
-        self._served_widths = [
-            [r.table_parallel_weights[local.weight].width for local in r.table_parallel_inputs]
-            for r in plan.ranks
-        ]
+        # The table-parallel inputs each rank serves, in its serving order, and the widths
+        # of the lookups it sends back (``Plan.served``: no other rank's weights are built).
+        served = [plan.served(r) for r in range(len(plan.ranks))]
+        self._served_inputs = [[name for name, _ in inputs] for inputs in served]
+        self._served_widths = [[width for _, width in inputs] for inputs in served]
         self._exchanges = bool(plan.input_groups.table_parallel or self._row_inputs)
         travelling = [self._table_of[name].rows for name in plan.input_groups.table_parallel]
         travelling += [self._table_of[name].rows for name in self._row_inputs]
@@ -109,12 +109,11 @@ class Pipeline:
                 found = row_buckets.buckets(ids[name], starts)
                 bucketed[name] = dict(zip(holders, found, strict=True))
         blocks = []
-        for rank_plan in self.plan.ranks:
+        for r, served in enumerate(self._served_inputs):
             parts = []
             if usable:
-                parts = [ids[local.input] for local in rank_plan.table_parallel_inputs]
-                parts += [bucketed[name][rank_plan.rank]
-                          for name in self._row_inputs_of[rank_plan.rank]]
+                parts = [ids[name] for name in served]
+                parts += [bucketed[name][r] for name in self._row_inputs_of[r]]
             blocks.append([record, *exchange.id_parts(parts)])
         payload, splits = exchange.pack(blocks, self.id_dtype)
         received, received_splits = exchange.alltoall(payload, splits, f"{self.name}_ids")

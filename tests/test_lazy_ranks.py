@@ -1,0 +1,165 @@
+"""A plan read from its file works each rank out when first asked for (``WrittenRanks``).
+
+A worker takes its own rank in full and of the others only what they serve; every rank
+worked out this way must be the rank the planner made, and a file that is not sealed
+must still be checked whole as it is read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner import PlanFileError, consistency, load_plan, make_plan, save_plan, spec_from_dict
+from planner.plan import Plan, read_plan, read_plan_file
+from planner.plan_parts import served_by
+from planner.plan_ranks import RankEntry, WrittenRanks
+from planner.seal import sealed
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+# Bundled specs on 16 ranks, with row-sliced tables (auto; a row-slice threshold),
+# data-parallel ones, fused weights, and offloaded pieces under both offload rules.
+CASES = {
+    "tiny memory_balanced": ("synthetic_tiny", {"strategy": "memory_balanced"}),
+    "tiny auto": ("synthetic_tiny", {"strategy": "auto"}),
+    "kaggle rows and replicas": (
+        "criteo_kaggle",
+        {"strategy": "memory_optimized", "row_slice_threshold": 10**6},
+    ),
+    "tiny offload upstream": (
+        "synthetic_tiny",
+        {"strategy": "basic", "gpu_embedding_size": 3 * 10**6},
+    ),
+    "kaggle offload auto": (
+        "criteo_kaggle",
+        {"strategy": "basic", "device_memory": 60 * 2**20, "offload": "auto"},
+    ),
+}
+
+
+def planned(case: str) -> Plan:
+    name, settings = CASES[case]
+    raw = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    return make_plan(spec_from_dict({**raw, "world_size": 16, **settings}))
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request, tmp_path_factory) -> tuple[Plan, Path, Path]:
+    """The plan, its sealed file and the same plan written without its seal."""
+    plan = planned(request.param)
+    folder = tmp_path_factory.mktemp("lazy")
+    path, unsealed = folder / "plan.json", folder / "unsealed.json"
+    save_plan(plan, path)
+    unsealed.write_text(plan.to_json())
+    assert read_plan_file(path)[1] and not read_plan_file(unsealed)[1]
+    return plan, path, unsealed
+
+
+def test_the_cases_cover_row_slices_replicas_fusion_and_offload() -> None:
+    plans = [planned(case) for case in CASES]
+    assert any(p.groups.row_sliced for p in plans)
+    assert any(p.groups.data_parallel for p in plans)
+    assert any(len(w.members) > 1 for p in plans for r in p.ranks for w in r.table_parallel_weights)
+    assert {p.parameters.offload for p in plans} >= {"upstream", "auto"}
+    assert all(
+        any(w.device == "host" for r in p.ranks for w in r.table_parallel_weights)
+        for p in plans
+        if p.parameters.offload != "none"
+    )
+
+
+@pytest.mark.parametrize("which", ["sealed", "unsealed"])
+def test_every_rank_worked_out_alone_is_the_rank_the_planner_made(case, which) -> None:
+    plan, path, unsealed = case
+    for rank in range(plan.world_size):  # a fresh load per rank: each is worked out alone
+        loaded = load_plan(path if which == "sealed" else unsealed)
+        assert isinstance(loaded.ranks, WrittenRanks)
+        mine = loaded.ranks[rank]
+        assert mine == plan.ranks[rank]
+        assert mine.row_slices == plan.ranks[rank].row_slices
+        assert loaded.served(rank) == served_by(plan.ranks[rank])
+    loaded = load_plan(path)
+    assert loaded.exchange == plan.exchange
+    assert [r.row_slices for r in loaded.ranks] == [r.row_slices for r in plan.ranks]
+    assert loaded == plan and plan == loaded
+    assert loaded.to_json() == plan.to_json()
+
+
+def test_a_worker_builds_its_own_rank_and_checks_no_other(case, monkeypatch) -> None:
+    plan, path, _ = case
+    built, checked = [], []
+    work_out, check = WrittenRanks._rank, RankEntry.model_validate
+
+    def counted_rank(self, index):
+        built.append(index)
+        return work_out(self, index)
+
+    def counted_check(raw, **kwargs):
+        checked.append(raw["rank"])
+        return check(raw, **kwargs)
+
+    monkeypatch.setattr(WrittenRanks, "_rank", counted_rank)
+    monkeypatch.setattr(RankEntry, "model_validate", counted_check)
+    loaded = load_plan(path)
+    last = plan.world_size - 1
+    loaded.ranks[last].row_slices  # noqa: B018  # what a worker asks for
+    loaded.ranks[-1]  # the same rank, built once
+    assert (built, checked) == ([last], [last])
+    loaded.exchange  # noqa: B018  # every rank's served inputs: entries, no weights
+    assert built == [last]
+    assert sorted(checked) == list(range(plan.world_size))
+
+
+def test_an_unsealed_file_gets_every_check(case, monkeypatch) -> None:
+    plan, _, unsealed = case
+    calls = []
+    check = consistency.plan_problems
+    monkeypatch.setattr(consistency, "plan_problems", lambda p: calls.append(p) or check(p))
+    assert load_plan(unsealed).ranks[0] == plan.ranks[0]
+    assert len(calls) == 1
+
+
+def test_a_hand_edited_rank_is_refused_whichever_rank_the_worker_takes(tmp_path) -> None:
+    plan = planned("tiny memory_balanced")
+    data = json.loads(plan.to_json())
+    data["ranks"][-1]["table_parallel_weights"][0]["width"] = "wide"
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(PlanFileError, match=r"ranks\[15\]\.table_parallel_weights\[0\]\.width"):
+        load_plan(path)
+    data = json.loads(plan.to_json())
+    data["ranks"][-1]["bytes"] += 1  # well-formed, but not what the rank holds
+    path = tmp_path / "bytes.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(PlanFileError, match=r"ranks\[15\]: elements or bytes do not match"):
+        load_plan(path)
+    assert read_plan(path).ranks[0] == plan.ranks[0]  # validate reads it, to list problems
+
+
+def test_a_sealed_entry_is_schema_checked_when_asked_for(tmp_path) -> None:
+    """A seal that holds over a malformed rank (a planner writing what it cannot read)."""
+    plan = planned("tiny memory_balanced")
+    data = json.loads(plan.to_json())
+    data["ranks"][3]["table_parallel_weights"][0]["width"] = 0
+    path = tmp_path / "plan.json"
+    path.write_text(sealed(json.dumps(data, indent=2) + "\n"))
+    loaded = load_plan(path)
+    assert loaded.ranks[2] == plan.ranks[2]
+    with pytest.raises(PlanFileError, match=r"ranks\[3\]: table_parallel_weights\[0\]\.width"):
+        loaded.ranks[3]
+
+
+def test_written_ranks_read_as_a_list(case) -> None:
+    plan, path, _ = case
+    ranks = load_plan(path).ranks
+    assert len(ranks) == plan.world_size
+    assert ranks[-2] is ranks[plan.world_size - 2]
+    assert ranks[1:4] == plan.ranks[1:4]
+    assert list(reversed(ranks)) == list(reversed(plan.ranks))
+    assert ranks != plan.ranks[:-1]
+    with pytest.raises(IndexError):
+        ranks[plan.world_size]
