@@ -349,19 +349,16 @@ def read_plan_file(path: str | Path) -> tuple[Plan, bool]:
     name = shown(str(path))
     text = read_text(path, MAX_PLAN_BYTES, "a plan file", "plan", PlanFileError)
     sealed = seal_holds(text)
-    try:  # what the planner sealed holds no key twice and no NaN: the plain parser reads it
-        raw = _parse_sealed(text) if sealed else parse_json(text)
-    except json.JSONDecodeError as exc:
-        raise PlanFileError(f"{name}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
-    except JsonRefused as exc:
-        raise PlanFileError(f"{name}: not a plan file ({exc})") from exc
-    with gc_paused():
-        return parse_plan(raw, source=name, sealed=sealed), sealed
-
-
-def _parse_sealed(text: str) -> Any:
-    with gc_paused():
-        return json.loads(text)
+    with gc_paused():  # once over parsing and the schema: the collector walks their objects once
+        try:  # what the planner sealed holds no key twice and no NaN: the plain parser reads it
+            raw = json.loads(text) if sealed else parse_json(text)
+        except json.JSONDecodeError as exc:
+            raise PlanFileError(f"{name}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+        except JsonRefused as exc:
+            raise PlanFileError(f"{name}: not a plan file ({exc})") from exc
+        plan = parse_plan(raw, source=name, sealed=sealed)
+        del raw  # what the plan does not keep goes before the collector is back
+    return plan, sealed
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number"}

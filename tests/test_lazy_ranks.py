@@ -7,6 +7,7 @@ must still be checked whole as it is read.
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from planner import PlanFileError, consistency, load_plan, make_plan, save_plan, spec_from_dict
+from planner.files import gc_paused
 from planner.plan import Plan, read_plan, read_plan_file
 from planner.plan_parts import served_by
 from planner.plan_ranks import RankEntry, WrittenRanks
@@ -163,3 +165,29 @@ def test_written_ranks_read_as_a_list(case) -> None:
     assert ranks != plan.ranks[:-1]
     with pytest.raises(IndexError):
         ranks[plan.world_size]
+
+
+def test_loading_leaves_the_collector_as_it_found_it(case) -> None:
+    _, path, _ = case
+    assert gc.isenabled()
+    load_plan(path)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.disable()
+    try:
+        load_plan(path)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_what_the_application_froze_stays_frozen() -> None:
+    gc.collect()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_paused():
+            made = [[] for _ in range(1000)]
+        assert gc.get_freeze_count() == frozen  # not thawed, and the new lists not frozen
+        assert gc.is_tracked(made[0])
+    finally:
+        gc.unfreeze()
