@@ -10,7 +10,8 @@ from 10 to 40 million, widths 8 to 256, combiner sum, one input per table, a fif
 them multi-hot (2 to 50 ids). Planning time is ``make_plan`` on an already validated
 spec (YAML parsing is not included); the worker's time is ``load_plan`` on the file
 ``save_plan`` wrote (read, schema, and the seal: the plan was checked as it was written)
-plus taking ``plan.ranks[r]``'s weights, inputs and row slices; the checked load is
+plus taking ``plan.ranks[r]``'s weights, inputs and row slices (rank r alone is worked
+out, and its entry alone schema-checked); the checked load is
 ``load_plan`` on the same plan written without its seal (as after an edit by hand: every
 consistency check runs); validate's is what ``planner validate PLAN`` does:
 ``read_plan`` (read and schema) and ``plan_problems`` (every check, all problems

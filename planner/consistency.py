@@ -38,7 +38,9 @@ def load_plan(path: str | Path) -> Plan:
     problem. What every reader of plans (``show``, ``diff``, the runtime) should use.
 
     A file whose seal holds (``planner.seal``: the planner checked the plan as it wrote
-    it, and the file is unchanged since) is not checked again."""
+    it, and the file is unchanged since) is not checked again, and each of its ranks is
+    schema-checked and worked out when first asked for (``planner.plan_ranks``): a
+    worker taking its own builds no other."""
     plan, sealed = read_plan_file(path)
     return plan if sealed else _checked(plan, shown(str(path)))
 
