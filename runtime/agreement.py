@@ -47,7 +47,8 @@ class InputAgreement:
             [i.name for i in plan.inputs] if dp_input else [name for name, _ in plan.served(r)]
             for r in range(len(plan.ranks))
         ]
-        self._tables = {i.name: plan.table(i.table) for i in plan.inputs}
+        tables = {t.name: t for t in plan.tables}  # not plan.table: 20,000 searches
+        self._tables = {i.name: tables[i.table] for i in plan.inputs}
         self.context = checks.InputContext(
             dp_input,
             world_size,

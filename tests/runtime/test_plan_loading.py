@@ -47,3 +47,35 @@ def test_a_broken_plan_file_is_refused(tmp_path, broken: dict) -> None:
 def test_a_broken_plan_dict_is_refused(broken: dict) -> None:
     with pytest.raises(PlanFileError, match=r"<plan>: shards: the shards of 'b' do not cover"):
         DistributedEmbedding.from_plan(broken)
+
+
+@pytest.mark.parametrize("dp_input", [True, False])
+def test_a_rank_builds_its_own_part_of_a_plan_file_and_no_other(
+    tmp_path, monkeypatch, dp_input: bool
+) -> None:
+    """The layer's pipeline and input agreement take every rank's served inputs
+    (``Plan.served``), and only their own rank in full."""
+    from planner import load_plan, save_plan
+    from planner.plan_ranks import WrittenRanks
+    from runtime.agreement import InputAgreement
+    from runtime.pipeline import Pipeline
+
+    plan = make_plan(spec_from_dict({**SPEC, "world_size": 4, "dp_input": dp_input}))
+    path = tmp_path / "plan.json"
+    save_plan(plan, path)
+    built = []
+    work_out = WrittenRanks._rank
+    monkeypatch.setattr(WrittenRanks, "_rank", lambda self, i: built.append(i) or work_out(self, i))
+    loaded = load_plan(path)
+    agreement = InputAgreement(loaded, 2, 4)
+    pipeline = Pipeline(loaded, 2, "layer", None, agreement, "float32")
+    assert built == [2]
+    expected = [
+        [i.name for i in plan.inputs] if dp_input else [x.input for x in r.table_parallel_inputs]
+        for r in plan.ranks
+    ]
+    assert agreement.expected == expected
+    assert pipeline._served_widths == [
+        [r.table_parallel_weights[x.weight].width for x in r.table_parallel_inputs]
+        for r in plan.ranks
+    ]
