@@ -8,9 +8,13 @@ of ``--repeats`` runs:
 
 * **save**: ``save_checkpoint`` to a new directory; the rank's bytes are the pieces it
   writes. Beside it, ``numpy.save`` of the same pieces (already copied into numpy arrays,
-  so only the writing is timed), without and with ``fsync``: the baseline the goal is
-  stated against (within 2x). Each save is followed by both baselines, and the ratio is
-  the median over the runs of the save's time over its own baseline's;
+  so only the writing is timed) with ``fsync``, then without, then a save with
+  ``durable=False``, then ``numpy.save`` of the pieces read off the variables in the
+  same call (one ``sparse_read`` per piece: the plain numpy route from a live layer):
+  the baselines the goal is stated against (within 2x). A durable save is compared with
+  ``numpy.save`` and ``fsync``, one with ``durable=False`` (no fsync) with plain
+  ``numpy.save`` of both kinds; each ratio is the median over the runs of a save's time
+  over its baseline's in the same run;
 * **restore, same plan**: ``restore_checkpoint`` into the same layer (checksums of every
   block read verified first, as by default); the rank's bytes are the ones it holds;
 * **restore, other plan**: into a layer of another plan of the same tables on 2 ranks
@@ -117,9 +121,11 @@ def report(ranks: list[dict], reshard: dict, args, load_before: float, load_afte
     def mbps(nbytes: float, seconds: float) -> str:
         return f"{nbytes / MIB / seconds:,.0f}"
 
-    head = ["rank", "own GiB", "save s", "save MB/s", "numpy.save MB/s", "+fsync MB/s",
-            "vs numpy.save", "vs +fsync", "save peak MiB", "restore MB/s", "restore peak MiB",
-            "other plan MB/s", "other plan peak MiB"]
+    head = ["rank", "own GiB", "save s", "save MB/s", "numpy.save +fsync MB/s",
+            "vs numpy.save +fsync", "durable=False MB/s", "numpy.save MB/s", "vs numpy.save",
+            "read + numpy.save MB/s", "vs read + numpy.save",
+            "save peak MiB", "restore MB/s", "restore peak MiB", "other plan MB/s",
+            "other plan peak MiB"]
     rows = []
     for r, m in enumerate(ranks):
         save = m["save_bytes"]
@@ -128,10 +134,13 @@ def report(ranks: list[dict], reshard: dict, args, load_before: float, load_afte
             f"{m['held_bytes'] / 2**30:.3f}",
             f"{m['save_s']:.2f}",
             mbps(save, m["save_s"]),
-            mbps(save, m["numpy_s"]),
             mbps(save, m["numpy_fsync_s"]),
-            f"{m['vs_numpy']:.2f}x",
             f"{m['vs_numpy_fsync']:.2f}x",
+            mbps(save, m["fast_s"]),
+            mbps(save, m["numpy_s"]),
+            f"{m['vs_numpy']:.2f}x",
+            mbps(save, m["from_variables_s"]),
+            f"{m['vs_from_variables']:.2f}x",
             f"{m['save_peak'] / MIB:,.0f}",
             mbps(m["held_bytes"], m["restore_s"]),
             f"{m['restore_peak'] / MIB:,.0f}",
@@ -143,7 +152,9 @@ def report(ranks: list[dict], reshard: dict, args, load_before: float, load_afte
     print(f"model: {Path(args.config).name} on {RANKS} ranks (memory_balanced), optimizer "
           f"state: {args.optimizer}; median of {args.repeats} runs; MB = MiB; own = the "
           f"rank's tables (and slots) in memory; save MB/s counts the pieces the rank writes; "
-          f"vs = median of each save's time over the numpy.save run after it")
+          f"vs = median over the runs of each save's time over its numpy.save run (durable "
+          f"saves against numpy.save with fsync, durable=False ones against numpy.save, from "
+          f"arrays in memory or read off the variables first)")
     print("peak = highest resident set during the call less the resident set before it\n")
     print(render(head, rows, args.markdown))
     print()
@@ -241,18 +252,29 @@ def first_plan(work: Path, args, rank: int) -> tuple[dict, Path]:
     optimizer = make_optimizer(args, layer.trainable_variables)
     latest = work / "ckpt-first"
     _, save_peak = measured(runtime.save_checkpoint, latest, layer, optimizer)  # peak only
-    arrays = pieces_in_numpy(layer, plan_blocks(layer.plan), optimizer, rank)
-    times: dict[str, list[float]] = {"save": [], "numpy": [], "numpy_fsync": []}
+    blocks = plan_blocks(layer.plan)
+    arrays = pieces_in_numpy(layer, blocks, optimizer, rank)
+    times: dict[str, list[float]] = {
+        "save": [], "fast": [], "numpy": [], "numpy_fsync": [], "from_variables": []}
     for i in range(args.repeats):
         if rank == 0:
             shutil.rmtree(latest)
         latest = work / f"ckpt-{i}"
         times["save"].append(measured(runtime.save_checkpoint, latest, layer, optimizer)[0])
-        for sync in (False, True):
+        for sync in (True, False):
             folder = work / f"numpy-{rank}"
             times["numpy_fsync" if sync else "numpy"].append(
                 measured(numpy_save, arrays, folder, sync)[0])
             shutil.rmtree(folder)
+        fast = work / f"fast-{i}"
+        times["fast"].append(measured(
+            lambda path=fast: runtime.save_checkpoint(path, layer, optimizer, durable=False))[0])
+        if rank == 0:
+            shutil.rmtree(fast)
+        folder = work / f"numpy-{rank}"
+        times["from_variables"].append(
+            measured(read_then_save, layer, blocks, optimizer, rank, folder)[0])
+        shutil.rmtree(folder)
     arrays.clear()
     restore_s, restore_peak = median_of(
         args.repeats, lambda: runtime.restore_checkpoint(latest, layer, optimizer))
@@ -260,9 +282,12 @@ def first_plan(work: Path, args, rank: int) -> tuple[dict, Path]:
         "held_bytes": held_bytes(layer, optimizer),
         "save_bytes": sum(p.bytes for p in rank_pieces(latest, rank)),
         "save_s": statistics.median(times["save"]), "save_peak": save_peak,
+        "fast_s": statistics.median(times["fast"]),
         "numpy_s": statistics.median(times["numpy"]),
         "numpy_fsync_s": statistics.median(times["numpy_fsync"]),
-        "vs_numpy": paired_ratio(times["save"], times["numpy"]),
+        "vs_numpy": paired_ratio(times["fast"], times["numpy"]),
+        "from_variables_s": statistics.median(times["from_variables"]),
+        "vs_from_variables": paired_ratio(times["fast"], times["from_variables"]),
         "vs_numpy_fsync": paired_ratio(times["save"], times["numpy_fsync"]),
         "restore_s": restore_s, "restore_peak": restore_peak,
     }, latest
@@ -308,6 +333,11 @@ def numpy_save(arrays: list[np.ndarray], folder: Path, sync: bool) -> None:
             if sync:
                 handle.flush()
                 os.fsync(handle.fileno())
+
+
+def read_then_save(layer, blocks, optimizer, rank: int, folder: Path) -> None:
+    """The plain numpy route from a live layer: read each piece off its variable, save it."""
+    numpy_save(pieces_in_numpy(layer, blocks, optimizer, rank), folder, sync=False)
 
 
 def other_plan(work: Path, args, latest: Path) -> dict:

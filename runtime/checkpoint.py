@@ -64,7 +64,7 @@ from runtime.weights import Piece, variable_pieces, variable_rows, write_pieces
 T = TypeVar("T")
 
 
-def save_checkpoint(directory, layer, optimizer=None, *, dense=None) -> Path:
+def save_checkpoint(directory, layer, optimizer=None, *, dense=None, durable=True) -> Path:
     """Save the layer's tables (and ``optimizer``'s state for them) to ``directory``.
 
     Call it on every rank, eagerly (not inside ``tf.function``). Each rank writes its
@@ -72,6 +72,12 @@ def save_checkpoint(directory, layer, optimizer=None, *, dense=None) -> Path:
     ``tf.train.Checkpoint`` of the rest of the model) and, last, the manifest, then
     moves the directory into place. An existing checkpoint at ``directory`` is
     replaced atomically; anything else there is refused. Returns the directory.
+
+    ``durable`` (the default) fsyncs every file and directory before the checkpoint is
+    published, so it survives a lost machine (power, kernel). ``durable=False`` returns
+    once the bytes are in the page cache: the save is as atomic for a killed process,
+    but a machine lost before the kernel writes the bytes back (about 30 s on Linux)
+    may lose this checkpoint and the one it replaced.
     """
     target = Path(directory)
     _require_eager("save_checkpoint")
@@ -93,7 +99,10 @@ def save_checkpoint(directory, layer, optimizer=None, *, dense=None) -> Path:
 
     def write_mine() -> tuple[list[PieceEntry], OptimizerEntry | None]:
         entry, per_variable = _optimizer_state(optimizer, variables)
-        return _write_pieces(staging, plan, rank, variables, per_variable), entry
+        pieces = _write_pieces(staging, plan, rank, variables, per_variable)
+        if durable:
+            fsync_files(staging / piece.file for piece in pieces)
+        return pieces, entry
 
     written, problem = _attempt(write_mine)
     results = hvd.allgather_object((written, problem), name="de_checkpoint_pieces")
@@ -103,11 +112,11 @@ def save_checkpoint(directory, layer, optimizer=None, *, dense=None) -> Path:
         _raise(problem)
         pieces = [piece for done, _ in results for piece in done[0]]
         entry = next((done[1] for done, _ in results if done[1] is not None), None)
-        files = [save_plan_file(staging, plan, CHECKSUM_BLOCK_BYTES)]
+        files = [save_plan_file(staging, plan, CHECKSUM_BLOCK_BYTES, durable)]
         if dense is not None:
-            files += _write_dense(staging, dense)
-        write_manifest(staging, plan, entry, pieces, files, CHECKSUM_BLOCK_BYTES)
-        publish(staging, target)
+            files += _write_dense(staging, dense, durable)
+        write_manifest(staging, plan, entry, pieces, files, CHECKSUM_BLOCK_BYTES, durable)
+        publish(staging, target, sync=durable)
         remove_leftovers(target)
 
     if rank == 0:
@@ -265,7 +274,9 @@ def _write_pieces(
     variables: list[tf.Variable],
     per_variable: list[dict[str, tf.Variable]],
 ) -> list[PieceEntry]:
-    """Write the pieces this rank saves (plan_blocks decides which), and their slots."""
+    """Write the pieces this rank saves (plan_blocks decides which), and their slots;
+    the caller fsyncs them all at the end, so the kernel writes one back while the
+    next is made."""
     mine = {(b.table, b.rows, b.cols) for b in plan_blocks(plan) if b.rank == rank}
     written = []
     for var, found, var_pieces in zip(
@@ -282,7 +293,6 @@ def _write_pieces(
                 written.append(save_piece(
                     staging, plan, block, name, chunks, CHECKSUM_BLOCK_BYTES, sync=False
                 ))
-    fsync_files(staging / piece.file for piece in written)
     return written
 
 
@@ -299,10 +309,10 @@ def _variable_rows(var: tf.Variable, piece: Piece, storage: np.dtype) -> Iterato
         yield np.asarray(variable_rows(var, first, last)).view(storage)
 
 
-def _write_dense(staging: Path, dense) -> list[FileEntry]:
+def _write_dense(staging: Path, dense, sync: bool) -> list[FileEntry]:
     dense.write(str(staging / DENSE_PREFIX))
     return [
-        file_entry(staging, path.relative_to(staging).as_posix(), CHECKSUM_BLOCK_BYTES)
+        file_entry(staging, path.relative_to(staging).as_posix(), CHECKSUM_BLOCK_BYTES, sync)
         for path in sorted((staging / DENSE_DIR).rglob("*"))
         if path.is_file()
     ]

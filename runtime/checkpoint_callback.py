@@ -27,7 +27,9 @@ class CheckpointCallback(tf.keras.callbacks.Callback):
     epochs into ``directory/step-N``, keeping the newest ``keep``.
 
     ``layer`` is the model's distributed embedding (found in the model when it has
-    exactly one). Use it on every rank, like the other Horovod callbacks.
+    exactly one). Use it on every rank, like the other Horovod callbacks. ``durable``
+    is :func:`runtime.save_checkpoint`'s: False trades safety against a lost machine
+    for not waiting on the disk.
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class CheckpointCallback(tf.keras.callbacks.Callback):
         every_epochs: int | None = 1,
         keep: int = 3,
         layer: DistributedEmbedding | None = None,
+        durable: bool = True,
     ):
         super().__init__()
         if not every_steps and not every_epochs:
@@ -48,6 +51,7 @@ class CheckpointCallback(tf.keras.callbacks.Callback):
         self.every_epochs = every_epochs
         self.keep = keep
         self.layer = layer
+        self.durable = durable
         self._dense: DenseState | None = None
         self._last_step: int | None = None
         self._seen = 0
@@ -78,7 +82,11 @@ class CheckpointCallback(tf.keras.callbacks.Callback):
         if self._dense is None:
             self._dense = DenseState(self.model, optimizer)
         path = save_checkpoint(
-            step_path(self.directory, step), self._embedding(), optimizer, dense=self._dense
+            step_path(self.directory, step),
+            self._embedding(),
+            optimizer,
+            dense=self._dense,
+            durable=self.durable,
         )
         self._last_step = step
         if hvd.rank() == 0:

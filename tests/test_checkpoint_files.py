@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import zlib
 from pathlib import Path
@@ -22,7 +23,7 @@ from planner.checkpoint.directory import (
     staging_path,
     step_path,
 )
-from planner.checkpoint.manifest import MANIFEST, read_manifest
+from planner.checkpoint.manifest import MANIFEST, read_manifest, write_json_atomically
 from planner.checkpoint.npyfile import (
     BlockCrc,
     ahead,
@@ -155,6 +156,26 @@ def test_publish_replaces_a_checkpoint_whole(tmp_path, plan, exchange):
     publish(staging, target, exchange=exchange)
     assert values_of(target) == new != old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # nothing left over
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["durable", "page cache"])
+def test_only_a_durable_publish_waits_for_the_disk(tmp_path, plan, monkeypatch, sync):
+    """``durable=False`` saves skip every fsync (files, manifest, directories) and keep
+    the renames that make the replacement atomic."""
+    target = tmp_path / "ckpt"
+    write(target, plan, global_arrays(plan, seed=1))
+    staging = staging_path(target, "abc")
+    staging.mkdir()
+    (staging / "plan.json").write_text("{}")
+    manifest = read_manifest(target)
+    fsynced = []
+    monkeypatch.setattr(os, "fsync", fsynced.append)
+    write_json_atomically(staging / MANIFEST, manifest.to_json(), sync)
+    publish(staging, target, sync=sync)
+    assert bool(fsynced) is sync
+    assert (target / "plan.json").read_text() == "{}"
+    assert read_manifest(target) == manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 
 def test_publish_refuses_what_is_not_a_checkpoint(tmp_path, plan):

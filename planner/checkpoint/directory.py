@@ -65,22 +65,33 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def publish(staging: Path, target: Path, exchange: bool = True) -> None:
-    """Move a complete staging directory to ``target``, replacing a checkpoint there."""
+def publish(staging: Path, target: Path, exchange: bool = True, sync: bool = True) -> None:
+    """Move a complete staging directory to ``target``, replacing a checkpoint there.
+
+    With ``sync`` the directories are fsynced so the move survives a lost machine; the
+    renames alone already make it atomic for every process that reads afterwards.
+    """
     check_target(target)
-    fsync_tree(staging)
+
+    def settle() -> None:
+        """Make the renames so far durable before anything old is deleted."""
+        if sync:
+            _fsync_directory(target.parent)
+
+    if sync:
+        fsync_tree(staging)
     if not target.exists():
         os.rename(staging, target)
     elif exchange and _exchange(staging, target):
-        _fsync_directory(target.parent)
+        settle()
         remove(staging)  # now holds the replaced checkpoint
     else:
         old = target.with_name(f"{target.name}.old-{new_token()}")
         os.rename(target, old)
         os.rename(staging, target)
-        _fsync_directory(target.parent)
+        settle()
         remove(old)
-    _fsync_directory(target.parent)
+    settle()
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -159,11 +159,13 @@ def read_manifest(directory: Path) -> Manifest:
         raise CheckpointError(f"{path}: {describe_validation_error(exc)}") from exc
 
 
-def write_json_durably(path: Path, text: str) -> None:
-    """Write, flush and fsync ``path`` through a temporary name, then rename it in place."""
+def write_json_atomically(path: Path, text: str, sync: bool = True) -> None:
+    """Write ``path`` through a temporary name, then rename it in place (after an
+    fsync with ``sync``), so no reader ever sees part of it."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
-        os.fsync(handle.fileno())
+        if sync:
+            os.fsync(handle.fileno())
     os.replace(tmp, path)

@@ -7,8 +7,8 @@ The scenarios are in ``workers/checkpoints.py`` (every rank prints ``OK name`` o
   restores the previous job's checkpoint, trains on, and must equal one process that
   took all the steps (tables and optimizer slots), for Keras 2.15 and legacy Adagrad
   and Adam. ``model.fit`` with the checkpoint callback resumes on 3 ranks likewise.
-* Saves killed with SIGKILL at three points; a new job restores the previous
-  checkpoint exactly.
+* Saves killed with SIGKILL at three points (and one of them in a save with
+  ``durable=False``); a new job restores the previous checkpoint exactly.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ CHAIN = [
     (1, ["stage3", "fit_epochs", "errors"]),
 ]
 # (ranks, where the save is killed)
-KILLS = [(2, "pieces"), (1, "publish"), (1, "rename")]
+KILLS = [(2, "pieces"), (1, "publish"), (1, "publish_fast"), (1, "rename")]
 
 
 def run_scenarios(ranks: int, workdir: Path, names: list[str]) -> dict[str, list[str]]:
@@ -92,6 +92,7 @@ def test_a_killed_save_leaves_its_staging_directory_beside_the_old_checkpoint(af
               for mode, names in leftovers.items()}
     assert staged["pieces"] == ["ckpt", "ckpt.partial"]
     assert staged["publish"] == ["ckpt", "ckpt.partial"]
+    assert staged["publish_fast"] == ["ckpt", "ckpt.partial"]
     assert staged["rename"] == ["ckpt.old", "ckpt.partial"]  # cut between the two renames
 
 

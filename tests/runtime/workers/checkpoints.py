@@ -16,6 +16,7 @@ one chain run in separate jobs of different world sizes and share WORKDIR:
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -251,15 +252,25 @@ def fit_resume(workdir: Path) -> None:
 
 
 def fit_epochs(workdir: Path) -> None:
-    """Saves at the end of every epoch only, keeping one: the last epoch's step."""
+    """Saves at the end of every epoch only, keeping one: the last epoch's step; with
+    ``durable=False``, without a single fsync."""
     plan = plan_for(SPEC, "basic")
     model = fit_model(plan)
     model.compile(optimizer=runtime.DistributedOptimizer(tf.keras.optimizers.Adagrad(LR)),
                   loss="mse")
     x, y, local = fit_data(plan, range(3))
     base = workdir / f"epochs_{hvd.size()}"
-    callback = runtime.CheckpointCallback(base, every_steps=None, every_epochs=1, keep=1)
-    model.fit(x, y, batch_size=local, epochs=2, shuffle=False, verbose=0, callbacks=[callback])
+    callback = runtime.CheckpointCallback(base, every_steps=None, every_epochs=1, keep=1,
+                                          durable=False)
+    fsync, fsynced = os.fsync, []
+    os.fsync = fsynced.append
+    try:
+        model.fit(x, y, batch_size=local, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[callback])
+    finally:
+        os.fsync = fsync
+    if fsynced:
+        raise AssertionError(f"{len(fsynced)} fsyncs in saves with durable=False")
     hvd.allgather_object(None, name="ck_epochs_saved")
     if sorted(p.name for p in base.iterdir()) != ["step-000000006"]:
         raise AssertionError(f"kept {sorted(p.name for p in base.iterdir())}")
@@ -389,7 +400,7 @@ def after_kill(workdir: Path) -> None:
     """Each killed save (kill_save.py) left the previous checkpoint whole: restored under
     this job's plan it holds exactly what was recorded before the second save began."""
     plan = plan_for(SPEC, "memory_optimized")
-    for mode in ("pieces", "publish", "rename"):
+    for mode in ("pieces", "publish", "publish_fast", "rename"):
         folder = workdir / mode
         layer = DistributedEmbedding.from_plan(plan, name=f"ck_kill_{mode}")
         layer.build(None)

@@ -7,6 +7,7 @@ waits there to be killed (SIGKILL, from the test). MODE says where:
 * ``pieces``: the last rank, after writing three of its pieces;
 * ``publish``: rank 0, with every piece and the manifest written, before the staging
   directory is moved into place;
+* ``publish_fast``: the same, in a save with ``durable=False`` (nothing fsynced);
 * ``rename``: rank 0, where ``renameat2`` is unavailable, between renaming the old
   checkpoint away and renaming the new one in.
 
@@ -52,7 +53,7 @@ def install_pause(mode: str, folder: Path) -> None:
             return written[-1]
 
         runtime.checkpoint.save_piece = save_then_maybe_pause
-    elif mode == "publish" and hvd.rank() == 0:
+    elif mode in ("publish", "publish_fast") and hvd.rank() == 0:
         publish = runtime.checkpoint.publish
 
         def pause_then_publish(*args, **kwargs):
@@ -92,7 +93,7 @@ def main(workdir: Path, mode: str) -> None:
         })
     train(layer, optimizer, plan, range(1, 2))
     install_pause(mode, folder)
-    runtime.save_checkpoint(folder / "ckpt", layer, optimizer)
+    runtime.save_checkpoint(folder / "ckpt", layer, optimizer, durable=mode != "publish_fast")
     print("the save was not killed", flush=True)
 
 
