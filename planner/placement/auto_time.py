@@ -18,6 +18,11 @@ path by much.
   a table whose load is above the mean rank's into pieces (multiples of
   ``column_multiple`` columns) only when its largest piece then costs less than the
   whole table. The estimate of the complete placement decides between them.
+- **Spreading.** A variant also cuts every table larger than the mean rank's bytes into
+  pieces no larger than that, then deals all pieces by bytes within ``SLACK`` of the
+  busiest rank's load: a large, lightly read table's pieces cost little each (their ids
+  once more), so ranks with time to spare take them, and the largest rank shrinks at
+  the same step (``auto`` keeps it only within its tie of the fastest).
 - **Row splits over a host.** With ``dp_input`` and several hosts of
   ``gpus_per_host`` ranks (the world a multiple of it), a variant splits the rows of
   each table whose whole load is above the mean rank's over one host's ranks, where
@@ -39,6 +44,9 @@ from planner.placement.candidate import Candidate, PieceList, Split
 from planner.placement.slicing import split_evenly
 
 MEMORY_SHARE = 0.5  # no piece above this share of a rank's room; replicas in this much
+# (cut, balance, spread) of each greedy variant; spreading only makes sense re-dealt by bytes
+VARIANTS = [(cut, balance, False) for cut in (False, True) for balance in (False, True)]
+VARIANTS.append((True, True, True))
 SLACK = 0.02  # balancing bytes may raise a rank's load to this much over the busiest's
 
 
@@ -59,11 +67,10 @@ class FastPlacements:
         found = []
         for replicas, threshold in choices:
             for hosts in (False, True) if self._host_size() else (False,):
-                for cut in (False, True):
-                    for balance in (False, True):
-                        candidate = self._greedy(replicas, threshold, cut, balance, hosts)
-                        if candidate is not None:
-                            found.append(candidate)
+                for cut, balance, spread in VARIANTS:
+                    candidate = self._greedy(replicas, threshold, cut, balance, hosts, spread)
+                    if candidate is not None:
+                        found.append(candidate)
         return found
 
     # -- loads ----------------------------------------------------------------------------
@@ -158,12 +165,15 @@ class FastPlacements:
 
     def _greedy(
         self, replicas: list[int], threshold: int | None, cut: bool, balance: bool,
-        hosts: bool = False,
+        hosts: bool = False, spread: bool = False,
     ) -> Candidate | None:
         """List scheduling of the non-replicated tables by load, within memory; with
         ``hosts``, the heaviest tables' rows split over a host first; with ``balance``,
         the pieces are then dealt again, largest first, each to the rank with the fewest
-        bytes among those it keeps within ``SLACK`` of the busiest rank's load."""
+        bytes among those it keeps within ``SLACK`` of the busiest rank's load; with
+        ``spread``, tables larger than the mean rank are first cut into pieces no larger
+        than it (as far as their width allows), so that a rank with time to spare can take
+        a piece of a large, lightly read table where it would otherwise hold all of it."""
         replicated = set(replicas)
         rest = [t for t in range(len(self.tables)) if t not in replicated]
         replica_bytes = sum(self.bytes[t] for t in replicas)
@@ -193,11 +203,14 @@ class FastPlacements:
             splits.update(grouped)
             row_sliced = sorted(sliced | set(grouped))
             placed = [t for t in placed if t not in grouped]
+        even = (sum(base) + sum(self.bytes[t] for t in placed)) / self.world
         pieces = []
         for t in placed:
             count = max(self._pieces_for_memory(t, largest_piece), 1)
             if cut:
                 count = max(count, self._pieces_for_time(t, target))
+            if spread:
+                count = max(count, self._pieces_for_memory(t, even))
             pieces += [(t, width) for width in self._widths(t, count)]
         pieces.sort(key=lambda p: (-self.piece_seconds(*p), -p[1] * self.column_bytes[p[0]], p))
         placement = self._schedule(pieces, base, limit, math.inf, start)
