@@ -50,6 +50,8 @@ from planner.plan_parts import Traffic as Traffic  # re-exported
 from planner.plan_ranks import RankEntry, WrittenRanks, linked_row_splits, rank_entry
 from planner.seal import seal_holds
 from planner.spec import (
+    INT32_MAX,
+    INT64_MAX,
     DType,
     InputSpec,
     Objective,
@@ -89,12 +91,18 @@ class Parameters(_Frozen):
     dp_input: bool
     optimizer: Optimizer = "sgd"
     optimizer_slots: int = Field(0, description="Optimizer state values per weight element.")
-    device_memory: int | None = Field(None, gt=0, description="Bytes per GPU (null = not checked).")
+    device_memory: int | None = Field(
+        None, gt=0, le=INT64_MAX, description="Bytes per GPU (null = not checked)."
+    )
     memory_reserve: float = Field(
         0.0, ge=0, lt=1, description="Fraction of device_memory kept free."
     )
     global_batch_size: int | None = Field(
-        None, description="Samples per step over all ranks (null = no communication estimate)."
+        None,
+        gt=0,
+        le=INT32_MAX,
+        description="Samples per step over all ranks (null = no communication estimate); "
+        "bounded as in the spec, so that the estimates' counts fit 64 bits.",
     )
     id_bytes: Literal[4, 8] = Field(8, description="Bytes per id sent.")
     compute_dtype: DType = Field("float32", description="Type of the embeddings exchanged.")

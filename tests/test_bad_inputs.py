@@ -618,6 +618,14 @@ BROKEN_PLANS: dict[str, tuple[Content, tuple[str, ...]]] = {
         edited(_set("parameters.device_memory", 1000)),
         ("ranks[0]", "device memory"),
     ),
+    "a global batch of 2**64": (
+        edited(_set("parameters.global_batch_size", 2**64)),
+        ("parameters.global_batch_size", "2147483647"),
+    ),
+    "device memory of 2**64 bytes": (
+        edited(_set("parameters.device_memory", 2**64)),
+        ("parameters.device_memory",),
+    ),
     "a table edited by hand": (edited(_set("tables.1.rows", 11)), ("'b'",)),
     "a table name with a newline": (edited(_set("tables.1.name", "b\nError: x")), ("printable",)),
     "an unknown initializer": (edited(_set("tables.1.initializer", "glorot")), ("initializer",)),
@@ -626,7 +634,13 @@ BROKEN_PLANS: dict[str, tuple[Content, tuple[str, ...]]] = {
 }
 
 # What the plan's schema refuses is not a plan at all: exit 2 from validate too.
-SCHEMA_ERRORS = {"fingerprint 'hello'", "a table name with a newline", "an unknown initializer"}
+SCHEMA_ERRORS = {
+    "fingerprint 'hello'",
+    "a table name with a newline",
+    "an unknown initializer",
+    "a global batch of 2**64",
+    "device memory of 2**64 bytes",
+}
 
 for name, (bad, phrases) in BROKEN_PLANS.items():
     code = 2 if name in SCHEMA_ERRORS else 1
