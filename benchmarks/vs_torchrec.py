@@ -28,7 +28,7 @@ CUDA dependencies are left out; fbgemm-gpu-cpu 1.9.0 needs torch 2.14)::
     /tmp/trv/bin/pip install fbgemm-gpu-cpu==1.9.0
     /tmp/trv/bin/pip install --no-deps torchrec==1.9.2
     /tmp/trv/bin/pip install tensordict torchmetrics==1.0.3 tqdm pyre-extensions \\
-        pydantic pyyaml click
+        pydantic pyyaml click zlib-ng
     /tmp/trv/bin/python benchmarks/vs_torchrec.py [--markdown]
 """
 
