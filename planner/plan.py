@@ -29,6 +29,7 @@ from planner.files import MAX_PLAN_BYTES, JsonRefused, gc_paused, parse_json, re
 from planner.plan_parts import Device as Device  # re-exported
 from planner.plan_parts import (
     Exchange,
+    Int64,
     RankPlan,
     RowSplit,
     Shard,
@@ -72,25 +73,25 @@ class Parameters(_Frozen):
     """The placement parameters as resolved: what the planner actually used."""
 
     requested_strategy: Strategy
-    column_slice_threshold: int | None = Field(
+    column_slice_threshold: Int64 | None = Field(
         description="Elements per column slice at most; 0 slices every table as far as "
         "the world size and width allow; null = no column slicing."
     )
     column_slice_threshold_source: Literal["spec", "automatic", "auto", "none"]
-    row_slice_threshold: int | None = Field(description="In effect (null = off).")
-    data_parallel_threshold: int | None = Field(description="In effect (null = off).")
-    requested_column_slice_threshold: int | None = Field(
+    row_slice_threshold: Int64 | None = Field(description="In effect (null = off).")
+    data_parallel_threshold: Int64 | None = Field(description="In effect (null = off).")
+    requested_column_slice_threshold: Int64 | None = Field(
         None, description="As written in the spec (null = automatic)."
     )
-    requested_row_slice_threshold: int | None = Field(
+    requested_row_slice_threshold: Int64 | None = Field(
         None, description="As written in the spec (off with one rank or dp_input false)."
     )
-    requested_data_parallel_threshold: int | None = Field(
+    requested_data_parallel_threshold: Int64 | None = Field(
         None, description="As written in the spec (off with one rank or dp_input false)."
     )
     dp_input: bool
     optimizer: Optimizer = "sgd"
-    optimizer_slots: int = Field(0, description="Optimizer state values per weight element.")
+    optimizer_slots: Int64 = Field(0, description="Optimizer state values per weight element.")
     device_memory: int | None = Field(
         None, gt=0, le=INT64_MAX, description="Bytes per GPU (null = not checked)."
     )
@@ -111,13 +112,15 @@ class Parameters(_Frozen):
         25.0, gt=0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
     )
     objective: Objective | None = Field(None, description="As written (null = automatic).")
-    gpus_per_host: int = Field(8, ge=1, description="Ranks per host.")
+    gpus_per_host: int = Field(8, ge=1, le=INT64_MAX, description="Ranks per host.")
     intra_host_bandwidth: float = Field(200.0, gt=0, description="GB/s per rank within a host.")
     memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
-    column_multiple: int = Field(4, ge=1, description="auto's column pieces: multiples of this.")
+    column_multiple: int = Field(
+        4, ge=1, le=INT64_MAX, description="auto's column pieces: multiples of this."
+    )
     gpu_embedding_size: int | None = Field(
         None,
-        ge=0,
+        ge=0, le=INT64_MAX,
         description="Elements of table-parallel pieces a rank keeps on its GPU under "
         "upstream's offload rule (null = not used).",
         exclude_if=left_out_at(None),
@@ -129,7 +132,7 @@ class Parameters(_Frozen):
     )
     host_memory: int | None = Field(
         None,
-        gt=0,
+        gt=0, le=INT64_MAX,
         description="Host bytes per rank for offloaded pieces (null = not checked).",
         exclude_if=left_out_at(None),
     )
@@ -146,10 +149,10 @@ class Groups(_Frozen):
 class CommStats(_Frozen):
     """Traffic per step over all ranks; derived from ``ranks[].comm``."""
 
-    total_bytes: int = Field(description="Bytes sent by all ranks (equal to bytes received).")
+    total_bytes: Int64 = Field(description="Bytes sent by all ranks (equal to bytes received).")
     mean_rank_bytes: float = Field(description="total_bytes over the world size.")
-    max_rank_sent_bytes: int
-    max_rank_received_bytes: int
+    max_rank_sent_bytes: Int64
+    max_rank_received_bytes: Int64
     phase_seconds: dict[str, float] = Field(
         description="Per phase, the slowest rank's time (phases as in ranks[].comm)."
     )
@@ -159,9 +162,9 @@ class CommStats(_Frozen):
 class Stats(_Frozen):
     """Summary numbers for review; derived from ``ranks``."""
 
-    total_elements: int
-    total_bytes: int
-    max_rank_bytes: int
+    total_elements: Int64
+    total_bytes: Int64
+    max_rank_bytes: Int64
     mean_rank_bytes: float
     imbalance: float = Field(description="Largest rank's bytes over the mean (1.0 = even).")
     comm: CommStats | None = Field(

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.spec import Combiner, DType, Initializer
+from planner.spec import INT64_MAX, Combiner, DType, Initializer
 
-Range = tuple[int, int]
+# Every integer a plan holds fits 64 bits: larger ones (a file edited by hand) would turn
+# numpy's arithmetic in the checks and estimates into Python objects and fail there.
+Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+Range = tuple[Int64, Int64]
 Device = Literal["gpu", "host"]
 
 
@@ -49,7 +52,7 @@ class Shard(_Frozen):
     """One piece of a table on one rank (half-open row and column ranges)."""
 
     table: str
-    rank: int
+    rank: Int64
     rows: Range
     cols: Range
     device: Device = Field(
@@ -64,16 +67,16 @@ class FusedMember(_Frozen):
     """A table piece stored inside a fused local weight, at ``row_offset``."""
 
     table: str
-    row_offset: int
-    rows: int
+    row_offset: Int64
+    rows: Int64
     cols: Range = Field(description="Columns of the table this piece holds.")
 
 
 class LocalWeight(_Frozen):
     """One weight variable on a rank: table pieces of equal width and config stacked by rows."""
 
-    rows: int
-    width: int
+    rows: Int64
+    width: Int64
     combiner: Combiner
     dtype: DType
     initializer: Initializer
@@ -90,8 +93,8 @@ class LocalInput(_Frozen):
     """An input looked up on this rank: which local weight, at which row offset."""
 
     input: str
-    weight: int = Field(description="Index into this rank's table_parallel_weights.")
-    row_offset: int
+    weight: Int64 = Field(description="Index into this rank's table_parallel_weights.")
+    row_offset: Int64
 
 
 class RowSlice(_Frozen):
@@ -113,7 +116,10 @@ class RowSplit(_Frozen):
     table: str
     ranks: Range = Field(description="Ranks [first, stop) holding the table's rows.")
     remainder_start: int = Field(
-        0, ge=0, description="Position in the group of the first rank with one row more."
+        0,
+        ge=0,
+        le=INT64_MAX,
+        description="Position in the group of the first rank with one row more.",
     )
 
     def bounds(self, rows: int, world_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,8 +179,8 @@ class RankStep(_Frozen):
 class Traffic(_Frozen):
     """Bytes one rank sends to and receives from other ranks in one collective phase."""
 
-    sent: int
-    received: int
+    sent: Int64
+    received: Int64
     seconds: float = Field(description="max(sent, received) over the phase's bandwidth.")
 
 
@@ -190,26 +196,26 @@ class RankComm(_Frozen):
     row_reduce_scatter: Traffic = Field(description="Row-sliced partial sums, to every rank.")
     row_grad_allgather: Traffic = Field(description="Their gradients, back to the holders.")
     dp_allreduce: Traffic = Field(description="Data-parallel table gradients, averaged.")
-    sent_bytes: int
-    received_bytes: int
+    sent_bytes: Int64
+    received_bytes: Int64
     seconds: float = Field(description="This rank's phases, one after another.")
 
 
 class RankPlan(_Frozen):
     """What one rank holds and looks up."""
 
-    rank: int
+    rank: Int64
     table_parallel_weights: list[LocalWeight]
     table_parallel_inputs: list[LocalInput] = Field(
         description="Inputs this rank serves, in all-to-all order."
     )
-    elements: int = Field(description="Weight elements held, data-parallel replicas included.")
-    bytes: int = Field(
+    elements: Int64 = Field(description="Weight elements held, data-parallel replicas included.")
+    bytes: Int64 = Field(
         description="Bytes held: weights and their optimizer state, data-parallel replicas "
         "included."
     )
-    optimizer_bytes: int = Field(0, description="Of bytes, the optimizer state.")
-    host_bytes: int = Field(
+    optimizer_bytes: Int64 = Field(0, description="Of bytes, the optimizer state.")
+    host_bytes: Int64 = Field(
         0,
         description="Of bytes, those in host memory: offloaded pieces and their optimizer "
         "state. Left out when 0.",
@@ -241,7 +247,7 @@ class OutputAssembly(_Frozen):
     """How a table-parallel input's output is rebuilt after the output all-to-all."""
 
     input: str
-    pieces: list[int] = Field(
+    pieces: list[Int64] = Field(
         description="Indices into the worker-order received outputs, concatenated in this "
         "order along the width."
     )
@@ -250,7 +256,7 @@ class OutputAssembly(_Frozen):
 class Exchange(_Frozen):
     """The table-parallel all-to-all, flattened in worker order (rank 0's inputs first)."""
 
-    output_widths: list[int]
+    output_widths: list[Int64]
     outputs: list[OutputAssembly] = Field(
         description="One per table-parallel input, in group order."
     )
@@ -263,7 +269,7 @@ class StepStats(_Frozen):
         description="Per stage, the slowest rank's time (stages as in ranks[].step)."
     )
     step_seconds: float = Field(description="The stages' times summed: the estimated step.")
-    slowest_rank: int = Field(description="The rank whose own stages take longest.")
+    slowest_rank: Int64 = Field(description="The rank whose own stages take longest.")
 
 
 def served_by(rank: RankPlan) -> list[tuple[str, int]]:

@@ -21,6 +21,7 @@ from planner.errors import PlanFileError
 from planner.plan_parts import (
     Device,
     FusedMember,
+    Int64,
     LocalInput,
     LocalWeight,
     RankPlan,
@@ -29,15 +30,15 @@ from planner.plan_parts import (
     left_out_at,
     record,
 )
-from planner.spec import InputSpec, TableSpec, describe_validation_error
+from planner.spec import INT64_MAX, InputSpec, TableSpec, describe_validation_error
 
 
 class WeightEntry(_Frozen):
     """A local weight as written: its tables' pieces stacked by rows, in this order."""
 
-    width: int = Field(ge=1, description="Columns of every piece.")
+    width: int = Field(ge=1, le=INT64_MAX, description="Columns of every piece.")
     tables: list[str] = Field(min_length=1, description="The tables, one piece each.")
-    first_cols: list[int] = Field(
+    first_cols: list[Int64] = Field(
         description="Each piece's first column of its table: it holds first_cols[k] to "
         "first_cols[k] + width."
     )

@@ -603,7 +603,10 @@ BROKEN_PLANS: dict[str, tuple[Content, tuple[str, ...]]] = {
     "a reversed shard": (edited(_set("shards.0.cols", [4, 0])), ("'b'",)),
     "a deleted shard": (edited(_drop_shard(1)), ("'d'",)),
     "a duplicated shard": (edited(_duplicate_shard(0)), ("'b'",)),
-    "an absurdly large shard": (edited(_set("shards.0.rows", [0, 10**30])), ("'b'",)),
+    "an absurdly large shard": (
+        edited(_set("shards.0.rows", [0, 10**30])),
+        ("shards[0].rows[1]", "9223372036854775807"),
+    ),
     "a shard on rank 7 of 2": (edited(_set("shards.1.rank", 7)), ("rank 7",)),
     "edited rank bytes": (edited(_set("ranks.0.bytes", 1)), ("ranks[0]",)),
     "edited rank elements": (edited(_set("ranks.1.elements", 10**30)), ("ranks[1]",)),
@@ -638,6 +641,8 @@ SCHEMA_ERRORS = {
     "fingerprint 'hello'",
     "a table name with a newline",
     "an unknown initializer",
+    "an absurdly large shard",
+    "edited rank elements",
     "a global batch of 2**64",
     "device memory of 2**64 bytes",
 }
