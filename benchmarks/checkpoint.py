@@ -35,6 +35,7 @@ so read speeds there are mostly those of the page cache, as after a save on one 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -176,26 +177,35 @@ def _status(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def measured(work, *args) -> tuple[float, int]:
+def _no_barrier() -> None:
+    """A single process has no one to wait for."""
+
+
+def measured(work, *args, barrier=_no_barrier) -> tuple[float, int]:
     """Seconds ``work(*args)`` takes, and the peak resident set above the one before it.
 
     Dirty pages and deletions of earlier runs are written out first (``os.sync``,
     untimed): otherwise each run pays for the one before it, as the kernel writes its
     data back (and, on a filesystem mounted with ``discard``, trims the blocks of the
-    files just deleted) during the next one.
+    files just deleted) during the next one. On ranks, ``barrier`` starts the clock on
+    all of them at once and stops it when the last is done: a checkpoint is complete
+    when its slowest rank is, and a baseline timed alone would have the disk and the
+    cores to itself while the other rank was still syncing or waiting.
     """
     gc.collect()
     os.sync()
+    barrier()
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current VmRSS
     before = _status("VmRSS")
     start = time.perf_counter()
     work(*args)
+    barrier()
     seconds = time.perf_counter() - start
     return seconds, _status("VmHWM") - before
 
 
-def median_of(repeats: int, work) -> tuple[float, int]:
-    runs = [measured(work) for _ in range(repeats)]
+def median_of(repeats: int, work, barrier=_no_barrier) -> tuple[float, int]:
+    runs = [measured(work, barrier=barrier) for _ in range(repeats)]
     return statistics.median(s for s, _ in runs), max(p for _, p in runs)
 
 
@@ -203,9 +213,13 @@ def rank_worker(work: Path, args) -> dict:
     import horovod.tensorflow as hvd
 
     hvd.init()
-    result, latest = first_plan(work, args, hvd.rank())
+
+    def barrier() -> None:
+        hvd.allgather_object(None, name="bench_barrier")
+
+    result, latest = first_plan(work, args, hvd.rank(), barrier)
     gc.collect()  # the first layer is gone: the other plan's layer takes its place
-    result.update(other_plan(work, args, latest))
+    result.update(other_plan(work, args, latest, barrier))
     hvd.allgather_object(None, name="bench_done")
     if hvd.rank() == 0:
         latest.rename(work / "ckpt")
@@ -236,7 +250,7 @@ def held_bytes(layer, optimizer) -> int:
                              for v in layer.table_variables())
 
 
-def first_plan(work: Path, args, rank: int) -> tuple[dict, Path]:
+def first_plan(work: Path, args, rank: int, barrier) -> tuple[dict, Path]:
     """Save (once for its peak memory, before the baseline's arrays exist), then saves
     alternating with numpy.save of the same pieces, then restores into the same layer.
     Alternating exposes both writers to the same state of the machine's page cache and
@@ -251,7 +265,8 @@ def first_plan(work: Path, args, rank: int) -> tuple[dict, Path]:
     serve_a_batch(layer)
     optimizer = make_optimizer(args, layer.trainable_variables)
     latest = work / "ckpt-first"
-    _, save_peak = measured(runtime.save_checkpoint, latest, layer, optimizer)  # peak only
+    timed = functools.partial(measured, barrier=barrier)
+    _, save_peak = timed(runtime.save_checkpoint, latest, layer, optimizer)  # peak only
     blocks = plan_blocks(layer.plan)
     arrays = pieces_in_numpy(layer, blocks, optimizer, rank)
     times: dict[str, list[float]] = {
@@ -260,24 +275,24 @@ def first_plan(work: Path, args, rank: int) -> tuple[dict, Path]:
         if rank == 0:
             shutil.rmtree(latest)
         latest = work / f"ckpt-{i}"
-        times["save"].append(measured(runtime.save_checkpoint, latest, layer, optimizer)[0])
+        times["save"].append(timed(runtime.save_checkpoint, latest, layer, optimizer)[0])
         for sync in (True, False):
             folder = work / f"numpy-{rank}"
             times["numpy_fsync" if sync else "numpy"].append(
-                measured(numpy_save, arrays, folder, sync)[0])
+                timed(numpy_save, arrays, folder, sync)[0])
             shutil.rmtree(folder)
         fast = work / f"fast-{i}"
-        times["fast"].append(measured(
+        times["fast"].append(timed(
             lambda path=fast: runtime.save_checkpoint(path, layer, optimizer, durable=False))[0])
         if rank == 0:
             shutil.rmtree(fast)
         folder = work / f"numpy-{rank}"
         times["from_variables"].append(
-            measured(read_then_save, layer, blocks, optimizer, rank, folder)[0])
+            timed(read_then_save, layer, blocks, optimizer, rank, folder)[0])
         shutil.rmtree(folder)
     arrays.clear()
     restore_s, restore_peak = median_of(
-        args.repeats, lambda: runtime.restore_checkpoint(latest, layer, optimizer))
+        args.repeats, lambda: runtime.restore_checkpoint(latest, layer, optimizer), barrier)
     return {
         "held_bytes": held_bytes(layer, optimizer),
         "save_bytes": sum(p.bytes for p in rank_pieces(latest, rank)),
@@ -340,7 +355,7 @@ def read_then_save(layer, blocks, optimizer, rank: int, folder: Path) -> None:
     numpy_save(pieces_in_numpy(layer, blocks, optimizer, rank), folder, sync=False)
 
 
-def other_plan(work: Path, args, latest: Path) -> dict:
+def other_plan(work: Path, args, latest: Path, barrier) -> dict:
     """Restore into a layer of another plan of the same tables."""
     import runtime
     from planner import load_plan
@@ -351,7 +366,7 @@ def other_plan(work: Path, args, latest: Path) -> dict:
     serve_a_batch(layer)
     optimizer = make_optimizer(args, layer.trainable_variables)
     seconds, peak = median_of(
-        args.repeats, lambda: runtime.restore_checkpoint(latest, layer, optimizer))
+        args.repeats, lambda: runtime.restore_checkpoint(latest, layer, optimizer), barrier)
     return {"other_bytes": held_bytes(layer, optimizer), "other_s": seconds, "other_peak": peak}
 
 
