@@ -199,9 +199,9 @@ def measured(work, *args, barrier=_no_barrier) -> tuple[float, int]:
     before = _status("VmRSS")
     start = time.perf_counter()
     work(*args)
+    peak = _status("VmHWM") - before  # before the barrier: its buffers are Horovod's
     barrier()
-    seconds = time.perf_counter() - start
-    return seconds, _status("VmHWM") - before
+    return time.perf_counter() - start, peak
 
 
 def median_of(repeats: int, work, barrier=_no_barrier) -> tuple[float, int]:
