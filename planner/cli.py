@@ -35,7 +35,7 @@ from planner.reports.preview import (
     render,
 )
 from planner.saving import plan_text, save_plan
-from planner.spec import DType, Objective, Offload, Spec, load_spec
+from planner.spec import DType, Objective, Offload, RowReduction, Spec, load_spec
 from planner.units import OPTIMIZERS
 from planner.validation import spec_problems
 
@@ -132,6 +132,12 @@ COST_OPTIONS = [
     click.option("--intra-host-bandwidth", type=float, help="GB/s within a host (default 200)."),
     click.option("--memory-bandwidth", type=float, help="GB/s of GPU memory (default 900)."),
     click.option("--column-multiple", type=int, help="auto's column pieces (default 4)."),
+    click.option(
+        "--row-reduction",
+        type=click.Choice(get_args(RowReduction)),
+        help="Row-sliced partial sums sent by each holder (direct, default) or summed "
+        "within each host first (host).",
+    ),
     click.option(
         "--gpu-embedding-size",
         type=int,

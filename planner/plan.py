@@ -57,6 +57,7 @@ from planner.spec import (
     InputSpec,
     Objective,
     Offload,
+    RowReduction,
     Spec,
     Strategy,
     TableSpec,
@@ -117,6 +118,12 @@ class Parameters(_Frozen):
     memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
     column_multiple: int = Field(
         4, ge=1, le=INT64_MAX, description="auto's column pieces: multiples of this."
+    )
+    row_reduction: RowReduction = Field(
+        "direct",
+        description="Row-sliced partial sums: sent by each holder to every rank (direct), "
+        "or summed within each host first (host).",
+        exclude_if=left_out_at("direct"),
     )
     gpu_embedding_size: int | None = Field(
         None,
@@ -282,6 +289,7 @@ class Plan(_Frozen):
             intra_host_bandwidth=params.intra_host_bandwidth,
             memory_bandwidth=params.memory_bandwidth,
             column_multiple=params.column_multiple,
+            row_reduction=params.row_reduction,
             gpu_embedding_size=params.gpu_embedding_size,
             offload=params.offload,
             host_memory=params.host_memory,

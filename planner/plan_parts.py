@@ -169,8 +169,18 @@ class RankStep(_Frozen):
 
     ids: float = Field(description="The id all-to-all, row-sliced ids included.")
     forward_lookups: float = Field(description="Its lookups, forward.")
+    host_sums: float = Field(
+        0.0,
+        description="row_reduction host: row-sliced partial sums summed within each host.",
+        exclude_if=left_out_at(0.0),
+    )
     outputs: float = Field(description="The embedding all-to-all, row-sliced partial sums in it.")
     output_gradients: float = Field(description="Their gradients back (backward).")
+    host_sum_gradients: float = Field(
+        0.0,
+        description="row_reduction host: their gradients back to the host's holders.",
+        exclude_if=left_out_at(0.0),
+    )
     backward_lookups: float = Field(description="Its lookups, backward.")
     dp_allreduce: float = Field(description="Data-parallel table gradients, averaged.")
     seconds: float = Field(description="This rank's stages, one after another.")
@@ -184,6 +194,9 @@ class Traffic(_Frozen):
     seconds: float = Field(description="max(sent, received) over the phase's bandwidth.")
 
 
+NO_TRAFFIC = Traffic(sent=0, received=0, seconds=0.0)
+
+
 class RankComm(_Frozen):
     """One rank's estimated traffic per training step, by phase (see docs/cost_model.md)."""
 
@@ -195,6 +208,16 @@ class RankComm(_Frozen):
     row_id_allgather: Traffic = Field(description="Row-sliced ids, to the ranks holding rows.")
     row_reduce_scatter: Traffic = Field(description="Row-sliced partial sums, to every rank.")
     row_grad_allgather: Traffic = Field(description="Their gradients, back to the holders.")
+    row_host_sums: Traffic = Field(
+        NO_TRAFFIC,
+        description="row_reduction host: partial sums to the host's ranks that add them up.",
+        exclude_if=left_out_at(NO_TRAFFIC),
+    )
+    row_host_sum_grads: Traffic = Field(
+        NO_TRAFFIC,
+        description="row_reduction host: their gradients back to the host's holders.",
+        exclude_if=left_out_at(NO_TRAFFIC),
+    )
     dp_allreduce: Traffic = Field(description="Data-parallel table gradients, averaged.")
     sent_bytes: Int64
     received_bytes: Int64

@@ -77,8 +77,18 @@ Offload = Literal["none", "upstream", "auto"]
 Elements = Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]
 Bandwidth = Annotated[float, Field(ge=1e-9, le=1e9)]  # a byte to an exabyte per second
 Objective = Literal["time", "memory"]
+RowReduction = Literal["direct", "host"]
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
+
+
+def summing_hosts(row_reduction: str, world_size: int, gpus_per_host: int) -> int:
+    """Hosts whose ranks add up row-sliced partial sums among themselves before sending
+    them on (``row_reduction: host`` over several hosts); 0 when each holder sends its
+    own to every rank. On one host the two are the same exchange."""
+    if row_reduction != "host" or world_size <= gpus_per_host:
+        return 0
+    return world_size // gpus_per_host
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
@@ -218,6 +228,12 @@ class Spec(_Frozen):
     gpus_per_host: int = Field(8, ge=1, strict=True, description="Ranks per host.")
     intra_host_bandwidth: float = Field(200.0, gt=0, description="GB/s within a host.")
     memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
+    row_reduction: RowReduction = Field(
+        "direct",
+        description="How row-sliced partial sums reach their samples' ranks: direct (each "
+        "holder sends every rank its own) or host (summed within each host of "
+        "gpus_per_host ranks first, then sent on once per host).",
+    )
     column_multiple: int = Field(4, ge=1, strict=True, description="auto's column cut unit.")
     gpu_embedding_size: Elements | None = Field(
         None,
@@ -275,6 +291,18 @@ class Spec(_Frozen):
             raise ValueError(
                 "offload: auto moves to host memory what does not fit device_memory; "
                 "set device_memory"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_hosts(self) -> Spec:
+        several = self.world_size > self.gpus_per_host
+        if self.row_reduction == "host" and several and self.world_size % self.gpus_per_host:
+            raise ValueError(
+                f"row_reduction: host sums within hosts of gpus_per_host "
+                f"({self.gpus_per_host}) ranks, which {self.world_size} ranks do not fill "
+                f"evenly; use a world_size that is a multiple of gpus_per_host, or "
+                f"row_reduction: direct"
             )
         return self
 
@@ -381,6 +409,7 @@ COST_FIELDS: tuple[str, ...] = (
     "allreduce_bandwidth",
     *("objective", "gpus_per_host", "intra_host_bandwidth", "memory_bandwidth"),
     "column_multiple",
+    "row_reduction",
     # CPU offload (README, "CPU offload")
     "gpu_embedding_size",
     "offload",

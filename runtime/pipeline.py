@@ -22,6 +22,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from planner.plan import Plan
+from planner.spec import summing_hosts
 from runtime import checks, exchange, row_buckets
 from runtime.agreement import InputAgreement, Inspection, placeholders
 from runtime.construction import LayerVariables, on_planned_device
@@ -64,6 +65,24 @@ class Pipeline:
             [name for name in self._row_inputs if r in self._rows_of[name]]
             for r in range(plan.world_size)
         ]
+        params = plan.parameters
+        self._hosts = 0
+        if self._row_inputs:
+            self._hosts = summing_hosts(params.row_reduction, self.world_size, params.gpus_per_host)
+        # The row-sliced inputs whose partial sums each rank sends this one in the
+        # embedding exchange: those it holds rows of, or with row_reduction host, its
+        # host's, summed, when it sums for this rank's position on the hosts.
+        self._row_senders = self._row_inputs_of
+        if self._hosts:
+            g = self.world_size // self._hosts
+            self._host_inputs = [
+                [n for n in self._row_inputs if any(r // g == h for r in self._rows_of[n])]
+                for h in range(self._hosts)
+            ]
+            self._row_senders = [
+                self._host_inputs[s // g] if s % g == rank % g else []
+                for s in range(self.world_size)
+            ]
         # The table-parallel inputs each rank serves, in its serving order, and the widths
         # of the lookups it sends back (``Plan.served``: no other rank's weights are built).
         served = [plan.served(r) for r in range(len(plan.ranks))]
@@ -137,8 +156,11 @@ class Pipeline:
         row_parts = self._lookup_row_sliced(received_ids)
         if not self._exchanges:
             return self._assemble(ids, [], [])
+        after = [received, ok]
+        if self._hosts:
+            row_parts, after = self._sum_within_host(row_parts, batch, after)
         received, received_splits = self._send_embeddings(
-            lookups, row_parts, batch, None, after=[received, ok]
+            lookups, row_parts, batch, None, after=after
         )
         sources = exchange.by_source(received, received_splits, self.world_size)
         pieces, row_sums = self._receive_embeddings(sources, batch)
@@ -238,14 +260,20 @@ class Pipeline:
         # The anchor (empty: no bytes) makes every rank's tape record this exchange, and
         # carries the dependencies that order it after the layer's earlier collective.
         # No arithmetic on the payload itself: a bit-cast record would not survive it.
-        tie = exchange.depending_on(self.variables.anchor, after)
         world = self.world_size
+        if self._hosts and record is None:
+            tie = after[0][:0]  # the host sums' exchange: its gradient joins every tape
+        else:
+            tie = exchange.depending_on(self.variables.anchor, after)
         if record is None:
             parts = [tf.reshape(out, [world, -1]) for out in lookups]
-            if row_parts:
+            if row_parts and not self._hosts:
                 parts.append(tf.reshape(tf.concat(row_parts, axis=1), [world, -1]))
             parts.append(tf.reshape(tie, [world, 0]))
-            payload, splits = exchange.pack_rows(parts, self.compute_dtype)
+            if self._hosts and row_parts:
+                payload, splits = self._pack_with_host_sums(parts, row_parts)
+            else:
+                payload, splits = exchange.pack_rows(parts, self.compute_dtype)
         else:
             blocks = [
                 [record] + [exchange.rows_for(out, rank, batch) for out in lookups]
@@ -265,7 +293,7 @@ class Pipeline:
         pieces = []
         row_parts: dict[str, list[tf.Tensor]] = {name: [] for name in self._row_inputs}
         for source, widths, held in zip(
-            sources, self._served_widths, self._row_inputs_of, strict=True
+            sources, self._served_widths, self._row_senders, strict=True
         ):
             layout = [(self.compute_dtype, batch * width) for width in widths]
             held_widths = [self._table_of[name].width for name in held]
@@ -280,6 +308,78 @@ class Pipeline:
                 for name, part in zip(held, tf.split(block, held_widths, axis=1), strict=True):
                     row_parts[name].append(part)
         return pieces, [tf.add_n(row_parts[name]) for name in self._row_inputs]
+
+    # --- row_reduction host -----------------------------------------------------------
+
+    def _sum_within_host(self, row_parts, batch, after):
+        """Add up this host's partial sums before they leave it (``row_reduction: host``).
+
+        Rank ``l`` of a host of ``g`` ranks sums, for every row-sliced input with rows on
+        the host, the samples of the ranks at position ``l`` on every host: each holder
+        sends it those rows of its partial sums in one all-to-all within the host (the
+        other ranks get nothing). Returns (the sums, ``[hosts, batch, width]`` per input
+        of this host in group order, as one list; the exchange's output, which the
+        embedding exchange depends on).
+        """
+        world, hosts = self.world_size, self._hosts
+        g = world // hosts
+        host = self.rank // g
+        tie = exchange.depending_on(self.variables.anchor, after)
+        mine = self._row_inputs_of[self.rank]
+        width = sum(self._table_of[name].width for name in mine)
+        size = tf.constant(0, tf.int32)
+        flat = tf.zeros([0], tf.float32)
+        if mine:
+            # rows of source rank h * g + l: [hosts, g, batch * width], then per position l
+            block = tf.reshape(tf.concat(row_parts, axis=1), [hosts, g, -1])
+            flat = tf.reshape(tf.transpose(block, [1, 0, 2]), [-1])
+            size = hosts * batch * width
+        payload = tf.concat([tie, flat], 0)
+        splits = tf.concat(
+            [tf.zeros([host * g], tf.int32), tf.fill([g], size),
+             tf.zeros([world - host * g - g], tf.int32)],
+            0,
+        )
+        received, received_splits = exchange.differentiable_alltoall(
+            payload, splits, f"{self.name}_host_sums"
+        )
+        sources = exchange.by_source(received, received_splits, world)
+        parts: dict[str, list[tf.Tensor]] = {name: [] for name in self._host_inputs[host]}
+        for source in range(host * g, host * g + g):
+            held = self._row_inputs_of[source]
+            if not held:
+                continue
+            widths = [self._table_of[name].width for name in held]
+            block = tf.reshape(sources[source], [hosts, batch, sum(widths)])
+            for name, part in zip(held, tf.split(block, widths, axis=2), strict=True):
+                parts[name].append(part)
+        sums = [tf.add_n(parts[name]) for name in self._host_inputs[host]]
+        return sums, [received]
+
+    def _pack_with_host_sums(self, parts, sums):
+        """The embedding exchange's payload with this host's sums: rank ``h * g + l`` gets
+        the sums of its samples from rank ``l`` of every host with rows; ``parts`` (the
+        table-parallel lookups, ``[world, n]`` each) go to every rank as usual."""
+        world, hosts = self.world_size, self._hosts
+        g = world // hosts
+        rows = tf.concat([exchange.encode(part, self.compute_dtype) for part in parts], axis=1)
+        share = tf.shape(rows, out_type=tf.int32)[1]
+        summed = tf.reshape(tf.concat(sums, axis=2), [hosts, -1])
+        summed = exchange.encode(summed, self.compute_dtype)
+        mine = [h * g + self.rank % g for h in range(hosts)]
+        spread = tf.scatter_nd(
+            tf.constant(mine, tf.int32)[:, None], summed,
+            tf.stack([world, tf.shape(summed, out_type=tf.int32)[1]]),
+        )
+        to = tf.constant([r in mine for r in range(world)])
+        columns = tf.shape(spread, out_type=tf.int32)[1]
+        keep = tf.logical_or(
+            tf.range(share + columns)[None, :] < share, to[:, None]
+        )
+        payload = tf.boolean_mask(
+            tf.reshape(tf.concat([rows, spread], axis=1), [-1]), tf.reshape(keep, [-1])
+        )
+        return payload, share + columns * tf.cast(to, tf.int32)
 
     # --- outputs ------------------------------------------------------------------------
 

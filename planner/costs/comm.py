@@ -31,7 +31,7 @@ from typing import TypeVar
 import numpy as np
 
 from planner.plan import CommStats, Parameters, Plan, RankComm, Traffic
-from planner.spec import DTYPE_BYTES
+from planner.spec import DTYPE_BYTES, summing_hosts
 
 PHASES: tuple[str, ...] = (
     "id_alltoall",
@@ -41,8 +41,13 @@ PHASES: tuple[str, ...] = (
     "row_reduce_scatter",
     "row_grad_allgather",
     "dp_allreduce",
+    "row_host_sums",
+    "row_host_sum_grads",
 )
 ALLTOALL_PHASES = frozenset(PHASES[:6])  # the row phases ride in the all-to-alls
+# row_reduction host's exchanges within a host: listed in a plan's phase times only when
+# it has them, so plans without keep their bytes
+HOST_PHASES = frozenset(PHASES[7:])
 GIGABYTE = 10**9
 ROW_PARTIAL_BYTES = 4  # row-slice partial outputs and their gradients travel in float32
 Number = TypeVar("Number", int, float)
@@ -57,6 +62,7 @@ class CommConfig:
     compute_dtype: str = "float32"
     alltoall_bandwidth: float = 25.0
     allreduce_bandwidth: float = 25.0
+    intra_host_bandwidth: float = 200.0
 
     @classmethod
     def from_parameters(cls, params: Parameters) -> CommConfig | None:
@@ -69,9 +75,12 @@ class CommConfig:
             compute_dtype=params.compute_dtype,
             alltoall_bandwidth=params.alltoall_bandwidth,
             allreduce_bandwidth=params.allreduce_bandwidth,
+            intra_host_bandwidth=params.intra_host_bandwidth,
         )
 
     def bytes_per_second(self, phase: str) -> float:
+        if phase in HOST_PHASES:
+            return self.intra_host_bandwidth * GIGABYTE
         gbps = self.alltoall_bandwidth if phase in ALLTOALL_PHASES else self.allreduce_bandwidth
         return gbps * GIGABYTE
 
@@ -91,7 +100,9 @@ def phase_bytes(plan: Plan, config: CommConfig) -> dict[str, _Phase]:
         )
     b = config.global_batch_size // world
     out = DTYPE_BYTES[config.compute_dtype]
-    phases = {name: _Phase([0] * world, [0] * world) for name in PHASES}
+    phases = {
+        name: _Phase([0] * world, [0] * world) for name in PHASES if name not in HOST_PHASES
+    }
     tables = {t.name: t for t in plan.tables}
     table_of = {i.name: i.table for i in plan.inputs}
     hotness = {i.name: i.hotness for i in plan.inputs}
@@ -160,8 +171,12 @@ def _row_split_phases(plan: Plan, b: int, id_bytes: int, phases: dict[str, _Phas
     """Row-split traffic between each rank and each rank holding rows of the table: to
     the holder, per input, a count per sample and the ids in its rows (its share of the
     table's rows, ids taken as spread like the rows); from it, full-width float32
-    partial sums; the gradients back to it. Ranks holding no rows take no part."""
+    partial sums; the gradients back to it. Ranks holding no rows take no part. With
+    ``row_reduction: host`` the partial sums go through the host first
+    (:func:`host_sum_flows`)."""
     world = plan.world_size
+    params = plan.parameters
+    hosts = summing_hosts(params.row_reduction, world, params.gpus_per_host)
     tables = {t.name: t for t in plan.tables}
     row_sliced = set(plan.input_groups.row_sliced)
     per_sample: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # inputs, ids, width
@@ -180,17 +195,47 @@ def _row_split_phases(plan: Plan, b: int, id_bytes: int, phases: dict[str, _Phas
         held = ends - starts
         holder = (held > 0).astype(np.int64)
         ids = holder * (b * inputs * id_bytes) + (b * hotness * held // rows) * id_bytes
-        outputs = holder * (b * width * ROW_PARTIAL_BYTES)
         totals["ids_out"] += int(ids.sum()) - ids  # to every holder but itself
         totals["ids_in"] += (world - 1) * ids
+        if hosts:
+            flows = host_sum_flows(holder, hosts, b * width * ROW_PARTIAL_BYTES)
+            for key, flow in zip(("host_out", "host_in", "out_out", "out_in"), flows, strict=True):
+                totals[key] = totals.get(key, 0) + flow
+            continue
+        outputs = holder * (b * width * ROW_PARTIAL_BYTES)
         totals["out_out"] += (world - 1) * outputs
         totals["out_in"] += int(outputs.sum()) - outputs
-    for name, sent, received in (
+    names = [
         ("row_id_allgather", "ids_out", "ids_in"),
         ("row_reduce_scatter", "out_out", "out_in"),
         ("row_grad_allgather", "out_in", "out_out"),
-    ):
+    ]
+    if "host_out" in totals:
+        names += [("row_host_sums", "host_out", "host_in"),
+                  ("row_host_sum_grads", "host_in", "host_out")]
+    for name, sent, received in names:
         phases[name] = _Phase(totals[sent].tolist(), totals[received].tolist())
+
+
+def host_sum_flows(
+    holder: np.ndarray, hosts: int, block: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One row-split table's partial sums under ``row_reduction: host``, per rank: bytes
+    sent and received within the host (each holder sends each other rank of its host the
+    partial sums of the samples that rank sums: those of the ranks at its position on
+    every host), then sent and received across hosts (each rank of a host holding rows
+    sends its sum to the ranks at its position on the other hosts). ``holder``: 1 where
+    a rank holds rows; ``block``: one rank's samples' partial sums, in bytes."""
+    world = len(holder)
+    g = world // hosts
+    on_host = holder.reshape(hosts, g).sum(axis=1)  # holders per host
+    host_holds = np.repeat((on_host > 0).astype(np.int64), g)
+    mates = np.repeat(on_host, g) - holder  # other holders on the rank's host
+    within_sent = holder * ((g - 1) * hosts * block)
+    within_received = mates * (hosts * block)
+    across_sent = host_holds * ((hosts - 1) * block)
+    across_received = (int((on_host > 0).sum()) - host_holds) * block
+    return within_sent, within_received, across_sent, across_received
 
 
 def _everyone(phase: _Phase, count: int) -> None:
@@ -225,7 +270,11 @@ def estimate_comm(plan: Plan, config: CommConfig) -> list[RankComm]:
 
 def summarize_comm(comms: list[RankComm]) -> CommStats:
     """Totals over ranks; a phase lasts as long as its slowest rank, phases one after another."""
-    phase_seconds = {name: max(getattr(comm, name).seconds for comm in comms) for name in PHASES}
+    phase_seconds = {
+        name: max(getattr(comm, name).seconds for comm in comms)
+        for name in PHASES
+        if name not in HOST_PHASES or any(getattr(comm, name).sent for comm in comms)
+    }
     total = sum(comm.sent_bytes for comm in comms)
     return CommStats(
         total_bytes=total,

@@ -37,9 +37,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.costs.comm import GIGABYTE, ROW_PARTIAL_BYTES, plain_sum, ring_allreduce_bytes
+from planner.costs.comm import (
+    GIGABYTE,
+    ROW_PARTIAL_BYTES,
+    host_sum_flows,
+    plain_sum,
+    ring_allreduce_bytes,
+)
 from planner.plan import Parameters, Plan, RankStep, StepStats
-from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec
+from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec, summing_hosts
 
 LOOKUP_SECONDS = 1e-10  # per id looked up, per piece: 10 G ids/s of kernel work
 BACKWARD_FACTOR = 2  # backward lookups (gradient scatter and update) over forward
@@ -47,11 +53,14 @@ MIN_ROW_BYTES = 128  # a row read moves at least one 128-byte cache line
 STAGES: tuple[str, ...] = (
     "ids",
     "forward_lookups",
+    "host_sums",
     "outputs",
     "output_gradients",
+    "host_sum_gradients",
     "backward_lookups",
     "dp_allreduce",
 )
+HOST_STAGES = frozenset({"host_sums", "host_sum_gradients"})  # row_reduction host only
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ class StepConfig:
     alltoall_bandwidth: float = 25.0 * GIGABYTE
     ring_bandwidth: float = 25.0 * GIGABYTE
     memory_bandwidth: float = 900.0 * GIGABYTE
+    summing_hosts: int = 0  # row_reduction host over several hosts: how many
 
     @classmethod
     def of(cls, settings: Spec | Parameters, world_size: int, batch: int) -> StepConfig:
@@ -83,6 +93,9 @@ class StepConfig:
             alltoall_bandwidth=settings.alltoall_bandwidth * GIGABYTE,
             ring_bandwidth=settings.allreduce_bandwidth * GIGABYTE,
             memory_bandwidth=settings.memory_bandwidth * GIGABYTE,
+            summing_hosts=summing_hosts(
+                settings.row_reduction, world_size, settings.gpus_per_host
+            ),
         )
 
     @property
@@ -173,16 +186,25 @@ def estimate_step(
             memory[rank] += ids * (config.id_bytes + row_read(cols, load.itemsize))
             memory[rank] += batch * load.outputs_per_sample * cols * config.output_bytes
             lookups[rank] += ids
-    # Row splits travel in the same two all-to-alls (see _row_split_costs).
+    # Row splits travel in the same two all-to-alls (see _row_split_costs); with
+    # row_reduction host their partial sums go through the host first (_host_sum_costs).
     row_ids_peer, row_outputs_peer = np.zeros(world, np.int64), np.zeros(world, np.int64)
     row_memory, row_lookups = np.zeros(world, np.int64), np.zeros(world, np.int64)
+    within = [np.zeros(world, np.int64), np.zeros(world, np.int64)]  # sent, received
+    across = [np.zeros(world, np.int64), np.zeros(world, np.int64)]
     for t, counts in holdings.row_rows.items():
         ids_part, outputs_part, memory_part, lookups_part = _row_split_costs(
             config, loads[t], counts
         )
         row_ids_peer = row_ids_peer + ids_part  # not in place: a part may hold Python ints
-        row_outputs_peer = row_outputs_peer + outputs_part
         row_memory, row_lookups = row_memory + memory_part, row_lookups + lookups_part
+        if config.summing_hosts:
+            flows, sums_memory = _host_sum_costs(config, loads[t], counts)
+            within = [within[0] + flows[0], within[1] + flows[1]]
+            across = [across[0] + flows[2], across[1] + flows[3]]
+            row_memory = row_memory + sums_memory
+        else:
+            row_outputs_peer = row_outputs_peer + outputs_part
     replica_memory, replica_ids, gradients = 0, 0, 0
     for t in holdings.replicas:
         load = loads[t]
@@ -197,7 +219,10 @@ def estimate_step(
 
     ids_peer = (np.asarray(ids_peer, np.int64) + row_ids_peer).tolist()
     outputs_peer = (np.asarray(outputs_peer, np.int64) + row_outputs_peer).tolist()
-    outputs = _all_to_all_seconds(config, outputs_peer)
+    outputs = _all_to_all_seconds(config, outputs_peer, across)
+    host_sums = [
+        max(int(s), int(r)) / config.intra_bandwidth for s, r in zip(*within, strict=True)
+    ]
     forward = [
         (m + int(rm) + replica_memory) / config.memory_bandwidth
         + (n + int(rn) + replica_ids) * LOOKUP_SECONDS
@@ -206,12 +231,17 @@ def estimate_step(
     rank_seconds = {
         "ids": _all_to_all_seconds(config, ids_peer),
         "forward_lookups": forward,
+        "host_sums": host_sums,
         "outputs": outputs,
         "output_gradients": outputs,
+        "host_sum_gradients": host_sums,
         "backward_lookups": [BACKWARD_FACTOR * f for f in forward],
         "dp_allreduce": [config.ring_seconds(gradients)] * world,
     }
     stage_seconds = {stage: max(rank_seconds[stage]) for stage in STAGES}
+    if not config.summing_hosts:
+        rank_seconds = {s: v for s, v in rank_seconds.items() if s not in HOST_STAGES}
+        stage_seconds = {s: v for s, v in stage_seconds.items() if s not in HOST_STAGES}
     return StepEstimate(rank_seconds, stage_seconds, plain_sum(stage_seconds.values()))
 
 
@@ -251,13 +281,34 @@ def _row_split_costs(
     return tuple(np.array(column, dtype=object) for column in zip(*values, strict=True))
 
 
-def _all_to_all_seconds(config: StepConfig, per_peer: list[int]) -> list[float]:
+def _host_sum_costs(
+    config: StepConfig, load: TableLoad, counts: Sequence[int]
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """One row-split table's partial sums under ``row_reduction: host``: per rank, the
+    bytes sent and received within its host and across hosts (``host_sum_flows``), and
+    the bytes a rank moves adding up its host's partial sums for the samples it sums
+    (reading each holder's, writing the sum)."""
+    b, hosts = config.local_batch, config.summing_hosts
+    block = b * load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
+    holder = (np.asarray(counts, np.int64) > 0).astype(np.int64)
+    flows = host_sum_flows(holder, hosts, block)
+    g = config.world_size // hosts
+    on_host = np.repeat(holder.reshape(hosts, g).sum(axis=1), g)
+    memory = np.where(on_host > 0, (on_host + 1) * hosts * block, 0)
+    return flows, memory
+
+
+def _all_to_all_seconds(
+    config: StepConfig, per_peer: list[int], across: list[np.ndarray] | None = None
+) -> list[float]:
     """Each rank's time in an all-to-all where rank r exchanges ``per_peer[r]`` bytes with
-    every other rank (its own account) and ``per_peer[q]`` with each other rank q (theirs).
+    every other rank (its own account) and ``per_peer[q]`` with each other rank q (theirs),
+    plus, with ``across``, the bytes each rank sends and receives across hosts besides.
 
     Bytes within a host and bytes between hosts use different links at the same time; a
     rank's time is the longer of the two, each the larger of sent and received.
     """
+    extra_sent, extra_received = across if across is not None else ([0] * len(per_peer),) * 2
     world, g = config.world_size, config.gpus_per_host
     hosts = -(-world // g)
     host_total = [0] * hosts
@@ -269,8 +320,9 @@ def _all_to_all_seconds(config: StepConfig, per_peer: list[int]) -> list[float]:
         host = rank // g
         peers_here = min(g, world - host * g) - 1
         own_intra, own_inter = peers_here * x, (world - 1 - peers_here) * x
+        own_inter += int(extra_sent[rank])
         theirs_intra = host_total[host] - x
-        theirs_inter = total - host_total[host]
+        theirs_inter = total - host_total[host] + int(extra_received[rank])
         seconds.append(
             max(
                 max(own_intra, theirs_intra) / config.intra_bandwidth,
@@ -322,7 +374,11 @@ def plan_step(plan: Plan) -> list[RankStep] | None:
 
 def summarize_step(steps: list[RankStep]) -> StepStats:
     """Each stage as long as its slowest rank, stages one after another."""
-    stage_seconds = {stage: max(getattr(step, stage) for step in steps) for stage in STAGES}
+    stage_seconds = {
+        stage: max(getattr(step, stage) for step in steps)
+        for stage in STAGES
+        if stage not in HOST_STAGES or any(getattr(step, stage) for step in steps)
+    }
     slowest = max(range(len(steps)), key=lambda r: (steps[r].seconds, -r))
     return StepStats(
         stage_seconds=stage_seconds,

@@ -13,7 +13,10 @@ from launching import WORKERS, check
 
 pytestmark = pytest.mark.runtime
 
-SCENARIOS = ["groups", "groups_function", "traffic"]
+SCENARIOS = [
+    "groups", "groups_function", "traffic",
+    "host_sums", "host_sums_function", "host_sums_half", "host_sums_traffic",
+]
 
 
 @pytest.fixture(scope="module", params=[3, 4])

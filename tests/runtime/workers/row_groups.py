@@ -22,6 +22,7 @@ import tensorflow as tf
 from common import plan_for
 from scenarios import _seed, check, inp, table
 
+from planner.costs.comm import CommConfig, estimate_comm
 from planner.plan import Plan, parse_plan
 from runtime import exchange
 from runtime.checks import RECORD_FIELDS
@@ -57,9 +58,18 @@ GROUPS = {
 }
 
 
-def grouped_plan() -> Plan:
-    """The planner's plan for SPEC, its row splits moved onto GROUPS' ranks."""
-    plan = plan_for(SPEC)
+# row_reduction host: 4 ranks as two hosts of 2, 3 ranks as three hosts of 1
+def host_spec() -> dict:
+    """SPEC with row_reduction host, and the traffic scenario's batch for the estimate."""
+    return {
+        **SPEC, "row_reduction": "host", "global_batch_size": 3 * hvd.size(),
+        "gpus_per_host": 2 if hvd.size() == 4 else 1,
+    }
+
+
+def grouped_plan(spec: dict = SPEC) -> Plan:
+    """The planner's plan for ``spec``, its row splits moved onto GROUPS' ranks."""
+    plan = plan_for(spec)
     groups = GROUPS[hvd.size()]
     if sorted(plan.groups.row_sliced) != sorted(groups):
         raise AssertionError(f"row-sliced tables {plan.groups.row_sliced}; fix SPEC")
@@ -142,6 +152,54 @@ def traffic():
         raise AssertionError(f"embedding all-to-all received {seen.embeddings}, not [{outputs}]")
 
 
+def host_sums_traffic():
+    """Eager, dense ids: under row_reduction host the embedding all-to-all carries each
+    rank's partial sums only from the rank at its position on each host with rows, and
+    the exchange within the host only the holders' rows for the ranks each one sums."""
+    plan, local_batch = grouped_plan(host_spec()), 3
+    dense = {name: "dense" for name in LAYOUTS if name != "w"}
+    with SplitsSeen() as seen:
+        check("host_sums_traffic", SPEC, layouts=dense, local_batch=local_batch, plan=plan)
+    world, g = plan.world_size, plan.parameters.gpus_per_host
+    hosts, rank = world // g, hvd.rank()
+    table_of = {i.name: plan.table(i.table) for i in plan.inputs}
+    spans = {s.table: s.ranks for s in plan.row_splits}
+
+    def held(r: int) -> list[str]:
+        return [n for n in plan.input_groups.row_sliced
+                if spans[table_of[n].name][0] <= r < spans[table_of[n].name][1]]
+
+    def on_host(h: int) -> list[str]:
+        return [n for n in plan.input_groups.row_sliced
+                if any(held(r).count(n) for r in range(h * g, h * g + g))]
+
+    sums = [
+        local_batch * hosts * sum(table_of[n].width for n in held(s))
+        if s // g == rank // g else 0
+        for s in range(world)
+    ]
+    outputs = []
+    for s, rank_plan in enumerate(plan.ranks):
+        widths = [rank_plan.table_parallel_weights[x.weight].width
+                  for x in rank_plan.table_parallel_inputs]
+        if s % g == rank % g:
+            widths += [table_of[n].width for n in on_host(s // g)]
+        outputs.append(local_batch * sum(widths))
+    if seen.embeddings != [sums, outputs]:
+        raise AssertionError(
+            f"host sums and embeddings received {seen.embeddings}, expected {[sums, outputs]}"
+        )
+    # float32 throughout, so 4 bytes an element: against the planner's estimate (made
+    # anew: grouped_plan moved the row splits after planning)
+    comm = estimate_comm(plan, CommConfig.from_parameters(plan.parameters))[rank]
+    within = 4 * (sum(sums) - sums[rank])
+    across = 4 * (sum(outputs) - outputs[rank])
+    estimated = (comm.row_host_sums.received,
+                 comm.embedding_alltoall.received + comm.row_reduce_scatter.received)
+    if (within, across) != estimated:
+        raise AssertionError(f"received {(within, across)} bytes, the plan says {estimated}")
+
+
 SCENARIOS = {
     "groups": lambda: check("groups", SPEC, layouts=LAYOUTS, plan=grouped_plan()),
     "groups_function": lambda: check(
@@ -149,6 +207,16 @@ SCENARIOS = {
         dtype=tf.int64,
     ),
     "traffic": traffic,
+    "host_sums": lambda: check("host_sums", SPEC, layouts=LAYOUTS, plan=grouped_plan(host_spec())),
+    "host_sums_function": lambda: check(
+        "host_sums_function", SPEC, layouts=LAYOUTS, plan=grouped_plan(host_spec()),
+        function=True, dtype=tf.int64,
+    ),
+    "host_sums_half": lambda: check(
+        "host_sums_half", SPEC, layouts=LAYOUTS, plan=grouped_plan(host_spec()),
+        policy="mixed_float16", atol=2e-2,
+    ),
+    "host_sums_traffic": host_sums_traffic,
 }
 
 
