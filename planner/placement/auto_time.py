@@ -27,7 +27,8 @@ path by much.
   ``gpus_per_host`` ranks (the world a multiple of it), a variant splits the rows of
   each table whose whole load is above the mean rank's over one host's ranks, where
   that lowers its holders' load (each receives and looks up its share of the ids, but
-  sends full-width partial sums): each on the least loaded host with room.
+  sends full-width partial sums, or with ``row_reduction: host`` the host's sums for
+  its position): each on the least loaded host with room.
 - **Memory.** A rank takes a piece only when it fits next to what it holds; a table
   that needs more than half a rank even cut as far as its width allows is row-sliced
   over all ranks (``dp_input`` only).
@@ -91,17 +92,31 @@ class FastPlacements:
     def host_split_seconds(self, t: int, holders: int) -> float:
         """What each of ``holders`` ranks splitting table ``t``'s rows evenly costs per
         step: its share of the ids (and a count per sample and input) in, full-width
-        float32 partial sums out, its share of the lookups."""
+        float32 partial sums out, its share of the lookups. With ``row_reduction: host``
+        the partial sums go to the host's other ranks, and each rank sends the host's
+        sum for its position to the other hosts (forward and backward)."""
         config, load = self.step_config, self.loads[t]
         b, batch = config.local_batch, config.global_batch_size
         outputs = load.outputs_per_sample * load.width * ROW_PARTIAL_BYTES
         counts = load.outputs_per_sample * config.id_bytes
         ids = load.ids_per_sample / holders
-        per_peer = b * (counts + ids * config.id_bytes) + 2 * b * outputs
+        per_peer = b * (counts + ids * config.id_bytes)
         memory = batch * (counts + outputs)
         memory += batch * ids * (config.id_bytes + row_read(load.width, load.itemsize))
+        sums = 0.0
+        if hosts := config.summing_hosts:
+            g = self.world // hosts
+            memory += (g + 1) * hosts * b * outputs
+            sums = 2 * b * outputs * (
+                (g - 1) * hosts / config.intra_bandwidth
+                + (hosts - 1) / config.alltoall_bandwidth
+            )
+        else:
+            per_peer += 2 * b * outputs
         forward = memory / config.memory_bandwidth + batch * ids * LOOKUP_SECONDS
-        return per_peer * self._seconds_per_peer_byte() + (1 + BACKWARD_FACTOR) * forward
+        return (
+            per_peer * self._seconds_per_peer_byte() + sums + (1 + BACKWARD_FACTOR) * forward
+        )
 
     def _host_size(self) -> int:
         """Ranks per host when rows can be split over a host: 0 when they cannot (no

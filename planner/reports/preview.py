@@ -214,8 +214,10 @@ def _comm_lines(plan: Plan) -> list[str]:
 STAGE_LABELS: dict[str, str] = {
     "ids": "ids",
     "forward_lookups": "lookups",
+    "host_sums": "sums within hosts",
     "outputs": "outputs",
     "output_gradients": "output gradients",
+    "host_sum_gradients": "their gradients within hosts",
     "backward_lookups": "backward lookups",
     "dp_allreduce": "data-parallel gradients",
 }
@@ -235,6 +237,7 @@ def _step_lines(plan: Plan) -> list[str]:
         f"estimated step {_ms(step.step_seconds)} ({stages}); slowest rank {step.slowest_rank}; "
         f"{p.gpus_per_host} GPUs per host, {p.intra_host_bandwidth:g} GB/s within a host, "
         f"{p.memory_bandwidth:g} GB/s memory"
+        + ("; row-sliced sums added up within hosts" if p.row_reduction == "host" else "")
     ]
 
 

@@ -3,7 +3,9 @@
 A step with all three groups makes exactly three all-to-alls of the layer's own (ids;
 embeddings and row-sliced partial results; their gradients) and one grouped
 all-reduce of the data-parallel gradients, with 40 tables as with 400, through
-``DistributedGradientTape`` and through ``model.fit`` with ``DistributedOptimizer``.
+``DistributedGradientTape`` and through ``model.fit`` with ``DistributedOptimizer``;
+with ``row_reduction: host`` two all-to-alls more (the partial sums within the host and
+their gradients).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from launching import WORKERS, check, launch
 
 pytestmark = pytest.mark.runtime
 
-SCENARIOS = ["tape", "fit", "no_slowdown"]
+SCENARIOS = ["tape", "tape_host_sums", "fit", "no_slowdown"]
 EXPECTED = {"HorovodAlltoall": 3, "HorovodGroupedAllreduce": 1}
+# row_reduction host: the partial sums' exchange within the host, and its gradient
+EXPECTED_HOST_SUMS = {"HorovodAlltoall": 5, "HorovodGroupedAllreduce": 1}
 ATTEMPTS = 3  # fresh jobs in which the slowdown may show
 
 
@@ -41,12 +45,15 @@ def counts(results: dict, scenario: str) -> dict[int, dict[str, int]]:
     return found
 
 
-@pytest.mark.parametrize("scenario", ["tape", "fit"])
-def test_collectives_per_step_do_not_grow_with_tables(two_ranks, scenario):
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [("tape", EXPECTED), ("tape_host_sums", EXPECTED_HOST_SUMS), ("fit", EXPECTED)],
+)
+def test_collectives_per_step_do_not_grow_with_tables(two_ranks, scenario, expected):
     check(two_ranks, scenario, 2)
     found = counts(two_ranks, scenario)
     assert set(found) == {40, 400}, two_ranks["__output__"][0]
-    assert found[40] == found[400] == EXPECTED
+    assert found[40] == found[400] == expected
     assert sum(found[400].values()) <= 8
 
 

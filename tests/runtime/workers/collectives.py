@@ -106,14 +106,20 @@ def _report(scenario: str, count: int, plan, counts) -> None:
         print(f"GROUPS {scenario} {count} {_groups(plan)}", flush=True)
 
 
-def tape() -> None:
+def tape(scenario: str = "tape", **options) -> None:
     for count in TABLE_COUNTS:
-        plan = common.plan_for(generated_spec(count))
-        step = training_step(DistributedEmbedding.from_plan(plan, name=f"de_tape_{count}"))
+        plan = common.plan_for({**generated_spec(count), **options})
+        layer = DistributedEmbedding.from_plan(plan, name=f"de_{scenario}_{count}")
+        step = training_step(layer)
         ids, targets = _ids_and_targets(plan, LOCAL_BATCH)
         if count == TABLE_COUNTS[0]:
             step(ids, targets)
-        _report("tape", count, plan, collective_ops(step.get_concrete_function(ids, targets)))
+        _report(scenario, count, plan, collective_ops(step.get_concrete_function(ids, targets)))
+
+
+def tape_host_sums() -> None:
+    """row_reduction host on two hosts of one rank: one all-to-all more each way."""
+    tape("tape_host_sums", row_reduction="host", gpus_per_host=1)
 
 
 def fit() -> None:
@@ -207,6 +213,7 @@ def slowdown_reproduces() -> None:
 
 SCENARIOS = {
     "tape": tape,
+    "tape_host_sums": tape_host_sums,
     "fit": fit,
     "no_slowdown": no_slowdown,
     "slowdown_reproduces": slowdown_reproduces,

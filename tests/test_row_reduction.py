@@ -1,0 +1,176 @@
+"""``row_reduction: host``: row-sliced partial sums added up within each host first.
+
+Worked by hand on 4 ranks as two hosts of 2 (global batch 8, so b = 2 samples per
+rank), one table ``r`` of 1000 x 4 row-sliced over all ranks and read by one one-hot
+input: a rank's samples' partial sums are 2 x 4 float32 = 32 B (a *block*).
+
+- direct: each holder sends its block for every other rank: 3 x 32 = 96 B out, and
+  receives one from each of the 3 others, 96 B in.
+- host: each holder sends the rank beside it on its host the blocks of the ranks that
+  rank sums for (its position on both hosts: 2 blocks, 64 B) and gets as much from it;
+  then each rank sends its host's sum to the rank at its position on the other host
+  (32 B) and gets that host's sum from it (32 B).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from planner.cli import main
+from planner.costs.comm import host_sum_flows
+from planner.errors import SpecError
+from planner.planning import make_plan
+from planner.spec import load_spec, spec_from_dict
+from planner.validation import plan_problems
+
+SPEC = {
+    "world_size": 4,
+    "strategy": "basic",
+    "row_slice_threshold": 4000,
+    "global_batch_size": 8,
+    "gpus_per_host": 2,
+    "alltoall_bandwidth": 1e-6,  # 1000 B/s
+    "intra_host_bandwidth": 2e-6,  # 2000 B/s
+    "tables": [{"name": "r", "rows": 1000, "width": 4, "combiner": "sum"}],
+    "inputs": [{"name": "r", "table": "r"}],
+}
+
+
+def plan_of(**changes):
+    return make_plan(spec_from_dict({**SPEC, **changes}))
+
+
+def traffic(plan, phase: str) -> list[tuple[int, int]]:
+    return [(getattr(r.comm, phase).sent, getattr(r.comm, phase).received) for r in plan.ranks]
+
+
+def test_direct_sends_every_holders_partial_sums_to_every_rank() -> None:
+    plan = plan_of()
+    assert plan.groups.row_sliced == ["r"]
+    assert traffic(plan, "row_reduce_scatter") == [(96, 96)] * 4
+    assert traffic(plan, "row_host_sums") == [(0, 0)] * 4
+    assert "row_host_sums" not in plan.stats.comm.phase_seconds
+    # outputs stage: 32 B to the host's other rank at 2000 B/s, 64 B off it at 1000 B/s
+    assert plan.stats.step.stage_seconds["outputs"] == pytest.approx(0.064)
+    assert "host_sums" not in plan.stats.step.stage_seconds
+
+
+def test_host_sums_within_the_host_then_send_one_sum_across() -> None:
+    plan = plan_of(row_reduction="host")
+    assert traffic(plan, "row_reduce_scatter") == [(32, 32)] * 4
+    assert traffic(plan, "row_grad_allgather") == [(32, 32)] * 4
+    assert traffic(plan, "row_host_sums") == [(64, 64)] * 4
+    assert traffic(plan, "row_host_sum_grads") == [(64, 64)] * 4
+    assert plan.stats.comm.phase_seconds["row_host_sums"] == pytest.approx(64 / 2000)
+    stages = plan.stats.step.stage_seconds
+    assert stages["host_sums"] == stages["host_sum_gradients"] == pytest.approx(64 / 2000)
+    assert stages["outputs"] == stages["output_gradients"] == pytest.approx(32 / 1000)
+    assert list(stages) == [
+        "ids", "forward_lookups", "host_sums", "outputs", "output_gradients",
+        "host_sum_gradients", "backward_lookups", "dp_allreduce",
+    ]
+    # the ids travel as before
+    assert traffic(plan, "row_id_allgather") == traffic(plan_of(), "row_id_allgather")
+    assert plan_problems(plan) == []
+
+
+def test_a_host_split_sums_on_its_host_and_sends_each_other_rank_one_sum() -> None:
+    # rows on host 0 only (ranks 0 and 1), blocks of 32 B
+    sent_in, received_in, sent_out, received_out = host_sum_flows(
+        np.array([1, 1, 0, 0]), hosts=2, block=32
+    )
+    assert sent_in.tolist() == [64, 64, 0, 0]
+    assert received_in.tolist() == [64, 64, 0, 0]
+    assert sent_out.tolist() == [32, 32, 0, 0]  # to ranks 2 and 3, one each
+    assert received_out.tolist() == [0, 0, 32, 32]
+
+
+def test_one_host_is_the_direct_exchange() -> None:
+    one_host = {"gpus_per_host": 8}
+    direct, host = plan_of(**one_host), plan_of(row_reduction="host", **one_host)
+    assert [r.comm for r in host.ranks] == [r.comm for r in direct.ranks]
+    assert host.stats.step == direct.stats.step
+
+
+def test_the_default_leaves_plans_as_they_were() -> None:
+    direct = plan_of()
+    assert "row_reduction" not in direct.to_json()
+    assert '"row_reduction": "host"' in plan_of(row_reduction="host").to_json()
+    assert direct.fingerprint == make_plan(spec_from_dict(SPEC)).fingerprint
+    assert plan_of(row_reduction="host").fingerprint != direct.fingerprint
+
+
+def test_hosts_that_do_not_fill_evenly_are_refused() -> None:
+    with pytest.raises(SpecError, match=r"row_reduction: host .* 12 ranks do not fill evenly"):
+        spec_from_dict({**SPEC, "world_size": 12, "gpus_per_host": 8, "global_batch_size": 12,
+                        "row_reduction": "host"})
+
+
+def test_the_option_reaches_the_plan(tmp_path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "world_size: 4\nrow_slice_threshold: 4000\nglobal_batch_size: 8\ngpus_per_host: 2\n"
+        "tables: [{name: r, rows: 1000, width: 4, combiner: sum}]\n"
+        "inputs: [{name: r, table: r}]\n"
+    )
+    out = tmp_path / "p.plan.json"
+    runner = CliRunner()
+    done = runner.invoke(main, ["plan", str(spec), "--row-reduction", "host", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    assert '"row_reduction": "host"' in out.read_text()
+    checked = runner.invoke(main, ["validate", str(out), "--spec", str(spec),
+                                   "--row-reduction", "host"])
+    assert checked.exit_code == 0, checked.output
+
+
+@given(
+    st.integers(1, 6).flatmap(
+        lambda hosts: st.tuples(
+            st.just(hosts),
+            st.integers(1, 5).flatmap(
+                lambda g: st.lists(st.integers(0, 1), min_size=hosts * g, max_size=hosts * g)
+            ),
+            st.integers(1, 1000),
+        )
+    )
+)
+def test_host_sums_move_every_byte_they_send_and_cross_hosts_less(case) -> None:
+    hosts, holder, block = case
+    holder = np.array(holder)
+    world = len(holder)
+    g = world // hosts
+    sent_in, received_in, sent_out, received_out = host_sum_flows(holder, hosts, block)
+    assert sent_in.sum() == received_in.sum()
+    assert sent_out.sum() == received_out.sum()
+    # direct: each holder sends its block to every rank on another host
+    direct_across = int(holder.sum()) * (world - g) * block
+    assert sent_out.sum() <= direct_across
+    # a rank receives across hosts one block per other host with rows, no more
+    with_rows = holder.reshape(hosts, g).any(axis=1)
+    assert (received_out <= block * (with_rows.sum())).all()
+
+
+def test_auto_with_host_sums_pays_less_for_its_host_splits() -> None:
+    # synthetic_tiny on 4 hosts of 8: auto splits its three multi-hot tables' rows over
+    # a host either way; with host sums their outputs leave each host once, not 8 times
+    options = {"world_size": 32, "strategy": "auto", "device_memory": 80 * 2**30,
+               "global_batch_size": 512 * 32}
+    config = Path(__file__).parent.parent / "configs" / "synthetic_tiny.yaml"
+    direct = make_plan(load_spec(config, options))
+    host = make_plan(load_spec(config, {**options, "row_reduction": "host"}))
+    split_direct, split_host = (  # tables whose rows lie on one host's 8 ranks
+        {s.table for s in plan.row_splits if s.ranks[1] - s.ranks[0] == 8}
+        for plan in (direct, host)
+    )
+    assert split_direct == split_host == {"g0_t0", "g1_t0", "g2_t0"}
+    stages = host.stats.step.stage_seconds
+    assert stages["outputs"] < 0.7 * direct.stats.step.stage_seconds["outputs"]
+    assert 0 < stages["host_sums"] < stages["outputs"]
+    assert host.stats.step.step_seconds < 0.9 * direct.stats.step.step_seconds
+    assert plan_problems(host) == []
