@@ -366,6 +366,8 @@ def specs(draw):
             "column_slice_threshold": draw(st.one_of(st.none(), st.integers(0, 1500))),
             "global_batch_size": world * draw(st.integers(1, 64)),
             "id_bytes": draw(st.sampled_from([4, 8])),
+            "gpus_per_host": draw(st.sampled_from([g for g in range(1, 7) if world % g == 0])),
+            "row_reduction": draw(st.sampled_from(["direct", "host"])),
             "tables": tables,
             "inputs": inputs,
         }

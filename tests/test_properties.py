@@ -330,6 +330,7 @@ def test_shard_held_by_no_local_weight_is_reported():
         pytest.param({"data_parallel_threshold": 0}, id="dp-0"),
         pytest.param({"dp_input": False, "row_slice_threshold": 5}, id="mp-input"),
         pytest.param({"world_size": 1, "data_parallel_threshold": 5}, id="one-rank"),
+        pytest.param({"row_reduction": "host", "gpus_per_host": 1}, id="host-sums"),
     ],
 )
 def test_plan_spec_is_the_spec_it_was_made_from(params):

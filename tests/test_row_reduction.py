@@ -91,9 +91,10 @@ def test_a_host_split_sums_on_its_host_and_sends_each_other_rank_one_sum() -> No
     assert received_out.tolist() == [0, 0, 32, 32]
 
 
-def test_one_host_is_the_direct_exchange() -> None:
-    one_host = {"gpus_per_host": 8}
-    direct, host = plan_of(**one_host), plan_of(row_reduction="host", **one_host)
+@pytest.mark.parametrize("gpus_per_host", [8, 1], ids=["one host", "one rank per host"])
+def test_nothing_to_add_up_is_the_direct_exchange(gpus_per_host) -> None:
+    hosts = {"gpus_per_host": gpus_per_host}
+    direct, host = plan_of(**hosts), plan_of(row_reduction="host", **hosts)
     assert [r.comm for r in host.ranks] == [r.comm for r in direct.ranks]
     assert host.stats.step == direct.stats.step
 

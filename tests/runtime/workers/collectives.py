@@ -35,6 +35,7 @@ from runtime import DistributedEmbedding, DistributedGradientTape
 from runtime.diagnostics import collective_ops
 
 TABLE_COUNTS = (40, 400)
+HOST_SUMS_COUNTS = (40, 120)
 LOCAL_BATCH = 4
 
 
@@ -106,20 +107,21 @@ def _report(scenario: str, count: int, plan, counts) -> None:
         print(f"GROUPS {scenario} {count} {_groups(plan)}", flush=True)
 
 
-def tape(scenario: str = "tape", **options) -> None:
-    for count in TABLE_COUNTS:
+def tape(scenario: str = "tape", counts=TABLE_COUNTS, **options) -> None:
+    for count in counts:
         plan = common.plan_for({**generated_spec(count), **options})
         layer = DistributedEmbedding.from_plan(plan, name=f"de_{scenario}_{count}")
         step = training_step(layer)
         ids, targets = _ids_and_targets(plan, LOCAL_BATCH)
-        if count == TABLE_COUNTS[0]:
+        if count == counts[0]:
             step(ids, targets)
         _report(scenario, count, plan, collective_ops(step.get_concrete_function(ids, targets)))
 
 
 def tape_host_sums() -> None:
-    """row_reduction host on two hosts of one rank: one all-to-all more each way."""
-    tape("tape_host_sums", row_reduction="host", gpus_per_host=1)
+    """row_reduction host on 4 ranks as two hosts of 2: one all-to-all more each way
+    (fewer tables: 4 ranks tracing on 2 cores)."""
+    tape("tape_host_sums", HOST_SUMS_COUNTS, row_reduction="host", gpus_per_host=2)
 
 
 def fit() -> None:

@@ -24,6 +24,7 @@ from scenarios import _seed, check, inp, table
 
 from planner.costs.comm import CommConfig, estimate_comm
 from planner.plan import Plan, parse_plan
+from planner.spec import summing_hosts
 from runtime import exchange
 from runtime.checks import RECORD_FIELDS
 
@@ -60,7 +61,8 @@ GROUPS = {
 
 # row_reduction host: 4 ranks as two hosts of 2, 3 ranks as three hosts of 1
 def host_spec() -> dict:
-    """SPEC with row_reduction host, and the traffic scenario's batch for the estimate."""
+    """SPEC with row_reduction host, and the traffic scenario's batch for the estimate;
+    on 3 ranks, hosts of one rank, which have nothing to add up (the direct exchange)."""
     return {
         **SPEC, "row_reduction": "host", "global_batch_size": 3 * hvd.size(),
         "gpus_per_host": 2 if hvd.size() == 4 else 1,
@@ -161,7 +163,13 @@ def host_sums_traffic():
     with SplitsSeen() as seen:
         check("host_sums_traffic", SPEC, layouts=dense, local_batch=local_batch, plan=plan)
     world, g = plan.world_size, plan.parameters.gpus_per_host
-    hosts, rank = world // g, hvd.rank()
+    hosts, rank = summing_hosts("host", world, g), hvd.rank()
+    if not hosts:
+        data = common.make_data(plan, local_batch, seed=_seed("host_sums_traffic"), layouts=dense)
+        _, outputs = expected_splits(plan, data, local_batch)
+        if seen.embeddings != [outputs]:
+            raise AssertionError(f"embeddings received {seen.embeddings}, not [{outputs}]")
+        return
     table_of = {i.name: plan.table(i.table) for i in plan.inputs}
     spans = {s.table: s.ranks for s in plan.row_splits}
 
