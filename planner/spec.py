@@ -86,8 +86,11 @@ def summing_hosts(row_reduction: str, world_size: int, gpus_per_host: int) -> in
     """Hosts whose ranks add up row-sliced partial sums among themselves before sending
     them on (``row_reduction: host`` over several hosts); 0 when each holder sends its
     own to every rank. On one host the two are the same exchange, and a host of one
-    rank has nothing to add up."""
+    rank has nothing to add up. Hosts that do not fill evenly are refused in specs and
+    plans (0 here)."""
     if row_reduction != "host" or world_size <= gpus_per_host or gpus_per_host == 1:
+        return 0
+    if world_size % gpus_per_host:
         return 0
     return world_size // gpus_per_host
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}

@@ -14,6 +14,7 @@ input: a rank's samples' partial sums are 2 x 4 float32 = 32 B (a *block*).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from hypothesis import strategies as st
 from planner.cli import main
 from planner.costs.comm import host_sum_flows
 from planner.errors import SpecError
+from planner.plan import parse_plan
 from planner.planning import make_plan
 from planner.spec import load_spec, spec_from_dict
 from planner.validation import plan_problems
@@ -175,3 +177,10 @@ def test_auto_with_host_sums_pays_less_for_its_host_splits() -> None:
     assert 0 < stages["host_sums"] < stages["outputs"]
     assert host.stats.step.step_seconds < 0.9 * direct.stats.step.step_seconds
     assert plan_problems(host) == []
+
+
+def test_a_plan_edited_to_uneven_hosts_gets_problems_not_a_crash() -> None:
+    raw = json.loads(plan_of(row_reduction="host").to_json())
+    raw["parameters"]["gpus_per_host"] = 3  # 4 ranks do not fill hosts of 3
+    problems = plan_problems(parse_plan(raw))
+    assert any("row_reduction: host" in p and "do not fill evenly" in p for p in problems)

@@ -185,6 +185,8 @@ PHASE_LABELS: dict[str, str] = {
     "row_reduce_scatter": "row-slice outputs",
     "row_grad_allgather": "row-slice gradients",
     "dp_allreduce": "data-parallel gradients",
+    "row_host_sums": "row-slice sums within hosts",
+    "row_host_sum_grads": "their gradients within hosts",
 }
 
 
