@@ -27,9 +27,10 @@ from planner.costs.memory import (
 from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
 from planner.errors import PlanFileError, brief, shown
+from planner.field_errors import describe_validation_error
 from planner.placement.layout import fusion_key, weight_key
 from planner.plan import LocalWeight, Plan, RankPlan, Shard, parse_plan, read_plan_file
-from planner.spec import DTYPE_BYTES, describe_validation_error
+from planner.spec import DTYPE_BYTES
 from planner.units import human_bytes, optimizer_slots
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 
 from planner import jsonlines
 from planner.errors import PlanFileError, brief, shown
+from planner.field_errors import describe_validation_error
 from planner.files import MAX_PLAN_BYTES, JsonRefused, gc_paused, parse_json, read_text
 from planner.plan_parts import Device as Device  # re-exported
 from planner.plan_parts import (
@@ -62,7 +63,6 @@ from planner.spec import (
     Strategy,
     TableSpec,
     WorldSize,
-    describe_validation_error,
 )
 from planner.units import Optimizer
 

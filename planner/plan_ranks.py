@@ -18,6 +18,7 @@ from typing import Any, overload
 from pydantic import Field, ValidationError, model_validator
 
 from planner.errors import PlanFileError
+from planner.field_errors import describe_validation_error
 from planner.plan_parts import (
     Device,
     FusedMember,
@@ -30,7 +31,7 @@ from planner.plan_parts import (
     left_out_at,
     record,
 )
-from planner.spec import INT64_MAX, InputSpec, TableSpec, describe_validation_error
+from planner.spec import INT64_MAX, InputSpec, TableSpec
 
 
 class WeightEntry(_Frozen):

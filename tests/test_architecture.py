@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
         "planner.files",
         "planner.initializers",
         "planner.jsonlines",
+        "planner.field_errors",
         "planner.spec",
         "planner.plan_parts",
         "planner.plan_ranks",

@@ -18,7 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from planner.checkpoint.errors import CheckpointError
-from planner.spec import DTYPE_BYTES, DType, describe_validation_error
+from planner.field_errors import describe_validation_error
+from planner.spec import DTYPE_BYTES, DType
 
 FORMAT = "embedding-checkpoint"
 FORMAT_VERSION = 1
