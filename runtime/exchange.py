@@ -2,8 +2,10 @@
 
 A step makes at most three collectives of its own, whatever the number of tables and
 inputs: one all-to-all for ids (forward), one for embeddings (forward) and its adjoint
-for their gradients (backward). Each carries several *parts* per destination rank,
-flattened into one payload of a single dtype:
+for their gradients (backward); with ``row_reduction: host`` one more each way, within
+the hosts, for the row-sliced partial sums (``Pipeline._sum_within_host``). Each
+carries several *parts* per destination rank, flattened into one payload of a single
+dtype:
 
 * ids: this rank's input record (see :mod:`runtime.agreement`), the ids of the
   table-parallel inputs the destination serves, and, for every row-sliced input whose

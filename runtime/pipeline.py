@@ -9,10 +9,13 @@ Three groups run side by side, as the plan places them:
   of them, as its row split says) receives from every rank the ids of its inputs that
   fall in its rows (:mod:`runtime.row_buckets`), looks them up, and sends each rank its
   samples' partial sums, which that rank adds up. Ranks holding none of its rows
-  neither receive its ids nor send anything for it.
+  neither receive its ids nor send anything for it. With ``row_reduction: host`` the
+  ranks of each host first add up their partial sums among themselves, and each sends
+  its sum on to the ranks at its position on every host.
 
 With more than one rank a call makes two all-to-alls (ids, then embeddings) and its
-gradient one more, whatever the number of tables (see :mod:`runtime.exchange`). Every
+gradient one more, whatever the number of tables (see :mod:`runtime.exchange`); the
+host sums add one each way. Every
 rank's input record travels at the head of the first of them; nothing received is used
 before all records are judged (:mod:`runtime.agreement`).
 """
@@ -317,9 +320,9 @@ class Pipeline:
         Rank ``l`` of a host of ``g`` ranks sums, for every row-sliced input with rows on
         the host, the samples of the ranks at position ``l`` on every host: each holder
         sends it those rows of its partial sums in one all-to-all within the host (the
-        other ranks get nothing). Returns (the sums, ``[hosts, batch, width]`` per input
-        of this host in group order, as one list; the exchange's output, which the
-        embedding exchange depends on).
+        other ranks get nothing). Returns the sums (one ``[hosts, batch, width]``
+        tensor per input with rows on this host, in group order) and, in a list, the
+        exchange's output, which the embedding exchange takes its anchor from.
         """
         world, hosts = self.world_size, self._hosts
         g = world // hosts
