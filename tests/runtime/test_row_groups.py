@@ -16,6 +16,7 @@ pytestmark = pytest.mark.runtime
 SCENARIOS = [
     "groups", "groups_function", "traffic",
     "host_sums", "host_sums_function", "host_sums_half", "host_sums_traffic",
+    "host_sums_one_host_holds",
 ]
 
 

@@ -57,6 +57,12 @@ GROUPS = {
     4: {"ga": (0, 2), "gb": (2, 4), "everywhere": (0, 4)},
     3: {"ga": (1, 3), "gb": (2, 3), "everywhere": (0, 3)},
 }
+# Every row on the first host (of two on 4 ranks): the other host's ranks hold none and
+# add nothing up, but still take part in the host sums' exchange and its gradient.
+ONE_HOST_HOLDS = {
+    4: {"ga": (0, 2), "gb": (0, 2), "everywhere": (0, 2)},
+    3: {"ga": (0, 1), "gb": (0, 1), "everywhere": (0, 1)},
+}
 
 
 # row_reduction host: 4 ranks as two hosts of 2, 3 ranks as three hosts of 1
@@ -69,10 +75,10 @@ def host_spec() -> dict:
     }
 
 
-def grouped_plan(spec: dict = SPEC) -> Plan:
-    """The planner's plan for ``spec``, its row splits moved onto GROUPS' ranks."""
+def grouped_plan(spec: dict = SPEC, groups: dict = GROUPS) -> Plan:
+    """The planner's plan for ``spec``, its row splits moved onto ``groups``' ranks."""
     plan = plan_for(spec)
-    groups = GROUPS[hvd.size()]
+    groups = groups[hvd.size()]
     if sorted(plan.groups.row_sliced) != sorted(groups):
         raise AssertionError(f"row-sliced tables {plan.groups.row_sliced}; fix SPEC")
     raw = plan.model_dump(mode="json", by_alias=True)
@@ -225,6 +231,10 @@ SCENARIOS = {
         policy="mixed_float16", atol=2e-2,
     ),
     "host_sums_traffic": host_sums_traffic,
+    "host_sums_one_host_holds": lambda: check(
+        "host_sums_one_host_holds", SPEC, layouts=LAYOUTS,
+        plan=grouped_plan(host_spec(), ONE_HOST_HOLDS), function=True,
+    ),
 }
 
 
