@@ -1,7 +1,7 @@
 """Embedding lookups with a combiner, for every id layout the layer accepts.
 
 All lookups in the runtime (data-parallel tables, fused table-parallel weights and
-masked row slices) go through :func:`lookup`, so one-hot, multi-hot and ragged ids are
+row slices) go through :func:`lookup`, so one-hot, multi-hot and ragged ids are
 combined the same way everywhere. Only stock TensorFlow ops are used: ``tf.gather``
 for rows and a reshape-and-sum (dense ids) or a segment sum (ragged ids) to combine.
 """
@@ -114,56 +114,31 @@ def to_ids(inp) -> Ids:
     return Ids(tf.reshape(inp, [-1]), None, hotness)
 
 
-def lookup(
-    weight: tf.Variable,
-    ids: Ids,
-    combiner: str | None,
-    offset: int = 0,
-    valid_rows: tuple[int, int] | None = None,
-) -> tf.Tensor:
+def lookup(weight: tf.Variable, ids: Ids, combiner: str | None, offset: int = 0) -> tf.Tensor:
     """Rows of ``weight`` for ``ids + offset``, combined per sample: [batch, width].
 
-    ``valid_rows=(r0, r1)`` looks up a row slice that holds global rows r0..r1-1 only:
-    ids outside the slice contribute nothing. Only the ids the slice holds are gathered
-    (a rank's share of the global batch's ids, which is also all its gradient updates),
-    and ``tf.gather`` never sees the others, which it would raise on on CPU. A ``mean``
-    still divides by the sample's full id count, so the partial results of all slices
-    add up to the mean.
+    A positive ``offset`` reads a table stacked at that row of a fused weight; a
+    negative one reads a row slice holding global rows from ``-offset`` on, which only
+    ever receives ids in its rows (the senders bucket them, :mod:`runtime.row_buckets`).
 
-    Ids must lie in their table (``0 <= id < rows``); the layer checks that before any
-    lookup (see :mod:`runtime.checks`), this function does not.
+    Ids must lie in what ``weight`` holds; the layer checks its inputs against their
+    tables before any lookup (see :mod:`runtime.checks`), this function does not.
     """
-    indices, mask = local_rows(ids.values, int(weight.shape[0]), offset, valid_rows)
-    if mask is None:
-        return combine(tf.gather(weight, indices), ids, combiner)
-    held = tf.where(mask)[:, 0]  # positions, in ids.values, of the ids this slice holds
-    return _combine_held(tf.gather(weight, tf.gather(indices, held)), held, ids, combiner)
+    indices = local_rows(ids.values, int(weight.shape[0]), offset)
+    return combine(tf.gather(weight, indices), ids, combiner)
 
 
-def local_rows(
-    values: tf.Tensor,
-    weight_rows: int,
-    offset: int = 0,
-    valid_rows: tuple[int, int] | None = None,
-) -> tuple[tf.Tensor, tf.Tensor | None]:
-    """Row indices into a local weight for global ids, and which ids it holds.
+def local_rows(values: tf.Tensor, weight_rows: int, offset: int = 0) -> tf.Tensor:
+    """Row indices into a local weight of ``weight_rows`` rows for ids: ``id + offset``.
 
-    With ``valid_rows=(r0, r1)`` the weight holds global rows r0..r1-1: indices are
-    ``id - r0``, and ids outside the slice get index 0 and mask False. Otherwise the
-    indices are ``id + offset`` (a table stacked at ``offset`` in a fused weight) and
-    the mask is None. The arithmetic is done in int64 whenever a row number involved
-    does not fit in int32, so int32 ids never wrap.
+    The arithmetic is done in int64 whenever an id or a row number involved does not
+    fit in int32 (a fused weight past 2**31 rows, a slice starting past it), so int32
+    ids never wrap.
     """
-    if valid_rows is None:
-        if not offset:
-            return values, None
-        values = _widen(values, weight_rows)
-        return values + tf.cast(offset, values.dtype), None
-    start, stop = valid_rows
-    values = _widen(values, stop)
-    shifted = values - tf.cast(start, values.dtype)
-    mask = tf.logical_and(shifted >= 0, shifted < stop - start)
-    return tf.where(mask, shifted, tf.zeros_like(shifted)), mask
+    if not offset:
+        return values
+    values = _widen(values, max(weight_rows, weight_rows - offset))
+    return values + tf.cast(offset, values.dtype)
 
 
 def _widen(values: tf.Tensor, limit: int) -> tf.Tensor:
@@ -180,20 +155,22 @@ def combine(rows: tf.Tensor, ids: Ids, combiner: str | None) -> tf.Tensor:
             return rows
         total = tf.reduce_sum(tf.reshape(rows, [-1, ids.hotness, rows.shape[-1]]), axis=1)
     else:
-        total = tf.math.unsorted_segment_sum(rows, _samples(ids), ids.batch_size())
+        total = sum_per_sample(rows, _samples(ids), ids.batch_size())
     return per_sample_mean(total, ids) if combiner == "mean" else total
 
 
-def _combine_held(
-    rows: tf.Tensor, positions: tf.Tensor, ids: Ids, combiner: str | None
-) -> tf.Tensor:
-    """Like :func:`combine`, for rows looked up for the ids at ``positions`` only."""
-    if ids.lengths is None:
-        samples = positions // ids.hotness
-    else:
-        samples = tf.gather(_samples(ids), positions)
-    total = tf.math.unsorted_segment_sum(rows, samples, ids.batch_size())
-    return per_sample_mean(total, ids) if combiner == "mean" else total
+def sum_per_sample(rows: tf.Tensor, samples: tf.Tensor, batch: tf.Tensor | int) -> tf.Tensor:
+    """``rows`` added up by sample ([batch, width]); ``samples`` gives each row's sample,
+    in sample order (as ragged ids list them).
+
+    A sorted segment sum, padded with zero rows for the last samples without ids: its
+    gradient is a plain gather of the output gradient. ``unsorted_segment_sum``'s
+    gradient allows for negative segment ids (rows to drop) and pays for it on every
+    step: it gathers, then selects against a zeros tensor as large as ``rows``.
+    """
+    total = tf.math.segment_sum(rows, samples)
+    missing = tf.cast(batch, tf.int32) - tf.shape(total, out_type=tf.int32)[0]
+    return tf.pad(total, [[0, missing], [0, 0]])
 
 
 def _samples(ids: Ids) -> tf.Tensor:

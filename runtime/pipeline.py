@@ -235,10 +235,8 @@ class Pipeline:
         for name in self._row_inputs_of[self.rank]:
             table = self._table_of[name]
             slot = self.plan.groups.row_sliced.index(table.name)
-            part = lookup(
-                self.variables.row_slices[slot], ids[name], "sum",
-                valid_rows=self._rank_plan.row_slices[slot].rows,
-            )
+            start = self._rank_plan.row_slices[slot].rows[0]
+            part = lookup(self.variables.row_slices[slot], ids[name], "sum", offset=-start)
             parts.append(tf.cast(part, tf.float32))
         return parts
 

@@ -9,70 +9,96 @@ pytest.importorskip("tensorflow")
 
 import tensorflow as tf
 
-from runtime.lookup import IdProblem, Ids, describe_input, id_bounds, local_rows, lookup
+from runtime.lookup import (
+    IdProblem,
+    Ids,
+    describe_input,
+    id_bounds,
+    local_rows,
+    lookup,
+    sum_per_sample,
+)
 
 pytestmark = pytest.mark.runtime
 
 BIG = 2**31  # first row number that int32 cannot hold
 
 
-def slice_lookup(ids, valid_rows, rows=4, width=3):
-    """Lookup of one-hot ``ids`` into a slice holding global rows valid_rows (row i = i+1)."""
+def slice_lookup(ids, start, rows=4, width=3):
+    """Lookup of one-hot ``ids`` into a slice holding global rows from ``start`` (row i = i+1)."""
     weight = tf.Variable(np.arange(1, rows + 1, dtype=np.float32)[:, None] * np.ones(width))
-    return lookup(weight, Ids(ids, None, 1), None, valid_rows=valid_rows).numpy()[:, 0]
-
-
-@pytest.mark.parametrize("start", [BIG + 3, 2 * BIG + 3, 2**40])
-def test_int32_ids_never_reach_a_slice_past_int32(start):
-    # Every int32 id is below the slice: all rows zero, none a hit after wrapping around
-    # (start 2**32 + 3 cast to int32 is 3; start 2**31 + 3 wraps -2**31 + 3 onto it).
-    ids = tf.constant([0, 3, 4, 6, 7, BIG - 1, -BIG + 3, -BIG + 5], tf.int32)
-    got = slice_lookup(ids, (start, start + 4))
-    np.testing.assert_array_equal(got, np.zeros(8))
+    return lookup(weight, Ids(ids, None, 1), None, offset=-start).numpy()[:, 0]
 
 
 def test_int32_ids_into_a_slice_across_int32():
-    ids = tf.constant([BIG - 2, BIG - 1, 0, BIG - 3], tf.int32)
-    np.testing.assert_array_equal(slice_lookup(ids, (BIG - 2, BIG + 2)), [1, 2, 0, 0])
+    # The slice holds global rows 2**31 - 2 to 2**31 + 1: row numbers int32 cannot hold.
+    ids = tf.constant([BIG - 2, BIG - 1, BIG - 1], tf.int32)
+    np.testing.assert_array_equal(slice_lookup(ids, BIG - 2), [1, 2, 2])
 
 
-def test_int64_ids_into_a_slice_past_int32():
-    ids = tf.constant([BIG + 3, BIG + 6, 7, BIG + 7, -1], tf.int64)
-    np.testing.assert_array_equal(slice_lookup(ids, (BIG + 3, BIG + 7)), [1, 4, 0, 0, 0])
+@pytest.mark.parametrize("start", [BIG + 3, 2 * BIG + 3, 2**40])
+def test_int64_ids_into_a_slice_past_int32(start):
+    ids = tf.constant([start, start + 3, start + 1], tf.int64)
+    np.testing.assert_array_equal(slice_lookup(ids, start), [1, 4, 2])
 
 
-def test_slice_mean_divides_by_the_full_id_count():
-    weight = tf.Variable([[2.0], [4.0]])
-    ids = Ids(tf.constant([BIG + 1, 0, BIG + 2, BIG + 1], tf.int64), None, 2)
-    got = lookup(weight, ids, "mean", valid_rows=(BIG + 1, BIG + 3)).numpy()[:, 0]
-    np.testing.assert_allclose(got, [1.0, 3.0])
+def test_slice_mean_divides_by_its_own_ids():
+    # A slice's lookup is a plain lookup of the ids it got; the layer divides a row-sliced
+    # mean by each sample's full id count after adding up the holders' sums.
+    weight = tf.Variable([[2.0], [4.0]])  # global rows 2**31 + 1 and 2**31 + 2
+    ids = Ids(tf.constant([BIG + 1, BIG + 2, BIG + 1], tf.int64), tf.constant([1, 2]), None)
+    got = lookup(weight, ids, "mean", offset=-(BIG + 1)).numpy()[:, 0]
+    np.testing.assert_allclose(got, [2.0, 3.0])
 
 
-def test_slice_gathers_and_updates_only_the_ids_it_holds():
-    # Ragged, mean: sample 0 holds ids 5 (in the slice) and 1; sample 1 ids 6, 6, 7.
-    weight = tf.Variable([[10.0], [20.0]])  # global rows 5 and 6
-    ids = Ids(tf.constant([5, 1, 6, 6, 7], tf.int32), tf.constant([2, 3]), None)
+def test_ragged_gradient_is_the_segment_sums_own():
+    # Ragged, mean: sample 0 holds ids 0 and 1, sample 1 none, sample 2 ids 1, 1, 0.
+    weight = tf.Variable([[10.0, 1.0], [20.0, 2.0]])
+    ids = Ids(tf.constant([0, 1, 1, 1, 0], tf.int32), tf.constant([2, 0, 3]), None)
+    upstream = tf.constant([[1.0, 2.0], [5.0, 5.0], [3.0, 6.0]])
     with tf.GradientTape() as tape:
-        got = lookup(weight, ids, "mean", valid_rows=(5, 7))
-    np.testing.assert_allclose(got.numpy()[:, 0], [10.0 / 2, 40.0 / 3])
-    grad = tape.gradient(got, weight)
-    assert isinstance(grad, tf.IndexedSlices)
-    np.testing.assert_array_equal(grad.indices.numpy(), [0, 1, 1])  # three held ids only
-    np.testing.assert_allclose(grad.values.numpy()[:, 0], [1 / 2, 1 / 3, 1 / 3])
+        got = lookup(weight, ids, "mean")
+        loss = tf.reduce_sum(got * upstream)
+    np.testing.assert_allclose(got.numpy(), [[15.0, 1.5], [0.0, 0.0], [50 / 3, 5 / 3]])
+    grad = tape.gradient(loss, weight)
+    assert isinstance(grad, tf.IndexedSlices)  # the optimizer updates the rows read only
+    np.testing.assert_array_equal(grad.indices.numpy(), [0, 1, 1, 1, 0])
+    expected = np.array([[1.0, 2.0], [1.0, 2.0], [3.0, 6.0], [3.0, 6.0], [3.0, 6.0]])
+    expected /= np.array([2, 2, 3, 3, 3])[:, None]
+    np.testing.assert_allclose(grad.values.numpy(), expected)
+
+
+def test_sum_per_sample_matches_tensorflows_segment_sum_and_gradient():
+    rng = np.random.default_rng(3)
+    rows = tf.constant(rng.normal(size=(9, 4)), tf.float32)
+    samples = tf.constant([0, 0, 2, 2, 2, 3, 5, 5, 6], tf.int32)
+    upstream = tf.constant(rng.normal(size=(9, 4)), tf.float32)  # samples 7 and 8: no ids
+    results = []
+    for summed in (sum_per_sample, tf.math.unsorted_segment_sum):
+        with tf.GradientTape() as tape:
+            tape.watch(rows)
+            out = summed(rows, samples, 9)
+            loss = tf.reduce_sum(out * upstream)
+        results.append((out.numpy(), tape.gradient(loss, rows).numpy()))
+    assert results[0][0].shape == (9, 4)
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
 
 
 def test_fused_offset_past_int32_widens_int32_ids():
     values = tf.constant([0, 5, BIG - 1], tf.int32)
-    indices, mask = local_rows(values, weight_rows=2 * BIG + 10, offset=BIG + 3)
-    assert mask is None
+    indices = local_rows(values, weight_rows=2 * BIG + 10, offset=BIG + 3)
     assert indices.dtype == tf.int64
     np.testing.assert_array_equal(indices.numpy(), [BIG + 3, BIG + 8, 2 * BIG + 2])
 
 
 def test_small_offsets_keep_int32():
-    indices, _ = local_rows(tf.constant([1, 2], tf.int32), weight_rows=40, offset=20)
+    indices = local_rows(tf.constant([1, 2], tf.int32), weight_rows=40, offset=20)
     assert indices.dtype == tf.int32
     np.testing.assert_array_equal(indices.numpy(), [21, 22])
+    indices = local_rows(tf.constant([7, 5], tf.int32), weight_rows=4, offset=-5)  # a slice
+    assert indices.dtype == tf.int32
+    np.testing.assert_array_equal(indices.numpy(), [2, 0])
 
 
 @pytest.mark.parametrize(
