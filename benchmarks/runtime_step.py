@@ -19,7 +19,9 @@ process, so that nothing else of this script competes with it for the cores.
 * **Traffic**: the Horovod collectives in the timed step's graph, and the bytes rank 0
   sends and receives per step in each, metered on a second trace of the same step
   (``_traffic.py``) over a few more steps, beside the planner's estimate for the same
-  plan (``ranks[0].comm``, planned at the global batch with 4-byte ids).
+  plan (``ranks[0].comm``, planned at the global batch with 4-byte ids). Then the same
+  collectives with the same bytes run back to back with nothing else (``_floor.py``):
+  no step making them can be faster here, which is the *floor ratio* against one process.
 * **Start-up**: ``DistributedEmbedding.from_plan(path)`` (read and check the plan file,
   set up the layer) against ``DistributedEmbedding(embeddings, strategy=...)`` with the
   plan's options (describe the Keras layers, plan in process); the Keras embedding layers
@@ -287,7 +289,9 @@ def main() -> None:
 
     global_batch = RANKS * args.batch
     step_head = ["spec", "tables", "inputs", "placement", "2 ranks ms", "p10-p90"]
-    step_head += ["1 process ms", "p10-p90", "ratio", "2 ranks samples/s", "1 process samples/s"]
+    step_head += ["1 process ms", "p10-p90", "ratio", "collectives alone ms", "floor ratio"]
+    step_head += ["CPU ms per step (rank 0 / 1 process)", "2 ranks samples/s"]
+    step_head += ["1 process samples/s"]
     step_head += ["first step s (2r / 1p)"]
     step_rows = []
     for name, plan in step.items():
@@ -303,6 +307,9 @@ def main() -> None:
                 f"{r['ms']:.1f}",
                 f"{r['p10']:.1f}-{r['p90']:.1f}",
                 f"{d['ms'] / r['ms']:.2f}x",
+                f"{d['alone_ms']:.1f}",
+                f"{d['alone_ms'] / r['ms']:.2f}x",
+                f"{d['cpu_ms']:.1f} / {r['cpu_ms']:.1f}",
                 f"{global_batch / d['ms'] * 1000:,.0f}",
                 f"{global_batch / r['ms'] * 1000:,.0f}",
                 f"{d['first_s']:.1f} / {r['first_s']:.1f}",
@@ -342,9 +349,16 @@ def main() -> None:
     print(
         f"step: local batch {args.batch} per rank, global batch {global_batch}; median (and "
         f"10th-90th percentile) of {args.steps} steps after {args.warmup}; ratio = 2 ranks ms "
-        "/ 1 process ms; first step = tracing and first run"
+        "/ 1 process ms; collectives alone = the step's collectives with its bytes, back to "
+        "back, nothing else (median, as many steps); floor ratio = collectives alone / 1 "
+        "process ms; CPU ms = the process's CPU time (every thread, user and system) per "
+        "timed step; first step = tracing and first run"
     )
     print(f"import tensorflow + horovod and hvd.init(): {dist['import_s']:.1f} s (not included)")
+    print(
+        f"rank 0 idle, Horovod up: {dist['idle_cpu']:.0%} of a core (its background cycle, "
+        "taken from the step's share of the cores)"
+    )
     if start_rows:
         print(
             f"start-up: median of {args.repeats} runs on rank 0 (both ranks at once); ratio = "
@@ -381,6 +395,8 @@ def worker(role: str, jobs: dict, select: str) -> None:
     else:
         rank = 0
     result = {"import_s": time.perf_counter() - started}
+    if role == "distributed":
+        result["idle_cpu"] = idle_cpu_share()
     result["threads"] = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     if select == "startup":
         result["startup"] = {}
@@ -406,6 +422,19 @@ def worker(role: str, jobs: dict, select: str) -> None:
             tf.keras.backend.clear_session()
     if rank == 0:
         print(MARKER + json.dumps(result), flush=True)
+
+
+def idle_cpu_share(seconds: float = 2.0) -> float:
+    """This process's CPU time per second while it does nothing but keep Horovod up: the
+    background thread cycles (and coordinates with the other ranks) whether or not a
+    collective is waiting, and takes that share of a core from the step."""
+    import horovod.tensorflow as hvd
+    import tensorflow as tf
+
+    hvd.allreduce(tf.constant(0.0), name="idle_cpu_warmup")  # connections made
+    before = time.process_time()
+    time.sleep(seconds)
+    return (time.process_time() - before) / seconds
 
 
 def batch_data(plan: Plan, batch: int, seed: int = 0):
@@ -490,12 +519,15 @@ def step_times(role: str, job: dict, jobs: dict) -> dict:
     for _ in range(jobs["warmup"]):
         step(ids, targets).numpy()
     times = []
+    cpu_before = time.process_time()
     for _ in range(jobs["steps"]):
         start = time.perf_counter()
         step(ids, targets).numpy()
         times.append(time.perf_counter() - start)
+    cpu_ms = (time.process_time() - cpu_before) / jobs["steps"] * 1000
     deciles = statistics.quantiles(times, n=10)
     result = {
+        "cpu_ms": cpu_ms,
         "ms": statistics.median(times) * 1000,
         "p10": deciles[0] * 1000,
         "p90": deciles[-1] * 1000,
@@ -518,6 +550,9 @@ def step_times(role: str, job: dict, jobs: dict) -> dict:
             {"kind": kind, "name": name, **{k: v / TRAFFIC_STEPS for k, v in counts.items()}}
             for (kind, name), counts in meter.totals().items()
         ]
+        from _floor import collectives_alone
+
+        result["alone_ms"] = collectives_alone(result["traffic"], jobs["steps"], jobs["warmup"])
     return result
 
 
