@@ -253,8 +253,8 @@ def held_bytes(layer, optimizer) -> int:
 def first_plan(work: Path, args, rank: int, barrier) -> tuple[dict, Path]:
     """Save (once for its peak memory, before the baseline's arrays exist), then saves
     alternating with numpy.save of the same pieces, then restores into the same layer.
-    Alternating exposes both writers to the same state of the machine's page cache and
-    disk (writeback of earlier runs, other jobs)."""
+    Alternating, in both orders, exposes both writers to the same states of the
+    machine's page cache and disk (writeback of earlier runs, other jobs)."""
     import runtime
     from planner import load_plan
     from planner.checkpoint import plan_blocks
@@ -271,22 +271,33 @@ def first_plan(work: Path, args, rank: int, barrier) -> tuple[dict, Path]:
     arrays = pieces_in_numpy(layer, blocks, optimizer, rank)
     times: dict[str, list[float]] = {
         "save": [], "fast": [], "numpy": [], "numpy_fsync": [], "from_variables": []}
+    folder = work / f"numpy-{rank}"
+
+    def save(path: Path, durable: bool) -> None:
+        runtime.save_checkpoint(path, layer, optimizer, durable=durable)
+
+    def discard(path: Path) -> None:
+        if rank == 0:  # the ranks' files share one directory
+            shutil.rmtree(path)
+
     for i in range(args.repeats):
-        if rank == 0:
-            shutil.rmtree(latest)
-        latest = work / f"ckpt-{i}"
-        times["save"].append(timed(runtime.save_checkpoint, latest, layer, optimizer)[0])
-        for sync in (True, False):
-            folder = work / f"numpy-{rank}"
-            times["numpy_fsync" if sync else "numpy"].append(
-                timed(numpy_save, arrays, folder, sync)[0])
-            shutil.rmtree(folder)
-        fast = work / f"fast-{i}"
-        times["fast"].append(timed(
-            lambda path=fast: runtime.save_checkpoint(path, layer, optimizer, durable=False))[0])
-        if rank == 0:
-            shutil.rmtree(fast)
-        folder = work / f"numpy-{rank}"
+        discard(latest)
+        latest, fast = work / f"ckpt-{i}", work / f"fast-{i}"
+        # Each save beside its baseline, the order flipping every run: here the same
+        # write swung between slow and fast from one round to the next (2 to 5 times),
+        # whichever writer it was, so a fixed order favours one of them.
+        pairs = [
+            [("save", functools.partial(save, latest, True), lambda: None),
+             ("numpy_fsync", functools.partial(numpy_save, arrays, folder, True),
+              functools.partial(shutil.rmtree, folder))],
+            [("fast", functools.partial(save, fast, False), functools.partial(discard, fast)),
+             ("numpy", functools.partial(numpy_save, arrays, folder, False),
+              functools.partial(shutil.rmtree, folder))],
+        ]
+        for pair in pairs:
+            for name, write, clean in pair if i % 2 == 0 else pair[::-1]:
+                times[name].append(timed(write)[0])
+                clean()
         times["from_variables"].append(
             timed(read_then_save, layer, blocks, optimizer, rank, folder)[0])
         shutil.rmtree(folder)

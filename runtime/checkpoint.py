@@ -59,7 +59,7 @@ from planner.checkpoint.writing import (
 from planner.plan import Plan
 from runtime import slots
 from runtime.dense_state import DENSE_DIR, DENSE_PREFIX, DenseState
-from runtime.weights import Piece, variable_pieces, variable_rows, write_pieces
+from runtime.weights import Piece, host_view, variable_pieces, variable_rows, write_pieces
 
 T = TypeVar("T")
 
@@ -299,14 +299,18 @@ def _write_pieces(
 def _variable_rows(var: tf.Variable, piece: Piece, storage: np.dtype) -> Iterator[np.ndarray]:
     """The piece's rows of ``var`` in chunks, as stored (bfloat16 as its raw bits).
 
-    Each chunk is one gather of its rows (:func:`runtime.weights.variable_rows`), viewed
-    by numpy without a further copy, never a read of the whole variable.
+    In host memory each chunk is a slice of the variable's own buffer
+    (:func:`runtime.weights.host_view`): checksummed and written with no copy made
+    first. On a GPU each chunk is one gather of its rows
+    (:func:`runtime.weights.variable_rows`), never a read of the whole variable.
     """
     rows, cols = piece.shape
     step = max(1, CHUNK_BYTES // (cols * storage.itemsize))
+    view = host_view(var)
     for start in range(0, rows, step):
         first, last = piece.var_row + start, piece.var_row + min(start + step, rows)
-        yield np.asarray(variable_rows(var, first, last)).view(storage)
+        chunk = view[first:last] if view is not None else variable_rows(var, first, last)
+        yield np.asarray(chunk).view(storage)
 
 
 def _write_dense(staging: Path, dense, sync: bool) -> list[FileEntry]:

@@ -95,6 +95,24 @@ def variable_rows(var: tf.Variable, first: int, last: int) -> tf.Tensor:
     return var.sparse_read(tf.range(first, last, dtype=tf.int64))
 
 
+def host_view(var: tf.Variable) -> np.ndarray | None:
+    """All of ``var`` as a read-only numpy array sharing its buffer, when the variable
+    lives in host memory (a CPU job, or pieces offloaded to the host); None on a GPU,
+    where reading means copying and :func:`variable_rows` copies only a chunk.
+
+    Once a variable has served gathers, TensorFlow copies it whole on every plain read
+    ("copy-on-read", so that gathers and scatters may work on it in place).
+    ``DisableCopyOnRead`` turns that off, so the read below shares the buffer. The next
+    gather or scatter turns it back on, and first copies the buffer if a view like this
+    one is still alive: the view never changes under its reader, and once it is gone
+    training pays nothing.
+    """
+    if tf.DeviceSpec.from_string(var.device).device_type != "CPU":
+        return None
+    tf.raw_ops.DisableCopyOnRead(resource=var.handle)
+    return np.asarray(tf.raw_ops.ReadVariableOp(resource=var.handle, dtype=var.dtype))
+
+
 def write_pieces(
     variables: list[tf.Variable], pieces: list[list[Piece]], arrays: list, chunk: int
 ) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -13,7 +16,7 @@ from checkpoint_data import MIXED, global_arrays, plan_of, write
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.checkpoint import CheckpointError, latest_checkpoint
+from planner.checkpoint import CheckpointError, latest_checkpoint, space
 from planner.checkpoint.directory import (
     check_target,
     complete_steps,
@@ -26,6 +29,7 @@ from planner.checkpoint.directory import (
 from planner.checkpoint.manifest import MANIFEST, read_manifest, write_json_atomically
 from planner.checkpoint.npyfile import (
     BlockCrc,
+    PieceWriter,
     ahead,
     crc_problem,
     read_header,
@@ -96,6 +100,42 @@ def test_piece_file_refuses_wrong_rows(tmp_path):
         write_piece(tmp_path / "p.npy", "<f4", (4, 2), [np.zeros((3, 2), np.float32)], 64)
     with pytest.raises(ValueError, match="do not fit"):
         write_piece(tmp_path / "q.npy", "<f4", (4, 2), [np.zeros((4, 3), np.float32)], 64)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux reserves blocks")
+def test_a_piece_file_has_its_blocks_before_its_rows_arrive(tmp_path):
+    writer = PieceWriter(tmp_path / "p.npy", "<f4", (2**16, 16), 2**20)  # 4 MiB of rows
+    stat = os.stat(tmp_path / "p.npy")
+    assert stat.st_size == 128  # the header only: reserving leaves the size alone
+    assert stat.st_blocks * 512 >= 128 + 2**22  # every block the rows will need
+    writer.write(np.ones((2**16, 16), np.float32))
+    size, _ = writer.close()
+    assert size == os.stat(tmp_path / "p.npy").st_size == 128 + 2**22
+
+
+def refusing(code: int):
+    """A stand-in for the C library's fallocate that refuses with ``code``."""
+
+    def fallocate(fd, mode, offset, length):
+        ctypes.set_errno(code)
+        return -1
+
+    return lambda: fallocate
+
+
+def test_a_full_disk_is_found_before_any_row_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(space, "_fallocate", refusing(errno.ENOSPC))
+    path = tmp_path / "p.npy"
+    with pytest.raises(CheckpointError, match=r"p\.npy: no space left .* 4,194,432 bytes"):
+        write_piece(path, "<f4", (2**16, 16), [np.ones((2**16, 16), np.float32)], 2**20)
+    assert path.stat().st_size == 0  # not a byte of it
+
+
+def test_a_filesystem_that_cannot_reserve_still_gets_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(space, "_fallocate", refusing(errno.EOPNOTSUPP))
+    array = np.arange(12, dtype=np.float32).reshape(4, 3)
+    write_piece(tmp_path / "p.npy", "<f4", (4, 3), [array], 64)
+    assert np.array_equal(np.load(tmp_path / "p.npy"), array)
 
 
 def test_checksum_problems_name_the_file_and_the_damage(tmp_path):
