@@ -29,14 +29,18 @@ path by much.
   that lowers its holders' load (each receives and looks up its share of the ids, but
   sends full-width partial sums, or with ``row_reduction: host`` the host's sums for
   its position): each on the least loaded host with room.
-- **Memory.** A rank takes a piece only when it fits next to what it holds; a table
-  that needs more than half a rank even cut as far as its width allows is row-sliced
-  over all ranks (``dp_input`` only).
+- **Memory.** A rank takes a piece only when it fits next to what it holds. Every
+  variant keeps its pieces within half a rank's room, which packs easily; where a table
+  is larger than that, it runs again with pieces up to a whole rank's room, so that
+  such a table is cut into fewer pieces (each receives all its ids). A table that needs
+  more than the largest piece even cut as far as its width allows is row-sliced over
+  all ranks (``dp_input`` only).
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 
 from planner.costs.comm import ROW_PARTIAL_BYTES, plain_sum, ring_allreduce_bytes
@@ -45,6 +49,7 @@ from planner.placement.candidate import Candidate, PieceList, Split
 from planner.placement.slicing import split_evenly
 
 MEMORY_SHARE = 0.5  # no piece above this share of a rank's room; replicas in this much
+PIECE_SHARES = (MEMORY_SHARE, 1.0)  # largest piece of each greedy run, share of a rank's room
 # (cut, balance, spread) of each greedy variant; spreading only makes sense re-dealt by bytes
 VARIANTS = [(cut, balance, False) for cut in (False, True) for balance in (False, True)]
 VARIANTS.append((True, True, True))
@@ -68,8 +73,10 @@ class FastPlacements:
         found = []
         for replicas, threshold in choices:
             for hosts in (False, True) if self._host_size() else (False,):
-                for cut, balance, spread in VARIANTS:
-                    candidate = self._greedy(replicas, threshold, cut, balance, hosts, spread)
+                for (cut, balance, spread), share in itertools.product(VARIANTS, PIECE_SHARES):
+                    candidate = self._greedy(
+                        replicas, threshold, cut, balance, hosts, spread, share
+                    )
                     if candidate is not None:
                         found.append(candidate)
         return found
@@ -180,7 +187,7 @@ class FastPlacements:
 
     def _greedy(
         self, replicas: list[int], threshold: int | None, cut: bool, balance: bool,
-        hosts: bool = False, spread: bool = False,
+        hosts: bool = False, spread: bool = False, share: float = MEMORY_SHARE,
     ) -> Candidate | None:
         """List scheduling of the non-replicated tables by load, within memory; with
         ``hosts``, the heaviest tables' rows split over a host first; with ``balance``,
@@ -188,14 +195,18 @@ class FastPlacements:
         bytes among those it keeps within ``SLACK`` of the busiest rank's load; with
         ``spread``, tables larger than the mean rank are first cut into pieces no larger
         than it (as far as their width allows), so that a rank with time to spare can take
-        a piece of a large, lightly read table where it would otherwise hold all of it."""
+        a piece of a large, lightly read table where it would otherwise hold all of it.
+        No piece exceeds ``share`` of a rank's room; a share above ``MEMORY_SHARE`` gives
+        None where no table is larger than that (the run would repeat the default's)."""
         replicated = set(replicas)
         rest = [t for t in range(len(self.tables)) if t not in replicated]
         replica_bytes = sum(self.bytes[t] for t in replicas)
         room = math.inf if self.weight_limit is None else self.weight_limit - replica_bytes
         if room <= 0:
             return None
-        largest_piece = MEMORY_SHARE * room
+        largest_piece = share * room
+        if share > MEMORY_SHARE and all(self.bytes[t] <= MEMORY_SHARE * room for t in rest):
+            return None
         row_sliced = [
             t
             for t in rest
