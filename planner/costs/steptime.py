@@ -33,7 +33,7 @@ on the order in which a placement lists its pieces.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -168,43 +168,78 @@ class StepEstimate:
         return {stage: seconds[rank] for stage, seconds in self.rank_seconds.items()}
 
 
-def estimate_step(
-    config: StepConfig, loads: Sequence[TableLoad], holdings: Holdings
-) -> StepEstimate:
-    """The step time of a placement (see the module docstring)."""
-    world, b = config.world_size, config.local_batch
-    batch = config.global_batch_size
+def piece_traffic(config: StepConfig, load: TableLoad, cols: int) -> tuple[int, int, int, int]:
+    """A table-parallel piece of ``cols`` columns, for its holder: the id bytes it receives
+    from each other rank, the output bytes it sends each, the bytes its forward lookups
+    move in device memory, and the ids they look up (every id of the table's batch)."""
+    b, batch = config.local_batch, config.global_batch_size
     id_size = config.id_bytes if config.dp_input else 0
-    ids_peer, outputs_peer = [0] * world, [0] * world  # what each rank exchanges per peer
-    memory, lookups = [0] * world, [0] * world  # forward bytes moved and ids looked up
+    ids = batch * load.ids_per_sample
+    memory = ids * (config.id_bytes + row_read(cols, load.itemsize))
+    memory += batch * load.outputs_per_sample * cols * config.output_bytes
+    return (
+        b * load.ids_per_sample * id_size,
+        b * load.outputs_per_sample * cols * config.output_bytes,
+        memory,
+        ids,
+    )
+
+
+@dataclass(frozen=True)
+class RankTraffic:
+    """What each rank moves in a step, the input of the stage times.
+
+    The per-rank arrays may carry leading axes (several placements at once, as ``auto``'s
+    search scores them); the host-sum flows and the gradient bytes are shared.
+    """
+
+    ids_peer: np.ndarray  # id bytes exchanged with each other rank (its own account)
+    outputs_peer: np.ndarray  # output bytes exchanged with each other rank
+    memory: np.ndarray  # bytes the forward lookups move in device memory
+    lookups: np.ndarray  # ids the forward lookups look up
+    within: tuple[np.ndarray, np.ndarray]  # host sums: sent, received within the host
+    across: tuple[np.ndarray, np.ndarray]  # host sums: sent, received across hosts
+    gradients: int  # bytes each way of the data-parallel gradient allreduce
+
+    def with_pieces(self, pieces: np.ndarray) -> RankTraffic:
+        """This traffic plus table-parallel pieces: ``pieces[..., k, r]`` adds the k-th of
+        ``piece_traffic``'s four counts to rank r."""
+        return replace(
+            self,
+            ids_peer=self.ids_peer + pieces[..., 0, :],
+            outputs_peer=self.outputs_peer + pieces[..., 1, :],
+            memory=self.memory + pieces[..., 2, :],
+            lookups=self.lookups + pieces[..., 3, :],
+        )
+
+
+def rank_traffic(
+    config: StepConfig, loads: Sequence[TableLoad], holdings: Holdings
+) -> RankTraffic:
+    """Each rank's traffic and lookups for a placement (see the module docstring)."""
+    world, b = config.world_size, config.local_batch
+    counts = np.zeros((4, world), np.int64)  # the pieces' piece_traffic, per rank
     for rank, pieces in enumerate(holdings.pieces):
         for t, cols in pieces:
-            load = loads[t]
-            ids = batch * load.ids_per_sample
-            ids_peer[rank] += b * load.ids_per_sample * id_size
-            outputs_peer[rank] += b * load.outputs_per_sample * cols * config.output_bytes
-            memory[rank] += ids * (config.id_bytes + row_read(cols, load.itemsize))
-            memory[rank] += batch * load.outputs_per_sample * cols * config.output_bytes
-            lookups[rank] += ids
+            counts[:, rank] += piece_traffic(config, loads[t], cols)
+    ids_peer, outputs_peer, memory, lookups = counts
     # Row splits travel in the same two all-to-alls (see _row_split_costs); with
     # row_reduction host their partial sums go through the host first (_host_sum_costs).
-    row_ids_peer, row_outputs_peer = np.zeros(world, np.int64), np.zeros(world, np.int64)
-    row_memory, row_lookups = np.zeros(world, np.int64), np.zeros(world, np.int64)
-    within = [np.zeros(world, np.int64), np.zeros(world, np.int64)]  # sent, received
-    across = [np.zeros(world, np.int64), np.zeros(world, np.int64)]
-    for t, counts in holdings.row_rows.items():
+    within = (np.zeros(world, np.int64), np.zeros(world, np.int64))  # sent, received
+    across = (np.zeros(world, np.int64), np.zeros(world, np.int64))
+    for t, held in holdings.row_rows.items():
         ids_part, outputs_part, memory_part, lookups_part = _row_split_costs(
-            config, loads[t], counts
+            config, loads[t], held
         )
-        row_ids_peer = row_ids_peer + ids_part  # not in place: a part may hold Python ints
-        row_memory, row_lookups = row_memory + memory_part, row_lookups + lookups_part
+        ids_peer = ids_peer + ids_part  # not in place: a part may hold Python ints
+        memory, lookups = memory + memory_part, lookups + lookups_part
         if config.summing_hosts:
-            flows, sums_memory = _host_sum_costs(config, loads[t], counts)
-            within = [within[0] + flows[0], within[1] + flows[1]]
-            across = [across[0] + flows[2], across[1] + flows[3]]
-            row_memory = row_memory + sums_memory
+            flows, sums_memory = _host_sum_costs(config, loads[t], held)
+            within = (within[0] + flows[0], within[1] + flows[1])
+            across = (across[0] + flows[2], across[1] + flows[3])
+            memory = memory + sums_memory
         else:
-            row_outputs_peer = row_outputs_peer + outputs_part
+            outputs_peer = outputs_peer + outputs_part
     replica_memory, replica_ids, gradients = 0, 0, 0
     for t in holdings.replicas:
         load = loads[t]
@@ -216,33 +251,50 @@ def estimate_step(
         )
         replica_memory += b * load.outputs_per_sample * load.width * config.output_bytes
         gradients += ring_allreduce_bytes(load.bytes, world)
+    return RankTraffic(
+        ids_peer=ids_peer,
+        outputs_peer=outputs_peer,
+        memory=memory + replica_memory,
+        lookups=lookups + replica_ids,
+        within=within,
+        across=across,
+        gradients=gradients,
+    )
 
-    ids_peer = (np.asarray(ids_peer, np.int64) + row_ids_peer).tolist()
-    outputs_peer = (np.asarray(outputs_peer, np.int64) + row_outputs_peer).tolist()
-    outputs = _all_to_all_seconds(config, outputs_peer, across)
-    host_sums = [
-        max(int(s), int(r)) / config.intra_bandwidth for s, r in zip(*within, strict=True)
-    ]
-    forward = [
-        (m + int(rm) + replica_memory) / config.memory_bandwidth
-        + (n + int(rn) + replica_ids) * LOOKUP_SECONDS
-        for m, n, rm, rn in zip(memory, lookups, row_memory, row_lookups, strict=True)
-    ]
-    rank_seconds = {
-        "ids": _all_to_all_seconds(config, ids_peer),
+
+def stage_seconds(config: StepConfig, traffic: RankTraffic) -> dict[str, np.ndarray]:
+    """Every rank's seconds in each stage (arrays shaped like the traffic's)."""
+    outputs = _all_to_all_seconds(config, traffic.outputs_peer, traffic.across)
+    host_sums = np.maximum(*traffic.within) / config.intra_bandwidth
+    forward = lookup_seconds(config, traffic.memory, traffic.lookups)
+    seconds = {
+        "ids": _all_to_all_seconds(config, traffic.ids_peer),
         "forward_lookups": forward,
-        "host_sums": host_sums,
+        "host_sums": np.broadcast_to(host_sums, forward.shape),
         "outputs": outputs,
         "output_gradients": outputs,
-        "host_sum_gradients": host_sums,
-        "backward_lookups": [BACKWARD_FACTOR * f for f in forward],
-        "dp_allreduce": [config.ring_seconds(gradients)] * world,
+        "host_sum_gradients": np.broadcast_to(host_sums, forward.shape),
+        "backward_lookups": BACKWARD_FACTOR * forward,
+        "dp_allreduce": np.full(forward.shape, config.ring_seconds(traffic.gradients)),
     }
-    stage_seconds = {stage: max(rank_seconds[stage]) for stage in STAGES}
     if not config.summing_hosts:
-        rank_seconds = {s: v for s, v in rank_seconds.items() if s not in HOST_STAGES}
-        stage_seconds = {s: v for s, v in stage_seconds.items() if s not in HOST_STAGES}
-    return StepEstimate(rank_seconds, stage_seconds, plain_sum(stage_seconds.values()))
+        seconds = {s: v for s, v in seconds.items() if s not in HOST_STAGES}
+    return seconds
+
+
+def lookup_seconds(config: StepConfig, memory: np.ndarray, lookups: np.ndarray) -> np.ndarray:
+    """Forward lookups' time: the bytes they move at memory bandwidth, and the ids."""
+    return (memory / config.memory_bandwidth + lookups * LOOKUP_SECONDS).astype(float)
+
+
+def estimate_step(
+    config: StepConfig, loads: Sequence[TableLoad], holdings: Holdings
+) -> StepEstimate:
+    """The step time of a placement (see the module docstring)."""
+    per_rank = stage_seconds(config, rank_traffic(config, loads, holdings))
+    rank_seconds = {stage: seconds.tolist() for stage, seconds in per_rank.items()}
+    slowest = {stage: max(seconds) for stage, seconds in rank_seconds.items()}
+    return StepEstimate(rank_seconds, slowest, plain_sum(slowest.values()))
 
 
 def _row_split_costs(
@@ -299,37 +351,46 @@ def _host_sum_costs(
 
 
 def _all_to_all_seconds(
-    config: StepConfig, per_peer: list[int], across: list[np.ndarray] | None = None
-) -> list[float]:
+    config: StepConfig,
+    per_peer: np.ndarray,
+    across: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Each rank's time in an all-to-all where rank r exchanges ``per_peer[r]`` bytes with
     every other rank (its own account) and ``per_peer[q]`` with each other rank q (theirs),
     plus, with ``across``, the bytes each rank sends and receives across hosts besides.
+    ``per_peer`` may carry leading axes (several placements at once)."""
+    world, g = config.world_size, config.gpus_per_host
+    host_total = np.add.reduceat(per_peer, np.arange(0, world, g), axis=-1)
+    total = per_peer.sum(axis=-1, keepdims=True)
+    ranks = np.arange(world)
+    return exchange_seconds(config, ranks, per_peer, host_total[..., ranks // g], total, across)
+
+
+def exchange_seconds(
+    config: StepConfig,
+    ranks: np.ndarray,
+    own: np.ndarray,
+    host_total: np.ndarray,
+    total: np.ndarray,
+    across: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The all-to-all time of each of ``ranks``, which exchanges ``own`` bytes with every
+    other rank, while its host's ranks exchange ``host_total`` and all ranks ``total`` per
+    peer (broadcast against ``own``); ``across`` is indexed by rank.
 
     Bytes within a host and bytes between hosts use different links at the same time; a
     rank's time is the longer of the two, each the larger of sent and received.
     """
-    extra_sent, extra_received = across if across is not None else ([0] * len(per_peer),) * 2
     world, g = config.world_size, config.gpus_per_host
-    hosts = -(-world // g)
-    host_total = [0] * hosts
-    for rank, x in enumerate(per_peer):
-        host_total[rank // g] += x
-    total = plain_sum(per_peer)
-    seconds = []
-    for rank, x in enumerate(per_peer):
-        host = rank // g
-        peers_here = min(g, world - host * g) - 1
-        own_intra, own_inter = peers_here * x, (world - 1 - peers_here) * x
-        own_inter += int(extra_sent[rank])
-        theirs_intra = host_total[host] - x
-        theirs_inter = total - host_total[host] + int(extra_received[rank])
-        seconds.append(
-            max(
-                max(own_intra, theirs_intra) / config.intra_bandwidth,
-                max(own_inter, theirs_inter) / config.alltoall_bandwidth,
-            )
-        )
-    return seconds
+    peers_here = np.minimum(g, world - ranks // g * g) - 1
+    own_intra, own_inter = peers_here * own, (world - 1 - peers_here) * own
+    theirs_intra, theirs_inter = host_total - own, total - host_total
+    if across is not None:
+        own_inter, theirs_inter = own_inter + across[0][ranks], theirs_inter + across[1][ranks]
+    return np.maximum(
+        np.maximum(own_intra, theirs_intra) / config.intra_bandwidth,
+        np.maximum(own_inter, theirs_inter) / config.alltoall_bandwidth,
+    ).astype(float)
 
 
 # -- plans -------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ plan names it (``parameters.requested_strategy`` stays ``auto``).
 tiers, then a wrap-around pour of columns); ``placement.auto_time`` the fast ones
 (replicas where the gradient allreduce costs less than the lookups and exchange it
 saves, tables whole on the least busy rank with room, column cuts only where they
-shorten the busiest rank). Both cut tables only into pieces a multiple of
+shorten the busiest rank; then ``placement.stage_search`` moves and swaps pieces of
+the fastest to shorten each stage's slowest rank). Both cut tables only into pieces a multiple of
 ``column_multiple`` columns wide (the last piece of a table takes what is left).
 
 Without data-parallel input (``dp_input: false``) or with one rank there are neither
@@ -45,7 +46,7 @@ from planner.costs.memory import usable_memory
 from planner.costs.steptime import Holdings, StepConfig, estimate_step, table_loads
 from planner.placement.auto_memory import BALANCED, WrapAround
 from planner.placement.auto_time import FastPlacements
-from planner.placement.candidate import Candidate, PieceList, Split, split_counts
+from planner.placement.candidate import TIE, Candidate, PieceList, Split, split_counts
 from planner.placement.grouping import (
     EffectiveThresholds,
     TableGroups,
@@ -61,7 +62,6 @@ from planner.units import optimizer_slots
 
 REPLICA_BUDGET = 1e-3  # memory objective: automatic replicas, as a fraction of a rank's share
 TOLERANCE = 0.01  # memory objective: within 1% of the best counts as equal when none is balanced
-TIE = 0.01  # time objective: steps within 1% of the least are equal; memory balance decides
 DEFAULT_BATCH = 65536  # samples per step for the estimates, if the spec names none
 
 

@@ -35,6 +35,10 @@ path by much.
   such a table is cut into fewer pieces (each receives all its ids). A table that needs
   more than the largest piece even cut as far as its width allows is row-sliced over
   all ranks (``dp_input`` only).
+- **Stage search.** Every distinct candidate that fits within ``SEARCH_RANGE`` of the
+  fastest is then improved by ``placement.stage_search`` (moves and swaps of pieces
+  that shorten the stages the summed-load balance leaves long); the improved ones join
+  the candidates.
 """
 
 from __future__ import annotations
@@ -42,11 +46,19 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from dataclasses import replace
 
 from planner.costs.comm import ROW_PARTIAL_BYTES, plain_sum, ring_allreduce_bytes
-from planner.costs.steptime import BACKWARD_FACTOR, LOOKUP_SECONDS, row_read
-from planner.placement.candidate import Candidate, PieceList, Split
+from planner.costs.steptime import (
+    BACKWARD_FACTOR,
+    LOOKUP_SECONDS,
+    Holdings,
+    rank_traffic,
+    row_read,
+)
+from planner.placement.candidate import Candidate, PieceList, Split, split_counts
 from planner.placement.slicing import split_evenly
+from planner.placement.stage_search import StageSearch
 
 MEMORY_SHARE = 0.5  # no piece above this share of a rank's room; replicas in this much
 PIECE_SHARES = (MEMORY_SHARE, 1.0)  # largest piece of each greedy run, share of a rank's room
@@ -54,13 +66,14 @@ PIECE_SHARES = (MEMORY_SHARE, 1.0)  # largest piece of each greedy run, share of
 VARIANTS = [(cut, balance, False) for cut in (False, True) for balance in (False, True)]
 VARIANTS.append((True, True, True))
 SLACK = 0.02  # balancing bytes may raise a rank's load to this much over the busiest's
+SEARCH_RANGE = 0.05  # the stage search starts from every candidate this close to the fastest
 
 
 class FastPlacements:
     """Mixin of ``auto``'s model: the fast candidates (time objective).
 
     Uses the model's ``loads``, ``step_config``, ``bytes``, ``column_bytes``,
-    ``unit_bytes``, ``weight_limit``, ``multiple`` and ``candidate``.
+    ``unit_bytes``, ``weight_limit``, ``multiple``, ``fits`` and ``candidate``.
     """
 
     def fast_candidates(self) -> list[Candidate]:
@@ -79,7 +92,18 @@ class FastPlacements:
                     )
                     if candidate is not None:
                         found.append(candidate)
-        return found
+        return found + [c.shorten() for c in self._worth_searching(found)]
+
+    def _worth_searching(self, found: list[Candidate]) -> list[Candidate]:
+        """The candidates the stage search shortens: each distinct one that fits within
+        ``SEARCH_RANGE`` of the fastest that does (a search from a slower start often
+        ends faster and smaller: it has more room to move pieces into)."""
+        fitting = [c for c in found if self.fits(c) and c.shorten is not None]
+        if not fitting:
+            return []
+        ceiling = min(c.step_seconds for c in fitting) * (1 + SEARCH_RANGE)
+        distinct = {(c.step_seconds, c.max_bytes): c for c in fitting if c.step_seconds <= ceiling}
+        return [distinct[key] for key in sorted(distinct)]
 
     # -- loads ----------------------------------------------------------------------------
 
@@ -251,6 +275,35 @@ class FastPlacements:
         loads = list(base)
         for t, rank, width in placement:
             loads[rank] += width * self.column_bytes[t]
+        candidate = self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
+        return replace(
+            candidate,
+            shorten=lambda: self._shortened(
+                loads, placement, row_sliced, splits, replicas, threshold, limit
+            ),
+        )
+
+    def _shortened(
+        self,
+        loads: list[int],
+        placement: PieceList,
+        row_sliced: list[int],
+        splits: dict[int, Split],
+        replicas: list[int],
+        threshold: int | None,
+        limit: float,
+    ) -> Candidate:
+        """A greedy candidate after the stage search (same row splits and replicas)."""
+        rows = {t: split_counts(splits[t], self.world) for t in row_sliced}
+        fixed = Holdings([[]] * self.world, rows, replicas)
+        search = StageSearch(
+            self.step_config,
+            self.loads,
+            rank_traffic(self.step_config, self.loads, fixed),
+            self.column_bytes,
+            limit,
+        )
+        placement, loads = search.shorten(placement, loads)
         return self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
 
     def _split_over_hosts(

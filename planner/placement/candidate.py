@@ -13,6 +13,7 @@ PieceList = list[tuple[int, int, int]]  # (table, rank, columns)
 # Rows per rank, remainder rows, position of the first rank with one more; then, for a
 # split over a group of ranks only, the group's first rank and its stop.
 Split = tuple[int, ...]
+TIE = 0.01  # time objective: steps within 1% of the least are equal; memory balance decides
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,14 @@ class Candidate:
 
     ``max_bytes`` is the largest rank's weight bytes (replicas included), ``step_seconds``
     the estimated step (planner.costs.steptime), computed from the pieces without
-    writing a plan.
+    writing a plan. ``shorten``, where given, makes the same placement after ``auto``'s
+    stage search (``placement.stage_search``): worth its time only for the few fastest.
     """
 
     max_bytes: int
     step_seconds: float
     build: Callable[[], Placement]
+    shorten: Callable[[], Candidate] | None = None
 
 
 def split_counts(split: Split, world: int) -> np.ndarray:
