@@ -21,6 +21,12 @@ rather than ``--repeats`` times (the runs columns say so).
     .venv/bin/python benchmarks/planner_speed.py [--markdown] [--repeats 3]
     .venv/bin/python benchmarks/planner_speed.py --tables 20000,100000 --ranks 4096 \
         --strategies memory_balanced      # validate at scale
+    .venv/bin/python benchmarks/planner_speed.py --tables 5000,20000 --ranks 4096 \
+        --strategies auto --device-memory 80GiB --repeats 1   # auto's time objective
+
+``--device-memory`` gives every spec that memory per GPU and a global batch of
+``--batch-per-rank`` samples per rank, so ``auto`` plans with its time objective (the
+fast candidates and the stage search) instead of the memory objective.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from _report import machine, render
 from planner import load_plan, load_spec, make_plan, plan_problems, save_plan, spec_from_dict
 from planner.plan import read_plan
 from planner.spec import Spec
+from planner.units import parse_size
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -100,6 +107,8 @@ def main() -> None:
     parser.add_argument("--strategies", default="memory_balanced,auto")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--budget", type=float, default=5.0, help="seconds; slower: one run")
+    parser.add_argument("--device-memory", help="e.g. 80GiB: auto plans for time")
+    parser.add_argument("--batch-per-rank", type=int, default=64)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
 
@@ -121,6 +130,13 @@ def main() -> None:
                         if args.configs
                         else synthetic_spec(int(source), world, strategy)
                     )
+                    if args.device_memory:
+                        spec = spec.model_copy(
+                            update={
+                                "device_memory": parse_size(args.device_memory),
+                                "global_batch_size": args.batch_per_rank * world,
+                            }
+                        )
                     plan, seconds, runs, plan_cpu = measure(
                         lambda spec=spec: make_plan(spec), args.repeats, args.budget
                     )

@@ -43,7 +43,6 @@ path by much.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 from dataclasses import replace
@@ -57,6 +56,7 @@ from planner.costs.steptime import (
     row_read,
 )
 from planner.placement.candidate import Candidate, PieceList, Split, split_counts
+from planner.placement.scheduling import schedule
 from planner.placement.slicing import split_evenly
 from planner.placement.stage_search import StageSearch
 
@@ -355,38 +355,11 @@ class FastPlacements:
         without a ``bound`` the least loaded; with one, the one with the fewest bytes among
         those it keeps within the bound (the least loaded when there are none). ``base``
         and ``start``: the ranks' bytes and load before the pieces."""
-        by_bytes = bound != math.inf
-        held, load = list(base), list(start)
-
-        def key(rank: int) -> tuple:
-            return (held[rank], load[rank], rank) if by_bytes else (load[rank], held[rank], rank)
-
-        heap = [key(rank) for rank in range(self.world)]
-        heapq.heapify(heap)
-        placement: PieceList = []
-        holds: list[set[int]] = [set() for _ in range(self.world)]
-        for t, width in pieces:
-            size, seconds = width * self.column_bytes[t], self.piece_seconds(t, width)
-            popped, chosen = [], None
-            while heap:
-                rank = heapq.heappop(heap)[2]
-                popped.append(rank)
-                if held[rank] + size > limit or t in holds[rank]:
-                    continue
-                if load[rank] + seconds <= bound:
-                    chosen = rank
-                    break
-                if chosen is None or load[rank] < load[chosen]:
-                    chosen = rank  # over the bound: the least loaded so far, if none is within
-            if chosen is None:
-                return None
-            placement.append((t, chosen, width))
-            holds[chosen].add(t)
-            held[chosen] += size
-            load[chosen] += seconds
-            for rank in popped:
-                heapq.heappush(heap, key(rank))
-        return placement
+        sized = [
+            (t, width, width * self.column_bytes[t], self.piece_seconds(t, width))
+            for t, width in pieces
+        ]
+        return schedule(sized, list(base), list(start), limit, bound)
 
     def _units(self, t: int) -> int:
         """Pieces a table can be cut into: one per ``column_multiple`` columns."""
