@@ -570,7 +570,8 @@ def test_time_objective_keeps_tables_over_half_a_rank_in_fewer_pieces(monkeypatc
     # synthetic_large's g2_t0 and g3_t0 are 200,000,000 x 128 float32: 95.4 GiB each,
     # on 32 ranks of 80 GiB. With pieces only up to half a rank (40 GiB) each is cut in
     # three, and each piece receives all of its table's ids; with pieces up to a whole
-    # rank, in two of 64 columns (47.7 GiB), and the estimated step drops by 6.5%.
+    # rank, in two of 64 columns (47.7 GiB). Measured: 9.448 ms in two pieces; in three,
+    # 10.920 ms after the stage search's descent and 9.467 ms after its kicks too.
     spec = load_spec(
         CONFIGS / "synthetic_large.yaml",
         {"world_size": 32, "strategy": "auto", "objective": "time",
@@ -583,4 +584,6 @@ def test_time_objective_keeps_tables_over_half_a_rank_in_fewer_pieces(monkeypatc
     monkeypatch.setattr(auto_time, "PIECE_SHARES", (auto_time.MEMORY_SHARE,))
     halves = make_plan(spec)
     assert len([s for s in halves.shards if s.table == "g2_t0"]) == 3
-    assert plan.stats.step.step_seconds < 0.95 * halves.stats.step.step_seconds
+    assert plan.stats.step.step_seconds < halves.stats.step.step_seconds
+    monkeypatch.setattr(auto_time, "KICKS", 0)
+    assert plan.stats.step.step_seconds < 0.9 * make_plan(spec).stats.step.step_seconds

@@ -38,7 +38,8 @@ path by much.
 - **Stage search.** Every distinct candidate that fits within ``SEARCH_RANGE`` of the
   fastest is then improved by ``placement.stage_search`` (moves and swaps of pieces
   that shorten the stages the summed-load balance leaves long); the improved ones join
-  the candidates.
+  the candidates, and the fastest of them is searched again with ``KICKS`` random
+  restarts (only it: each restart costs about a descent).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from planner.costs.steptime import (
 from planner.placement.candidate import Candidate, PieceList, Split, split_counts
 from planner.placement.scheduling import schedule
 from planner.placement.slicing import split_evenly
-from planner.placement.stage_search import StageSearch
+from planner.placement.stage_search import KICKS, StageSearch
 
 MEMORY_SHARE = 0.5  # no piece above this share of a rank's room; replicas in this much
 PIECE_SHARES = (MEMORY_SHARE, 1.0)  # largest piece of each greedy run, share of a rank's room
@@ -92,7 +93,11 @@ class FastPlacements:
                     )
                     if candidate is not None:
                         found.append(candidate)
-        return found + [c.shorten() for c in self._worth_searching(found)]
+        searched = [c.shorten(0) for c in self._worth_searching(found)]
+        if not searched:
+            return found
+        fastest = min(searched, key=lambda c: (c.step_seconds, c.max_bytes))
+        return found + searched + [fastest.shorten(KICKS)]
 
     def _worth_searching(self, found: list[Candidate]) -> list[Candidate]:
         """The candidates the stage search shortens: each distinct one that fits within
@@ -278,8 +283,8 @@ class FastPlacements:
         candidate = self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
         return replace(
             candidate,
-            shorten=lambda: self._shortened(
-                loads, placement, row_sliced, splits, replicas, threshold, limit
+            shorten=lambda kicks: self._shortened(
+                loads, placement, row_sliced, splits, replicas, threshold, limit, kicks
             ),
         )
 
@@ -292,8 +297,10 @@ class FastPlacements:
         replicas: list[int],
         threshold: int | None,
         limit: float,
+        kicks: int,
     ) -> Candidate:
-        """A greedy candidate after the stage search (same row splits and replicas)."""
+        """A greedy candidate after the stage search with ``kicks`` random restarts (same
+        row splits and replicas); it may be searched again, with kicks."""
         rows = {t: split_counts(splits[t], self.world) for t in row_sliced}
         fixed = Holdings([[]] * self.world, rows, replicas)
         search = StageSearch(
@@ -303,8 +310,14 @@ class FastPlacements:
             self.column_bytes,
             limit,
         )
-        placement, loads = search.shorten(placement, loads)
-        return self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
+        placement, loads = search.shorten(placement, loads, kicks)
+        candidate = self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
+        return replace(
+            candidate,
+            shorten=lambda kicks: self._shortened(
+                loads, placement, row_sliced, splits, replicas, threshold, limit, kicks
+            ),
+        )
 
     def _split_over_hosts(
         self,

@@ -22,14 +22,15 @@ class Candidate:
 
     ``max_bytes`` is the largest rank's weight bytes (replicas included), ``step_seconds``
     the estimated step (planner.costs.steptime), computed from the pieces without
-    writing a plan. ``shorten``, where given, makes the same placement after ``auto``'s
-    stage search (``placement.stage_search``): worth its time only for the few fastest.
+    writing a plan. ``shorten(kicks)``, where given, makes the same placement after
+    ``auto``'s stage search (``placement.stage_search``) with that many random restarts:
+    worth its time only for the few fastest.
     """
 
     max_bytes: int
     step_seconds: float
     build: Callable[[], Placement]
-    shorten: Callable[[], Candidate] | None = None
+    shorten: Callable[[int], Candidate] | None = None
 
 
 def split_counts(split: Split, world: int) -> np.ndarray:

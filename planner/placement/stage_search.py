@@ -9,8 +9,12 @@ a piece there (``ChangeScorer``: the estimate's own formulas, re-timing only the
 hosts a change touches). It makes the change that shortens the step most; when none
 does, the one that most lowers the spread (the sum of every rank's stage seconds
 squared) without lengthening it, since where several ranks tie as a stage's slowest no
-single change can shorten it. It stops when nothing helps, or after ``ROUNDS`` changes.
-Memory limits and the one-piece-of-a-table-per-rank rule hold throughout.
+single change can shorten it. This descent stops when nothing helps, or after ``ROUNDS``
+changes. Many alike tables make many placements that one change cannot improve, so
+``auto`` then kicks its fastest result: a few random moves, a descent from there, kept
+when it ends faster, ``KICKS`` times (an iterated local search, seeded: the same spec
+always gets the same plan). Memory limits and the one-piece-of-a-table-per-rank rule
+hold throughout.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ CHUNK = 1 << 21  # counts scored at once (changes x 4 x ranks touched), to bound
 LONGEST = ("ids", "forward_lookups", "outputs")  # the stages whose slowest rank gives pieces
 _ECHOES = ("output_gradients", "backward_lookups")  # copies (or multiples) of two of them
 GAIN = 1e-9  # a change must shorten the step (or, as short, the spread) by this fraction
+KICKS = 40  # random restarts of the descent from the best placement found (one candidate)
+KICK_MOVES = 8  # random moves in each
+KICK_ROUNDS = 20  # changes in the descent after a kick (a short way back down)
+SEED = 0  # of the kicks' random choices: the same spec always gets the same plan
 
 
 class ChangeScorer:
@@ -158,6 +166,9 @@ class _Pieces:
         self.held[rank] += self.sizes[piece]
         self.ranks[piece] = rank
 
+    def copy(self) -> _Pieces:
+        return _Pieces(*(np.copy(v) for v in vars(self).values()))
+
 
 @dataclass
 class _Changes:
@@ -186,14 +197,16 @@ class StageSearch:
         self.config, self.loads, self.fixed = config, loads, fixed
         self.column_bytes, self.limit = column_bytes, limit
 
-    def shorten(self, placement: PieceList, held: Sequence[int]) -> tuple[PieceList, list[int]]:
+    def shorten(
+        self, placement: PieceList, held: Sequence[int], kicks: int = 0
+    ) -> tuple[PieceList, list[int]]:
         """A placement no slower than ``placement`` by the estimate, and its ranks' bytes
         (``held``: the bytes each rank holds, row slices and replicas included).
 
-        Each round takes the change with the shortest step; when none shortens it, the
-        one with the least spread among those as short. The result may hold more on its
-        largest rank: it joins ``auto``'s candidates beside the placement it came from,
-        and a tie goes to the smaller largest rank.
+        A descent (``_descend``), then ``kicks`` times: a few random moves of the best
+        placement found (a kick) and a descent from there, kept when it ends faster. The
+        result may hold more on its largest rank: it joins ``auto``'s candidates beside
+        the placement it came from, and a tie goes to the smaller largest rank.
         """
         world = self.config.world_size
         ranks = np.array([rank for _, rank, _ in placement], np.int64)
@@ -202,7 +215,7 @@ class StageSearch:
         ).reshape(len(placement), 4)
         state = np.zeros((4, world), np.int64)
         np.add.at(state.T, ranks, counts)
-        pieces = _Pieces(
+        best = _Pieces(
             tables=np.array([t for t, _, _ in placement], np.int64),
             ranks=ranks,
             sizes=np.array([w * self.column_bytes[t] for t, _, w in placement], np.int64),
@@ -210,27 +223,52 @@ class StageSearch:
             state=state,
             held=np.array(held, np.int64),
         )
-        for _ in range(ROUNDS):
+        best_step = self._descend(best, ROUNDS)
+        bits = np.random.PCG64(SEED)  # a bit generator's stream stays the same across numpy
+        for _ in range(kicks if placement else 0):
+            kicked = best.copy()
+            self._kick(kicked, bits.random_raw(2 * KICK_MOVES))
+            step = self._descend(kicked, KICK_ROUNDS)
+            if step < best_step * (1 - GAIN):
+                best, best_step = kicked, step
+        shortened = [
+            (t, int(rank), w) for (t, _, w), rank in zip(placement, best.ranks, strict=True)
+        ]
+        return shortened, best.held.tolist()
+
+    def _descend(self, pieces: _Pieces, rounds: int) -> float:
+        """Changes ``pieces`` until none helps (or ``rounds`` changes); its step after.
+
+        Each round takes the change with the shortest step; when none shortens it, the
+        one with the least spread among those as short."""
+        for _ in range(rounds):
             scorer = ChangeScorer(self.config, self.fixed, pieces.state)
             step, spread = scorer.step[0], scorer.spread[0]
             changes = self._changes(pieces, scorer)
             if changes is None:
-                break
+                return step
             if changes.steps.min() < step * (1 - GAIN):
                 best = int(np.argmin(changes.steps))
             else:
                 level = (changes.steps <= step) & (changes.spreads < spread * (1 - GAIN))
                 if not level.any():
-                    break
+                    return step
                 best = int(np.argmin(np.where(level, changes.spreads, np.inf)))
             other, back = int(changes.other[best]), int(changes.back[best])
             pieces.move(int(changes.piece[best]), int(changes.to[best]))
             if other >= 0:
                 pieces.move(other, back)
-        shortened = [
-            (t, int(rank), w) for (t, _, w), rank in zip(placement, pieces.ranks, strict=True)
-        ]
-        return shortened, pieces.held.tolist()
+        return ChangeScorer(self.config, self.fixed, pieces.state).step[0]
+
+    def _kick(self, pieces: _Pieces, bits: np.ndarray) -> None:
+        """Up to ``KICK_MOVES`` moves of random pieces to random ranks (those that are
+        legal), drawn from ``bits``: ``2 * KICK_MOVES`` random 64-bit integers."""
+        moved, to = np.split(bits, 2)
+        for piece, rank in zip(moved % len(pieces.ranks), to % self.config.world_size, strict=True):
+            table = pieces.tables[piece]
+            there = np.any((pieces.tables == table) & (pieces.ranks == rank))
+            if not there and pieces.held[rank] + pieces.sizes[piece] <= self.limit:
+                pieces.move(int(piece), int(rank))
 
     def _changes(self, p: _Pieces, scorer: ChangeScorer) -> _Changes | None:
         """Every legal move of a piece on a stage's slowest rank to one of the
