@@ -13,7 +13,7 @@ from planner.checkpoint.cli import checkpoint
 from planner.consistency import load_plan, plan_problems
 from planner.errors import PlannerError, shown
 from planner.exit_codes import COMMAND_EXIT_CODES, exit_codes_help
-from planner.files import same_file
+from planner.files import check_output, same_file
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan, plan_json_schema, read_plan
 from planner.planning import make_plan
@@ -243,15 +243,9 @@ def _html_option(drawn: str) -> Callable[[Callable], Callable]:
 
 
 def _check_report_path(html: str | None, *inputs: str | Path) -> None:
-    """Before any work: the report's folder exists and the report overwrites no input."""
-    if html is None:
-        return
-    report = Path(html)
-    if not report.parent.is_dir():
-        raise InputError(f"{report}: folder {report.parent} does not exist; create it first")
-    for other in inputs:
-        if same_file(report, other):
-            raise InputError(f"{report}: --html would overwrite {other}; name another file")
+    """Before any work: the report can be written, and overwrites no input."""
+    if html is not None:
+        _fail_cleanly(lambda: check_output(html, "--html", inputs))
 
 
 def _write_report(page: str, html: str, to_stderr: bool) -> None:
@@ -277,6 +271,8 @@ class OneLineErrors(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:
             raise InputError(exc.format_message()) from exc
+        except PlannerError as exc:  # raised late: a sealed plan's rank entry, first read
+            raise InputError(str(exc)) from exc
 
 
 @click.group(
@@ -343,12 +339,9 @@ def _output_path(spec_path: str, output: str | None) -> Path | None:
     """Where the plan goes (None: standard output); never over the spec it is made from."""
     if output == "-":
         return None
-    target = Path(output) if output else Path(Path(spec_path).stem + ".plan.json")
+    default = Path(spec_path).stem + ".plan.json"
+    target = _fail_cleanly(lambda: check_output(output or default, "-o"))
     name = shown(str(target))
-    if not target.parent.is_dir():
-        raise InputError(
-            f"{name}: folder {shown(str(target.parent))} does not exist; create it first"
-        )
     if same_file(target, spec_path):
         raise InputError(
             f"{name}: is the spec {shown(spec_path)} itself; write the plan to another file "
@@ -374,8 +367,9 @@ def show(plan_path: str, fmt: str, list_shards: bool | None, ranks: str, html: s
 
 
 def _load_sound_plan(plan_path: str) -> Plan:
-    """A saved plan that passes every check validate makes, or one line saying why not."""
-    return _fail_cleanly(lambda: load_plan(plan_path))
+    """A saved plan that passes every check validate makes (a sealed one: its schema,
+    every rank entry's too, and its references), or one line saying why not."""
+    return _fail_cleanly(lambda: load_plan(plan_path, every_rank=True))
 
 
 @main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["validate"]))
@@ -441,13 +435,17 @@ def compare(
     whether the plan fits (a report: plans that do not fit are rows, not an error).
     Nothing is written.
     """
-    spec = _load_spec(spec_path, overrides)
     try:
-        sizes = parse_world_sizes(world_sizes) if world_sizes else [spec.world_size]
+        sizes = parse_world_sizes(world_sizes) if world_sizes else None
         names = parse_strategies(strategies)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
-    rows = _fail_cleanly(lambda: compare_plans(spec, sizes, names, source=spec_path))
+    overrides["world_size"] = sizes[0] if sizes else None  # then the spec need not set one
+    spec = _load_spec(spec_path, overrides)
+    options = [key for key, value in overrides.items() if value is not None]
+    rows = _fail_cleanly(
+        lambda: compare_plans(spec, sizes or [spec.world_size], names, spec_path, options)
+    )
     click.echo(render_comparison(rows, fmt))
 
 

@@ -12,6 +12,7 @@ output. ``planner.validation`` adds the check against a spec, which re-plans.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -34,25 +35,29 @@ from planner.spec import DTYPE_BYTES
 from planner.units import human_bytes, optimizer_slots
 
 
-def load_plan(path: str | Path) -> Plan:
+def load_plan(path: str | Path, every_rank: bool = False) -> Plan:
     """Read a plan file and check that its parts agree; PlanFileError names the first
     problem. What every reader of plans (``show``, ``diff``, the runtime) should use.
 
-    A file whose seal holds (``planner.seal``: the planner checked the plan as it wrote
-    it, and the file is unchanged since) is not checked again, and each of its ranks is
-    schema-checked and worked out when first asked for (``planner.plan_ranks``): a
-    worker taking its own builds no other."""
+    A file whose seal holds (``planner.seal``: checked as written, unchanged since) gets
+    the schema and ``index_problems`` only, each rank entry schema-checked and worked out
+    when first asked for (``planner.plan_ranks``; PlanFileError names ``ranks[i]``): a
+    worker checks and builds only its own. ``every_rank``: every entry now (``show``,
+    ``diff``). A seal is a checksum, not a signature: a file edited and sealed again may
+    load with parts that disagree (``validate``, trusting no seal, lists them)."""
     plan, sealed = read_plan_file(path)
-    return plan if sealed else _checked(plan, shown(str(path)))
+    if every_rank:
+        plan.check_ranks()
+    return _checked(plan, shown(str(path)), index_problems if sealed else plan_problems)
 
 
 def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
     """``load_plan`` for JSON already parsed: the schema, then the same checks."""
-    return _checked(parse_plan(raw, source), source)
+    return _checked(parse_plan(raw, source), source, plan_problems)
 
 
-def _checked(plan: Plan, source: str) -> Plan:
-    problems = plan_problems(plan)
+def _checked(plan: Plan, source: str, checks: Callable[[Plan], list[str]]) -> Plan:
+    problems = checks(plan)
     if problems:
         more = f" (and {len(problems) - 1:,} more)" if len(problems) > 1 else ""
         raise PlanFileError(
@@ -85,14 +90,24 @@ def plan_problems(plan: Plan) -> list[str]:
     return problems
 
 
-def reference_problems(plan: Plan) -> list[str]:
-    """Ranks numbered 0..N-1, and every name and index pointing at something that exists.
+def index_problems(plan: Plan) -> list[str]:
+    """Ranks numbered 0..N-1, every name outside the ranks pointing at something that
+    exists, and row splits over ranks that exist: what previews and reports index by.
+    Checked on every load, a sealed file's too (``load_plan``): these build and check
+    no rank entry, and a file edited and sealed again must not crash a command."""
+    return _numbering_problems(plan) or _listed_name_problems(plan) + _row_split_problems(plan)
 
-    A plan that passes this can be previewed and built from without a crash.
-    """
-    numbers = [r.rank for r in plan.ranks]
+
+def _numbering_problems(plan: Plan) -> list[str]:
+    numbers = plan.rank_numbers()
     if numbers != list(range(plan.world_size)):
         return [f"ranks: expected ranks 0..{plan.world_size - 1} in order, found {brief(numbers)}"]
+    return []
+
+
+def _listed_name_problems(plan: Plan) -> list[str]:
+    """Every table, input and rank named outside the ranks (inputs, groups, row splits,
+    shards) exists."""
     tables = {t.name for t in plan.tables}
     inputs = {i.name for i in plan.inputs}
     problems = []
@@ -122,6 +137,20 @@ def reference_problems(plan: Plan) -> list[str]:
                 f"shards: shard of {shard.table!r} names rank {brief(shard.rank)}, "
                 f"outside 0..{plan.world_size - 1}"
             )
+    return problems
+
+
+def reference_problems(plan: Plan) -> list[str]:
+    """Ranks numbered 0..N-1, and every name and index pointing at something that exists.
+
+    A plan that passes this can be previewed and built from without a crash.
+    """
+    numbering = _numbering_problems(plan)
+    if numbering:
+        return numbering
+    problems = _listed_name_problems(plan)
+    tables = {t.name for t in plan.tables}
+    inputs = {i.name for i in plan.inputs}
     for rank in plan.ranks:
         where = f"ranks[{rank.rank}]"
         for weight in rank.table_parallel_weights:

@@ -1,6 +1,7 @@
 """Errors the planner raises on purpose; each message is one line that says what to change."""
 
 import reprlib
+import sys
 
 
 class PlannerError(Exception):
@@ -13,6 +14,10 @@ class SpecError(PlannerError):
 
 class PlanFileError(PlannerError):
     """A plan file cannot be read, does not match the schema, or is inconsistent."""
+
+
+class OutputPathError(PlannerError):
+    """A path given to write a plan or a report to cannot be written there."""
 
 
 def shown(text: str) -> str:
@@ -33,7 +38,17 @@ def brief(value: object) -> str:
     return _BRIEF.repr(value)
 
 
-_BRIEF = reprlib.Repr()
+class _Brief(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        """An integer past Python's limit on converting to text (4,300 digits) has no
+        ``repr``; a value quoted in an error line may be one, so say how long it is."""
+        try:
+            return super().repr_int(x, level)
+        except ValueError:
+            return f"an integer of more than {sys.get_int_max_str_digits():,} digits"
+
+
+_BRIEF = _Brief()
 _BRIEF.maxstring = 60
 _BRIEF.maxother = 60
 _BRIEF.maxlong = 40

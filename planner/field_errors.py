@@ -6,18 +6,25 @@ input gets a line that names the field and the fix, never a pydantic dump.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from planner.errors import brief, shown
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line for the first problem pydantic found: field path, what is wrong, value seen."""
+def describe_validation_error(exc: ValidationError, from_yaml: bool = False) -> str:
+    """One line for the likeliest cause among the problems pydantic found (``first_problem``):
+    field path, what is wrong, value seen; then how many more problems there are.
+
+    ``from_yaml``: the data was read from YAML (a spec), whose number forms get a hint.
+    """
     errors = exc.errors()
-    first = errors[0]
+    first = first_problem(errors)
     field = _format_location(first["loc"])
     message = shown(first["msg"].removeprefix("Value error, "))
     if first["type"] == "value_error" and not field:
@@ -25,21 +32,76 @@ def describe_validation_error(exc: ValidationError) -> str:
     elif first["type"] == "missing":
         text = f"{field}: required field is missing; add it"
     elif first["type"] == "extra_forbidden":
-        text = f"{field}: unknown key; remove it or check its spelling"
+        text = f"{field}: unknown key; {_spelling(first['loc'], errors)}"
+    elif first["type"] == "invalid_key":  # a key that is no name (``1: x``), last in loc
+        parent = _format_location(first["loc"][:-1])
+        key = f"{parent}.{brief(first['input'])}" if parent else brief(first["input"])
+        text = f"{key}: unknown key; remove it or check its spelling"
+    elif first["type"] == "model_type":  # pydantic's text names the class of the part
+        mapping = "a mapping of keys to values" if from_yaml else "a JSON object"
+        text = f"{field}: expected {mapping} (got {brief(first['input'])})"
     else:
         value = first["input"]
-        text = f"{field}: {message}{_hint(first['type'], value)} (got {brief(value)})"
+        hint = _hint(first["type"], value, from_yaml)
+        text = f"{field}: {message}{hint} (got {brief(value)})"
     more = len(errors) - 1
     return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def first_problem(errors: list[ErrorDetails]) -> ErrorDetails:
+    """The problem to show: an unknown key when there is one, since a misspelt key also
+    makes the key it was meant to be missing, and the missing key alone hides the typo;
+    otherwise pydantic's first."""
+    return next((e for e in errors if e["type"] in _UNKNOWN_KEY), errors[0])
+
+
+_UNKNOWN_KEY = ("extra_forbidden", "invalid_key")  # a key no field has; a key that is no name
+
+
+def problem_line(exc: ValidationError, source: str, options: Collection[str] = ()) -> str:
+    """For a spec: ``source: <the problem>``, or ``--option: <the problem>`` when the
+    value at fault came from a command-line option (``options``: the top-level keys
+    options set): the file named would not hold it."""
+    text = describe_validation_error(exc, from_yaml=True)
+    field = _top_field(exc)
+    if field is not None and field in options:
+        return f"{option_name(field)}: {text.removeprefix(f'{field}: ')}"
+    return f"{source}: {text}"
+
+
+def option_name(field: str) -> str:
+    """The command-line option that sets a top-level field: ``--global-batch-size``."""
+    return "--" + field.replace("_", "-")
+
+
+def _top_field(exc: ValidationError) -> str | None:
+    """The top-level key of the problem ``describe_validation_error`` shows: the first part
+    of its location, or for a check of the whole model the key its message begins with
+    (``global_batch_size: 1001 samples do not split ...``); None when there is neither."""
+    first = first_problem(exc.errors())
+    if first["loc"]:
+        return str(first["loc"][0])
+    head = first["msg"].removeprefix("Value error, ").split(":", 1)[0]
+    return head if head.isidentifier() else None
+
+
+def _spelling(loc: tuple[Any, ...], errors: list[ErrorDetails]) -> str:
+    """``did you mean width?`` when a key missing beside the unknown one is spelt like it."""
+    missing = [
+        str(e["loc"][-1]) for e in errors if e["type"] == "missing" and e["loc"][:-1] == loc[:-1]
+    ]
+    close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
+    return f"did you mean {close[0]}?" if close else "remove it or check its spelling"
 
 
 # What YAML 1.1 reads as a number and YAML 1.2 does not (or reads as another number).
 _NUMBER_LIKE = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?::[0-9_]+)*|0[xXoObB][0-9a-fA-F_]+)$")
 
 
-def _hint(kind: str, value: Any) -> str:
+def _hint(kind: str, value: Any, from_yaml: bool) -> str:
     """How to write a value the field refused, when its form is the likely mistake."""
-    if kind == "int_type" and isinstance(value, str) and _NUMBER_LIKE.match(value.strip()):
+    number_like = isinstance(value, str) and _NUMBER_LIKE.match(value.strip())
+    if kind == "int_type" and from_yaml and number_like:
         return (
             "; write a plain decimal integer (010, 0x10, 1_000 and 1:30 are refused: "
             "YAML 1.1 and 1.2 read them as different numbers)"

@@ -16,6 +16,8 @@ name the file and stop:
   left as strings, which the spec's fields then refuse by name;
 - **JSON** (plans): no key twice in one object, no ``NaN`` or ``Infinity``, no nesting
   deeper than Python's parser can take.
+
+The paths given to write to are checked here too (``check_output``), before any work.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import BaseResolver
 
-from planner.errors import PlannerError, brief, shown
+from planner.errors import OutputPathError, PlannerError, brief, shown
 
 MAX_SPEC_BYTES = 32 * 2**20
 MAX_PLAN_BYTES = 1 * 2**30
@@ -83,6 +85,12 @@ def _read_capped(
     except UnicodeDecodeError as exc:
         raise error(f"{name}: not {kind} (not UTF-8 text)") from exc
     return "".join(parts)
+
+
+def utf8_size(text: str) -> int:
+    """Bytes ``text`` takes in UTF-8, counted without encoding it when it is ASCII (a
+    plan or manifest of thousands of ranks nearly always is: only names may not be)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _too_large(name: str, noun: str, limit: int) -> str:
@@ -277,14 +285,19 @@ class JsonRefused(ValueError):
     """Well-formed JSON the planner will not read."""
 
 
-def parse_json(text: str) -> Any:
+def parse_json(text: str, kind: str = "a plan") -> Any:
     """The JSON document in ``text``; json.JSONDecodeError for bad syntax, JsonRefused
-    for what a plan never holds (a key twice, NaN, nesting past Python's parser)."""
+    for what ``kind`` (a plan, a checkpoint manifest) never holds: a key twice, NaN,
+    nesting past Python's parser."""
+
+    def no_constant(name: str) -> Any:
+        raise JsonRefused(f"{name} is not a number {kind} may hold")
+
     try:
         with gc_paused():
-            return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+            return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=no_constant)
     except RecursionError as exc:
-        raise JsonRefused("nested too deeply to read (a plan is 6 levels deep)") from exc
+        raise JsonRefused(f"nested too deeply to read; {kind} is a few levels deep") from exc
     except json.JSONDecodeError:
         raise
     except ValueError as exc:
@@ -302,14 +315,73 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def _no_constant(name: str) -> Any:
-    raise JsonRefused(f"{name} is not a number a plan may hold")
+def json_syntax_problem(exc: json.JSONDecodeError) -> str:
+    """Where the JSON parser stopped and its reason, whole: its messages that end in
+    "at" ("Unterminated string starting at") leave the place to the position."""
+    reason = exc.msg.removesuffix(" at") + (" there" if exc.msg.endswith(" at") else "")
+    return f"not valid JSON at line {exc.lineno}, column {exc.colno}: {reason}"
+
+
+# --- where outputs go ------------------------------------------------------------------
 
 
 def same_file(one: str | Path, other: str | Path) -> bool:
     """Whether two paths name one file: through symlinks and hard links when both exist
-    (same device and inode), by their resolved paths when one is still to be written."""
+    (same device and inode), by their resolved paths when one is still to be written.
+    ``os.path.realpath`` stops at a symlink loop (``Path.resolve`` raises on one): such
+    a path is no input's, and its reader or writer says why it cannot be used."""
     try:
         return os.path.samefile(one, other)
     except OSError:  # one of them does not exist (or cannot be read: its reader says so)
-        return Path(one).resolve() == Path(other).resolve()
+        return os.path.realpath(one) == os.path.realpath(other)
+
+
+def check_output(path: str | Path, option: str, inputs: Iterable[str | Path] = ()) -> Path:
+    """``path`` as a Path, once a file can be written there without touching ``inputs``;
+    OutputPathError naming it (or ``option``) and the fix otherwise.
+
+    Commands write their files last, a plan and then its report; a path that cannot be
+    written, found only when its turn comes, would leave the first file written where
+    exit code 2 promises nothing was. So every path is checked before any work: its
+    folder is a folder and takes new files, and the path is not a folder, a symlink
+    loop or a name too long.
+    """
+    text = str(path)
+    if text == "":
+        raise OutputPathError(f"{option}: an empty file name; name the file to write")
+    if text == "-":
+        raise OutputPathError(
+            f"{option} -: this file would mix with what the command prints on standard "
+            f"output; name a file ({option} ./- for one called -)"
+        )
+    target, name = Path(text), shown(text)
+    folder = shown(str(target.parent))
+    try:
+        if not stat.S_ISDIR(os.stat(target.parent).st_mode):
+            raise OutputPathError(
+                f"{name}: {folder} is a file, not a folder; name a file in a folder"
+            )
+    except FileNotFoundError as exc:
+        raise OutputPathError(f"{name}: folder {folder} does not exist; create it first") from exc
+    except OSError as exc:
+        raise OutputPathError(
+            f"{name}: cannot use folder {folder} ({exc.strerror}); name another folder"
+        ) from exc
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFREG  # to be created, as a file is replaced: in its folder
+    except OSError as exc:
+        raise OutputPathError(
+            f"{name}: cannot write there ({exc.strerror}); name another file"
+        ) from exc
+    if stat.S_ISDIR(mode):
+        raise OutputPathError(f"{name}: is a folder; name a file in it")
+    if stat.S_ISREG(mode) and not os.access(target.parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{name}: cannot write in folder {folder} (permission denied)")
+    for other in inputs:
+        if same_file(target, other):
+            raise OutputPathError(
+                f"{name}: {option} would overwrite {shown(str(other))}; name another file"
+            )
+    return target

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import (
     ConfigDict,
     Field,
@@ -26,7 +27,16 @@ from pydantic import (
 from planner import jsonlines
 from planner.errors import PlanFileError, brief, shown
 from planner.field_errors import describe_validation_error
-from planner.files import MAX_PLAN_BYTES, JsonRefused, gc_paused, parse_json, read_text
+from planner.files import (
+    MAX_PLAN_BYTES,
+    MAX_SPEC_BYTES,
+    JsonRefused,
+    gc_paused,
+    json_syntax_problem,
+    parse_json,
+    parse_yaml,
+    read_text,
+)
 from planner.plan_parts import Device as Device  # re-exported
 from planner.plan_parts import (
     Exchange,
@@ -54,6 +64,7 @@ from planner.seal import seal_holds
 from planner.spec import (
     INT32_MAX,
     INT64_MAX,
+    Bandwidth,
     DType,
     InputSpec,
     Objective,
@@ -108,14 +119,14 @@ class Parameters(_Frozen):
     )
     id_bytes: Literal[4, 8] = Field(8, description="Bytes per id sent.")
     compute_dtype: DType = Field("float32", description="Type of the embeddings exchanged.")
-    alltoall_bandwidth: float = Field(25.0, gt=0, description="GB/s per rank in an all-to-all.")
-    allreduce_bandwidth: float = Field(
-        25.0, gt=0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
+    alltoall_bandwidth: Bandwidth = Field(25.0, description="GB/s per rank in an all-to-all.")
+    allreduce_bandwidth: Bandwidth = Field(
+        25.0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
     )
     objective: Objective | None = Field(None, description="As written (null = automatic).")
     gpus_per_host: int = Field(8, ge=1, le=INT64_MAX, description="Ranks per host.")
-    intra_host_bandwidth: float = Field(200.0, gt=0, description="GB/s per rank within a host.")
-    memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
+    intra_host_bandwidth: Bandwidth = Field(200.0, description="GB/s per rank within a host.")
+    memory_bandwidth: Bandwidth = Field(900.0, description="GB/s of device memory.")
     column_multiple: int = Field(
         4, ge=1, le=INT64_MAX, description="auto's column pieces: multiples of this."
     )
@@ -259,6 +270,19 @@ class Plan(_Frozen):
             return self.ranks.served(index)
         return served_by(self.ranks[index])
 
+    def rank_numbers(self) -> list[int]:
+        """Each rank's number, in order; a plan read from its file gives them without
+        building any rank."""
+        if isinstance(self.ranks, WrittenRanks):
+            return self.ranks.numbers()
+        return [rank.rank for rank in self.ranks]
+
+    def check_ranks(self) -> None:
+        """Schema-check now every rank entry of a sealed file not checked yet (else each
+        is when first asked for); PlanFileError names the first bad one."""
+        if isinstance(self.ranks, WrittenRanks):
+            self.ranks.check_all()
+
     def table(self, name: str) -> TableSpec:
         """The table called ``name``: a search, so code looking up many builds a dict."""
         return next(t for t in self.tables if t.name == name)
@@ -336,7 +360,8 @@ def write_atomically(text: str, path: Path) -> None:
     if path.exists() and not path.is_file():
         path.write_text(text, encoding="utf-8")
         return
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    # the temporary name stays short: any name the folder takes leaves room for it
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -357,27 +382,47 @@ def read_plan(path: str | Path) -> Plan:
     """Read and schema-check a plan file, nothing more; PlanFileError with a one-line reason.
 
     ``planner.load_plan`` also checks that the plan's parts agree; this is what
-    ``planner validate`` reads to list every problem of a plan that may not.
+    ``planner validate`` reads to list every problem of a plan that may not, so it
+    trusts no seal: the file is parsed as strictly as one without.
     """
-    return read_plan_file(path)[0]
+    return read_plan_file(path, trust_seal=False)[0]
 
 
-def read_plan_file(path: str | Path) -> tuple[Plan, bool]:
-    """``read_plan``, and whether the file's seal holds (``planner.seal``)."""
+def read_plan_file(path: str | Path, trust_seal: bool = True) -> tuple[Plan, bool]:
+    """``read_plan``, and whether the file's seal holds (``planner.seal``), which with
+    ``trust_seal`` lets the plain JSON parser read it (what the planner sealed holds no
+    key twice and no NaN) and leaves each rank entry to be schema-checked when first
+    asked for (``parse_plan``)."""
     path = Path(path)
     name = shown(str(path))
     text = read_text(path, MAX_PLAN_BYTES, "a plan file", "plan", PlanFileError)
-    sealed = seal_holds(text)
+    sealed = trust_seal and seal_holds(text)
     with gc_paused():  # once over parsing and the schema: the collector walks their objects once
-        try:  # what the planner sealed holds no key twice and no NaN: the plain parser reads it
+        try:
             raw = json.loads(text) if sealed else parse_json(text)
         except json.JSONDecodeError as exc:
-            raise PlanFileError(f"{name}: not valid JSON at line {exc.lineno}: {exc.msg}") from exc
+            raise PlanFileError(f"{name}: {_not_json(text, exc, name)}") from exc
         except JsonRefused as exc:
             raise PlanFileError(f"{name}: not a plan file ({exc})") from exc
         plan = parse_plan(raw, source=name, sealed=sealed)
         del raw  # what the plan does not keep goes before the collector is back
     return plan, sealed
+
+
+def _not_json(text: str, exc: json.JSONDecodeError, name: str) -> str:
+    """Why ``text`` is no plan: a YAML spec (JSON stops at its first character), the file
+    most often given where a plan belongs; else where the JSON breaks off."""
+    if exc.pos == len(text) - len(text.lstrip()) and len(text) <= MAX_SPEC_BYTES:
+        try:
+            raw = parse_yaml(text)
+        except yaml.YAMLError:
+            raw = None
+        if isinstance(raw, dict) and "tables" in raw:
+            return f"this is a spec, not a plan; make its plan with planner plan {name}"
+    return (
+        f"{json_syntax_problem(exc)}; the file is truncated or damaged: re-plan the spec "
+        "(planner plan SPEC)"
+    )
 
 
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
@@ -387,8 +432,10 @@ def parse_plan(raw: object, source: str = "<plan>", sealed: bool = False) -> Pla
     """Schema-check parsed JSON; what is not a plan at all is said so before any field.
 
     ``sealed``: the text ``raw`` was parsed from carries a seal that holds, so the
-    planner checked it as it wrote it; its ranks are then schema-checked one by one, as
-    they are first asked for (``WrittenRanks``), rather than all of them here.
+    planner checked it as it wrote it; every field but the rank entries is checked here,
+    and each entry when it is first asked for (``WrittenRanks``: a worker checks its own
+    rank, not 4,096), raising PlanFileError naming ``ranks[i]``. Otherwise every field
+    is checked here. The ranks are worked out in full one by one, as first asked for.
     """
     if not isinstance(raw, dict) or "format_version" not in raw:
         found = (
@@ -401,18 +448,23 @@ def parse_plan(raw: object, source: str = "<plan>", sealed: bool = False) -> Pla
             else f"a JSON {_JSON_TYPES.get(type(raw), type(raw).__name__)}"
         )
         raise PlanFileError(f"{source}: not a plan file ({found}); make one with planner plan")
-    if raw["format_version"] == 1:
-        raise PlanFileError(
-            f"{source}: format_version 1 (a plan from an older planner) is not read by this "
-            f"one; re-plan the spec with this version (planner plan SPEC)"
-        )
     version = raw["format_version"]
     if isinstance(version, str) and version.strip() == str(FORMAT_VERSION):
         raise PlanFileError(
             f"{source}: format_version must be the number {FORMAT_VERSION}, not the string "
             f"{brief(version)}; write it without quotes"
         )
-    if version not in READ_VERSIONS or isinstance(version, bool):
+    if type(version) is not int:  # not true (which == 1), nor 3.0 (which == 3)
+        raise PlanFileError(
+            f"{source}: format_version must be an integer ({FORMAT_VERSION} for this "
+            f"planner's plans), not {brief(version)}; re-plan the spec (planner plan SPEC)"
+        )
+    if version == 1:
+        raise PlanFileError(
+            f"{source}: format_version 1 (a plan from an older planner) is not read by this "
+            f"one; re-plan the spec with this version (planner plan SPEC)"
+        )
+    if version not in READ_VERSIONS:
         raise PlanFileError(
             f"{source}: format_version {brief(version)} is not supported (this planner reads "
             f"format versions 2 and {FORMAT_VERSION}); re-plan with this version"

@@ -106,7 +106,8 @@ class WrittenRanks(Sequence[RankPlan]):
     what they serve (``served``); building all 4,096 ranks' records of a 20,000-table plan
     up front took a third of its load, and the garbage collector walking them as much
     again. Entries from a sealed file come as parsed JSON and are schema-checked one by
-    one, when first asked for; those of any other file were checked with the rest of it.
+    one, when first asked for (``check_all`` checks them all now); those of any other
+    file were checked with the rest of it.
 
     A name that is not in the plan's tables or inputs is kept as written, with no rows
     (and an input whose table the rank does not hold reads weight -1), for
@@ -166,6 +167,21 @@ class WrittenRanks(Sequence[RankPlan]):
             for name in entry.table_parallel_inputs
         ]
 
+    def numbers(self) -> list[int]:
+        """Each entry's rank number, in order: no rank is built, and no entry checked but
+        one that is not an object with an integer ``rank`` (PlanFileError names it)."""
+        return [
+            entry["rank"]
+            if type(entry) is dict and type(entry.get("rank")) is int
+            else self._entry(index).rank
+            for index, entry in enumerate(self._entries)
+        ]
+
+    def check_all(self) -> None:
+        """Schema-check every entry not checked yet; PlanFileError names the first bad one."""
+        for index in range(len(self._entries)):
+            self._entry(index)
+
     def _entry(self, index: int) -> RankEntry:
         entry = self._entries[index]
         if isinstance(entry, RankEntry):
@@ -174,7 +190,7 @@ class WrittenRanks(Sequence[RankPlan]):
             entry = self._entries[index] = RankEntry.model_validate(entry)
         except ValidationError as exc:
             raise PlanFileError(
-                f"{self._source}: ranks[{index}]: {describe_validation_error(exc)}"
+                f"{self._source}: {describe_validation_error(_under(exc, 'ranks', index))}"
             ) from exc
         return entry
 
@@ -196,6 +212,19 @@ class WrittenRanks(Sequence[RankPlan]):
         rank = record(RankPlan, **values)
         object.__setattr__(rank, "_row_splits", self._row_splits)
         return rank
+
+
+def _under(exc: ValidationError, *where: str | int) -> ValidationError:
+    """``exc`` with each problem's location under ``where`` (``ranks[5].rank``): an entry
+    checked alone reads as it would in a check of the whole file."""
+    return ValidationError.from_exception_data(
+        exc.title,
+        [
+            {"type": e["type"], "loc": (*where, *e["loc"]), "input": e["input"]}
+            | ({"ctx": e["ctx"]} if "ctx" in e else {})
+            for e in exc.errors()
+        ],
+    )
 
 
 def linked_row_splits(

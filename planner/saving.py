@@ -12,7 +12,7 @@ from pathlib import Path
 
 from planner.consistency import plan_problems
 from planner.errors import PlanFileError, shown
-from planner.files import MAX_PLAN_BYTES
+from planner.files import MAX_PLAN_BYTES, utf8_size
 from planner.plan import Plan, write_atomically
 from planner.seal import sealed
 
@@ -25,7 +25,7 @@ def plan_text(plan: Plan, target: str = "<plan>") -> str:
     ``MAX_PLAN_BYTES``, so a larger plan is not written for nobody to read back.
     """
     text = plan.to_json()
-    size = len(text) if text.isascii() else len(text.encode())
+    size = utf8_size(text)
     if size > MAX_PLAN_BYTES:
         raise PlanFileError(
             f"{target}: the plan would be {size / 2**20:,.1f} MiB, more than the "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -24,7 +25,7 @@ from pydantic import (
 )
 
 from planner.errors import SpecError, shown
-from planner.field_errors import describe_validation_error
+from planner.field_errors import problem_line
 from planner.files import MAX_SPEC_BYTES, YamlRefused, gc_paused, parse_yaml, read_text
 from planner.initializers import check_initializer
 from planner.units import OPTIMIZER_SLOTS, Optimizer, parse_size
@@ -80,6 +81,7 @@ Objective = Literal["time", "memory"]
 RowReduction = Literal["direct", "host"]
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
+SIZE_FIELDS = ("device_memory", "host_memory")  # bytes, or a size such as 80GiB
 
 
 def summing_hosts(row_reduction: str, world_size: int, gpus_per_host: int) -> int:
@@ -229,16 +231,18 @@ class Spec(_Frozen):
         "reduce-scatter.",
     )
     objective: Objective | None = Field(None, description="What auto optimises.")
-    gpus_per_host: int = Field(8, ge=1, strict=True, description="Ranks per host.")
-    intra_host_bandwidth: float = Field(200.0, gt=0, description="GB/s within a host.")
-    memory_bandwidth: float = Field(900.0, gt=0, description="GB/s of device memory.")
+    gpus_per_host: int = Field(8, ge=1, le=INT64_MAX, strict=True, description="Ranks per host.")
+    intra_host_bandwidth: Bandwidth = Field(200.0, description="GB/s within a host.")
+    memory_bandwidth: Bandwidth = Field(900.0, description="GB/s of device memory.")
     row_reduction: RowReduction = Field(
         "direct",
         description="How row-sliced partial sums reach their samples' ranks: direct (each "
         "holder sends every rank its own) or host (summed within each host of "
         "gpus_per_host ranks first, then sent on once per host).",
     )
-    column_multiple: int = Field(4, ge=1, strict=True, description="auto's column cut unit.")
+    column_multiple: int = Field(
+        4, ge=1, le=INT64_MAX, strict=True, description="auto's column cut unit."
+    )
     gpu_embedding_size: Elements | None = Field(
         None,
         description="Elements of table-parallel pieces each rank keeps on its GPU; the "
@@ -265,7 +269,7 @@ class Spec(_Frozen):
         description="Default: one input per table, named after it; at least one when given.",
     )
 
-    @field_validator("device_memory", "host_memory", mode="before")
+    @field_validator(*SIZE_FIELDS, mode="before")
     @classmethod
     def _parse_memory_size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, (str, bool)) else value
@@ -421,6 +425,13 @@ COST_FIELDS: tuple[str, ...] = (
 )
 
 
+# The settings ``planner plan``, ``validate`` and ``compare`` also take as options.
+OPTION_FIELDS: tuple[str, ...] = (
+    *("world_size", "strategy", "column_slice_threshold", "row_slice_threshold"),
+    *("data_parallel_threshold", *COST_FIELDS),
+)
+
+
 def _reject_duplicates(field: str, names: list[str]) -> None:
     first_use: dict[str, int] = {}
     for index, name in enumerate(names):
@@ -459,11 +470,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         with gc_paused():
             return Spec.model_validate(raw)
     except ValidationError as exc:
-        field = exc.errors()[0]["loc"][:1]
-        if field and field[0] in given:  # the value came from an option, not the file
-            text = describe_validation_error(exc).removeprefix(f"{field[0]}: ")
-            raise SpecError(f"--{str(field[0]).replace('_', '-')}: {text}") from exc
-        raise SpecError(f"{name}: {describe_validation_error(exc)}") from exc
+        raise SpecError(problem_line(exc, name, given)) from exc
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -476,9 +483,12 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"not valid YAML{where}: {problem}"
 
 
-def spec_from_dict(raw: dict[str, Any], source: str = "<spec>") -> Spec:
-    """Validate an already-parsed spec, reporting errors against ``source``."""
+def spec_from_dict(
+    raw: dict[str, Any], source: str = "<spec>", options: Collection[str] = ()
+) -> Spec:
+    """Validate an already-parsed spec, reporting errors against ``source``, or against the
+    option for a value among ``options`` (the keys whose values came from options)."""
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(f"{source}: {describe_validation_error(exc)}") from exc
+        raise SpecError(problem_line(exc, source, options)) from exc

@@ -57,6 +57,9 @@ _UNITS: dict[str, int] = {
     "gib": 2**30,
     "tib": 2**40,
 }
+# A size's number, point and decimals included: 2^63 - 1 bytes has 19 digits, so
+# more is a slip, and turning it into bytes would take long or overflow.
+MAX_SIZE_DIGITS = 40
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
 
 
@@ -84,6 +87,11 @@ def parse_size(value: str | int) -> int:
             "units B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024), "
             "e.g. 80GiB"
         )
+    if len(match.group(1)) > MAX_SIZE_DIGITS:
+        raise ValueError(
+            f"a number of more than {MAX_SIZE_DIGITS} digits, where a size is at most "
+            "2^63 - 1 bytes (19 digits); check it, or write it with a unit, e.g. 80GiB"
+        )
     try:
         count = Decimal(match.group(1)) * _UNITS[unit or "b"]
     except InvalidOperation as exc:  # pragma: no cover - the pattern only lets numbers in
@@ -91,6 +99,27 @@ def parse_size(value: str | int) -> int:
     if int(count) <= 0:
         raise ValueError("must be at least one byte")
     return int(count)
+
+
+def exact_size(count: int) -> str:
+    """A positive byte count in the largest unit that writes it exactly (600KiB, 80GB,
+    1234B): readable where a rounded ``human_bytes`` could hide a difference, and read
+    back by ``parse_size``, so it can be given as an option's value."""
+    for unit in ("TiB", "TB", "GiB", "GB", "MiB", "MB", "KiB", "KB"):
+        if count % _UNITS[unit.lower()] == 0:
+            return f"{count // _UNITS[unit.lower()]}{unit}"
+    return f"{count}B"
+
+
+def missing_unit_hint(count: int) -> str:
+    """For a memory size no device has (under 1 MiB) that is not a whole number of KiB,
+    most likely a bare number meant in GiB or MiB: a hint for the message that shows it;
+    '' for any other size. A bare number stays bytes, as documented: this only
+    names the likely slip."""
+    if count >= 2**20 or count % 2**10 == 0:
+        return ""
+    meant = f"{count}GiB" if count < 2**10 else f"{count}MiB"
+    return f"a bare number is bytes: did you mean {meant}?"
 
 
 def human_bytes(count: float) -> str:

@@ -7,13 +7,17 @@ first.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 
 from planner.consistency import plan_problems
 from planner.errors import brief
+from planner.field_errors import option_name
 from planner.plan import Plan
 from planner.planning import make_plan
-from planner.spec import Spec
+from planner.spec import OPTION_FIELDS, SIZE_FIELDS, Spec
+from planner.units import exact_size
 
 __all__ = ["plan_problems", "spec_problems"]
 
@@ -21,21 +25,29 @@ __all__ = ["plan_problems", "spec_problems"]
 def spec_problems(plan: Plan, spec: Spec) -> list[str]:
     """Does ``plan`` belong to ``spec``? Fingerprint first, then a re-plan for equality."""
     if spec.fingerprint() != plan.fingerprint:
+        try:
+            planned: Spec | None = plan.spec()
+        except ValidationError:  # a plan that fails its own checks: nothing to compare with
+            planned = None
+        options = None if planned is None else _options_made_with(plan, planned, spec)
+        remedy = (
+            f"pass validate the options the plan was made with ({options}), or " if options else ""
+        )
         return [
-            f"fingerprint: does not match the spec ({_differences(plan, spec)}); "
-            "re-run planner plan on the spec and commit the new plan"
+            f"fingerprint: does not match the spec ({_differences(planned, spec)}); "
+            f"{remedy}re-run planner plan on the spec and commit the new plan"
         ]
     if make_plan(spec) != plan:
         return ["the plan differs from what this planner makes for the spec; re-run planner plan"]
     return []
 
 
-def _differences(plan: Plan, spec: Spec, shown_at_most: int = 3) -> str:
-    """The settings, tables and inputs that differ, as 'field: X in the plan, Y in the spec'."""
-    try:
-        planned = plan.spec().normalized().model_dump(mode="json")
-    except ValidationError:  # a plan that fails its own checks: nothing to compare with
+def _differences(plan_spec: Spec | None, spec: Spec, shown_at_most: int = 3) -> str:
+    """The settings, tables and inputs that differ between the spec a plan records and
+    ``spec``, as 'field: X in the plan, Y in the spec'."""
+    if plan_spec is None:
         return "the plan's own settings are inconsistent"
+    planned = plan_spec.normalized().model_dump(mode="json")
     given = spec.normalized().model_dump(mode="json")
     found = [
         _difference(key, planned[key], given[key])
@@ -50,8 +62,38 @@ def _differences(plan: Plan, spec: Spec, shown_at_most: int = 3) -> str:
     return "; ".join(found[:shown_at_most]) + (f"; and {more:,} more" if more > 0 else "")
 
 
+def _options_made_with(plan: Plan, planned: Spec, spec: Spec) -> str | None:
+    """The options (``--optimizer adagrad --device-memory 600KiB``) that turn ``spec`` into
+    ``planned``, the spec the plan records, when options alone do (its tables and inputs
+    are the spec's, and no setting the plan leaves unset is set in the spec); else None."""
+    changed = {
+        key: getattr(planned, key)
+        for key in OPTION_FIELDS
+        if getattr(planned, key) != getattr(spec, key)
+    }
+    if (
+        None in changed.values()
+        or spec.model_copy(update=changed).fingerprint() != plan.fingerprint
+    ):
+        return None
+    return " ".join(f"{option_name(key)} {_setting(key, value)}" for key, value in changed.items())
+
+
+def _setting(key: str, value: Any) -> str:
+    """A setting as an option takes it: sizes exact with their unit (600KiB), others as
+    they are."""
+    return exact_size(value) if key in SIZE_FIELDS else str(value)
+
+
 def _difference(what: str, in_plan: object, in_spec: object) -> str:
-    return f"{what}: {brief(in_plan)} in the plan, {brief(in_spec)} in the spec"
+    return f"{what}: {_shown(what, in_plan)} in the plan, {_shown(what, in_spec)} in the spec"
+
+
+def _shown(what: str, value: Any) -> str:
+    """A value in a difference: sizes exact with their unit, other values quoted."""
+    if value is None:
+        return "not set"
+    return exact_size(value) if what in SIZE_FIELDS else brief(value)
 
 
 def _list_differences(key: str, in_plan: list[dict], in_spec: list[dict]) -> list[str]:

@@ -16,8 +16,10 @@ table read by two inputs, a global batch size and a device memory.
 
 from __future__ import annotations
 
+import os
 import signal
 from contextlib import contextmanager
+from pathlib import Path
 
 from click.testing import CliRunner, Result
 
@@ -116,3 +118,19 @@ RICH = {
         {"name": "d2", "table": "d", "hotness": 3},
     ],
 }
+
+
+def snapshot(folder: Path) -> dict[str, object]:
+    """Every entry under ``folder``: a file's bytes (its size, past 1 MiB), a symlink's
+    target, or a folder; equal before and after, nothing there was written."""
+    found: dict[str, object] = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if path.is_symlink():
+            found[key] = ("link", os.readlink(path))
+        elif path.is_file():
+            size = path.stat().st_size
+            found[key] = ("big", size) if size > 2**20 else path.read_bytes()
+        else:
+            found[key] = "dir"
+    return found

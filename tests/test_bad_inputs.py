@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from shared import RICH, time_limit
+from shared import RICH, snapshot, time_limit
 
 from planner import load_spec, make_plan, spec_from_dict
 from planner.cli import main
@@ -653,21 +653,6 @@ for name, (bad, phrases) in BROKEN_PLANS.items():
         CASES[f"{command}: {name}"] = case
 
 SIZED_FILES = {"big.yaml": 40 * 2**20, "big.json": 2 * 2**30}
-
-
-def snapshot(folder: Path) -> dict[str, object]:
-    """Every entry under ``folder``: file bytes, or a symlink's target."""
-    found: dict[str, object] = {}
-    for path in sorted(folder.rglob("*")):
-        key = str(path.relative_to(folder))
-        if path.is_symlink():
-            found[key] = ("link", os.readlink(path))
-        elif path.is_file():
-            size = path.stat().st_size
-            found[key] = ("big", size) if size > 2**20 else path.read_bytes()
-        else:
-            found[key] = "dir"
-    return found
 
 
 @contextmanager

@@ -171,8 +171,9 @@ def test_reshard_refuses_other_tables_and_existing_output(saved, tmp_path):
     renamed = {**MIXED, "tables": [*MIXED["tables"][:-1], table("halves", 8, 8, dtype="float16")]}
     with pytest.raises(CheckpointError, match=r"tables \['halves'\] are not in the checkpoint"):
         reshard(path, plan_of(renamed, 2), tmp_path / "out")
+    (tmp_path / "taken").mkdir()
     with pytest.raises(CheckpointError, match="already exists"):
-        reshard(path, plan_of(MIXED, 3), path)
+        reshard(path, plan_of(MIXED, 3), tmp_path / "taken")
     assert not (tmp_path / "out").exists()
 
 

@@ -28,7 +28,10 @@ from planner import (
     save_plan,
     spec_problems,
 )
+from planner.cli import main
+from planner.field_errors import option_name
 from planner.saving import plan_text
+from planner.spec import OPTION_FIELDS
 
 # SMALL_YAML and its hand-worked placement: see tests/shared.py.
 
@@ -448,6 +451,39 @@ def test_validate_fails_with_a_different_spec(saved: Path, work: Path) -> None:
     ]
 
 
+def test_validate_names_the_options_the_plan_was_made_with(work: Path) -> None:
+    args = ["--optimizer", "adagrad", "--device-memory", "600KiB"]
+    assert invoke("plan", "small.yaml", "-o", "plan.json", *args).exit_code == 0
+    result = invoke("validate", "plan.json", "--spec", "small.yaml")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "plan.json: fingerprint: does not match the spec (optimizer: 'adagrad' in the plan, "
+        "'sgd' in the spec; device_memory: 600KiB in the plan, not set in the spec); pass "
+        "validate the options the plan was made with (--optimizer adagrad --device-memory "
+        "600KiB), or re-run planner plan on the spec and commit the new plan\n"
+    )
+    # what it names is what passes
+    assert invoke("validate", "plan.json", "--spec", "small.yaml", *args).exit_code == 0
+
+
+def test_validate_names_no_options_when_none_would_do(saved: Path, work: Path) -> None:
+    # the spec sets a device memory the plan has none of: no option unsets it
+    (work / "mem.yaml").write_text(SMALL_YAML + "device_memory: 1000000000\n")
+    result = invoke("validate", "plan.json", "--spec", "mem.yaml")
+    assert result.stderr == (
+        "plan.json: fingerprint: does not match the spec (device_memory: not set in the "
+        "plan, 1GB in the spec); re-run planner plan on the spec and commit the new plan\n"
+    )
+
+
+def test_the_spec_options_are_the_spec_fields_named_as_options() -> None:
+    """validate names options by the fields that differ: each must be an option."""
+    options = {p.name for p in main.commands["validate"].params} - {"plan_path", "spec_path"}
+    assert options == set(OPTION_FIELDS)
+    plan_options = {p.opts[0] for p in main.commands["plan"].params}
+    assert {option_name(field) for field in OPTION_FIELDS} <= plan_options
+
+
 def test_validate_spec_options_need_the_spec(saved: Path) -> None:
     result = invoke("validate", "plan.json", "--world-size", "3")
     assert_clean_failure(result, "--spec")
@@ -761,6 +797,47 @@ def test_duplicate_name_error_names_the_entry(work: Path) -> None:
 def test_bad_override_error_names_the_option(work: Path) -> None:
     result = invoke("plan", "small.yaml", "--world-size", "0")
     assert_clean_failure(result, "--world-size", "0")
+
+
+def test_a_setting_checked_with_others_names_its_option_or_its_file(work: Path) -> None:
+    # 3 samples do not split over 2 ranks: the option at fault is named, not the spec
+    result = invoke("plan", "small.yaml", "--global-batch-size", "3")
+    assert result.stderr == (
+        "Error: --global-batch-size: 3 samples do not split evenly over 2 ranks; use a "
+        "multiple of world_size\n"
+    )
+    # the same value written in the spec: the spec is named
+    (work / "batch.yaml").write_text(SMALL_YAML + "global_batch_size: 3\n")
+    result = invoke("plan", "batch.yaml")
+    assert result.stderr == (
+        "Error: batch.yaml: global_batch_size: 3 samples do not split evenly over 2 ranks; "
+        "use a multiple of world_size\n"
+    )
+    # the line names the setting the message is about: here the spec's batch size, which
+    # the world size given as an option does not divide
+    (work / "even.yaml").write_text(SMALL_YAML + "global_batch_size: 4\n")
+    result = invoke("plan", "even.yaml", "--world-size", "3")
+    assert result.stderr == (
+        "Error: even.yaml: global_batch_size: 4 samples do not split evenly over 3 ranks; "
+        "use a multiple of world_size\n"
+    )
+
+
+def test_an_unknown_key_is_shown_before_the_problems_it_causes(work: Path) -> None:
+    (work / "typo.yaml").write_text("world_size: 2\ntables:\n  - {name: a, rows: 10, widht: 4}\n")
+    result = invoke("plan", "typo.yaml")
+    assert result.stderr == (
+        "Error: typo.yaml: tables[0].widht: unknown key; did you mean width? (and 1 more problem)\n"
+    )
+    # first even when pydantic lists it last; no key spelt like it is missing
+    (work / "extra.yaml").write_text(
+        "world_size: 2\ntables:\n  - {name: a, rows: 0, width: 4, colour: red}\n"
+    )
+    result = invoke("plan", "extra.yaml")
+    assert result.stderr == (
+        "Error: extra.yaml: tables[0].colour: unknown key; remove it or check its spelling "
+        "(and 1 more problem)\n"
+    )
 
 
 def test_bad_strategy_option_is_one_line(work: Path) -> None:

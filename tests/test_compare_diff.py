@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shared import SMALL, invoke
+from shared import SMALL, SMALL_YAML, invoke
 
 from planner import load_plan
 from planner.planning import make_plan
@@ -63,7 +63,7 @@ def test_compare_rows_are_the_hand_placed_numbers() -> None:
     ]
     assert [(r.fits, r.ranks_over) for r in rows] == [(False, 1), (False, 1), (False, 1), (True, 0)]
     assert [r.imbalance for r in rows] == pytest.approx([1, 1, 3280 / 2760, 3200 / 2760])
-    assert all(r.step_seconds is None for r in rows)
+    assert all(r.comm_seconds is None and r.step_seconds is None for r in rows)
 
 
 def test_compare_table_with_traffic_and_fit(work: Path) -> None:
@@ -102,6 +102,42 @@ def test_compare_table_with_traffic_and_fit(work: Path) -> None:
         "  6224.000 ms  yes",
     ]
     assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]  # nothing written
+    # the JSON keys say what the columns hold: comm time is comm_seconds, step step_seconds
+    result = invoke(
+        "compare", "small.yaml", "--world-size", "2", "--strategy", "basic,memory_optimized",
+        "--global-batch-size", "4", "--alltoall-bandwidth", "1e-6", "--format", "json",
+        "--intra-host-bandwidth", "1e-6", "--memory-bandwidth", "1e-6",
+    )  # fmt: skip
+    rows = json.loads(result.stdout)
+    assert [(r["comm_seconds"], r["step_seconds"]) for r in rows] == [
+        pytest.approx((0.288, 4.32)),
+        pytest.approx((0.368, 6.224)),
+    ]
+    assert "estimated_step_seconds" not in rows[0]
+
+
+def test_compare_needs_no_world_size_in_the_spec_when_given_one(work: Path) -> None:
+    # the spec without world_size: each row's world size comes from the option
+    # (one rank: 5520 B; two ranks, basic: rank 0 holds a and c, 3280 B)
+    (work / "any.yaml").write_text(SMALL_YAML.replace("world_size: 2\n", ""))
+    result = invoke("compare", "any.yaml", "--world-size", "1,2", "--strategy", "basic",
+                    "--format", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["world_size"], r["max_rank_bytes"]) for r in rows] == [(1, 5520), (2, 3280)]
+    missing = invoke("compare", "any.yaml")
+    assert missing.exit_code == 2
+    assert missing.stderr == "Error: any.yaml: world_size: required field is missing; add it\n"
+
+
+def test_a_batch_size_from_the_spec_is_blamed_on_the_spec(work: Path) -> None:
+    (work / "batch.yaml").write_text(SMALL_YAML + "global_batch_size: 4\n")
+    result = invoke("compare", "batch.yaml", "--world-size", "2,3", "--strategy", "basic")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: batch.yaml (world size 3, strategy basic): global_batch_size: 4 samples do "
+        "not split evenly over 3 ranks; use a multiple of world_size\n"
+    )
 
 
 def test_compare_defaults_to_the_spec_world_size_and_every_strategy(work: Path) -> None:
@@ -127,10 +163,13 @@ def test_compare_markdown(work: Path) -> None:
     [
         (["--world-size", "2,x"], "--world-size: expected positive integers"),
         (["--strategy", "fast"], "--strategy: 'fast' is not a strategy"),
-        (
+        (  # the batch size came from an option: the option is named, not the spec
             ["--world-size", "2,3", "--global-batch-size", "4"],
-            "small.yaml (world size 3, strategy basic): global_batch_size: 4 samples do not "
-            "split evenly over 3 ranks",
+            "Error: --global-batch-size: 4 samples do not split evenly over 3 ranks",
+        ),
+        (  # the first world size is checked as the spec is read
+            ["--world-size", "3,2", "--global-batch-size", "4"],
+            "Error: --global-batch-size: 4 samples do not split evenly over 3 ranks",
         ),
     ],
 )
@@ -241,18 +280,51 @@ def test_group_changes_and_new_ranks(work: Path) -> None:
         "d": ("rank 1", "rank 2"),
     }
     assert [(c.what, c.old, c.new) for c in diff.rank_bytes][-1] == ("rank 2", None, 1776)
+    assert diff.rank_host_bytes == []  # rank 2, new, holds nothing in host memory: no change
     text = invoke("diff", old, new).stdout
     assert text.startswith("world size 2 -> 3; 4 of 4 tables moved;")
     assert "  rank 2: none -> 1.73 KiB" in text
+    assert "host memory" not in text
 
 
 def test_only_an_estimate_changed(work: Path) -> None:
+    # two ranks on one host: the step's exchanges go at intra_host_bandwidth, so only the
+    # communication time (at the all-to-all bandwidth, 288 B at 1000 B/s) changes
     old = plan_file(work, "old.json", global_batch_size=4)
     new = plan_file(work, "new.json", global_batch_size=4, alltoall_bandwidth=1e-6)
     lines = invoke("diff", old, new).stdout.splitlines()
-    assert lines[0] == "step communication 0.000 ms -> 288.000 ms"
+    assert lines[0] == "communication time 0.000 ms -> 288.000 ms"
     assert "  parameters.alltoall_bandwidth: 25.0 -> 1e-06" in lines
-    assert lines[-2:] == ["communication:", "  step estimate 0.000 ms -> 288.000 ms"]
+    assert lines[-2:] == ["estimates per step:", "  communication time: 0.000 ms -> 288.000 ms"]
+
+
+def test_diff_reports_the_step_estimate_as_the_step(work: Path) -> None:
+    # basic -> memory_optimized at global batch 4 and 1000 B/s everywhere (worked out in
+    # test_compare_table_with_traffic_and_fit): step 4320 -> 6224 ms, communication alone
+    # 288 -> 368 ms
+    slow = {"alltoall_bandwidth": 1e-6, "intra_host_bandwidth": 1e-6, "memory_bandwidth": 1e-6}
+    old = plan_file(work, "old.json", global_batch_size=4, **slow)
+    new = plan_file(work, "new.json", global_batch_size=4, strategy="memory_optimized", **slow)
+    lines = invoke("diff", old, new).stdout.splitlines()
+    assert lines[0].endswith(
+        "; largest rank 3.20 KiB -> 3.12 KiB; step estimate 4320.000 ms -> 6224.000 ms"
+    )
+    assert lines[-3:] == [
+        "estimates per step:",
+        "  step: 4320.000 ms -> 6224.000 ms",
+        "  communication time: 288.000 ms -> 368.000 ms",
+    ]
+    data = json.loads(invoke("diff", old, new, "--format", "json").stdout)
+    assert data["step"] == {
+        "what": "stats.step.step_seconds",
+        "old": pytest.approx(4.32),
+        "new": pytest.approx(6.224),
+    }
+    assert data["comm"] == {
+        "what": "stats.comm.step_seconds",
+        "old": pytest.approx(0.288),
+        "new": pytest.approx(0.368),
+    }
 
 
 def test_unexplained_differences_are_named(work: Path) -> None:

@@ -19,7 +19,7 @@ from planner.files import gc_paused
 from planner.plan import Plan, read_plan, read_plan_file
 from planner.plan_parts import served_by
 from planner.plan_ranks import RankEntry, WrittenRanks
-from planner.seal import sealed
+from planner.seal import seal_holds, sealed
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -114,6 +114,9 @@ def test_a_worker_builds_its_own_rank_and_checks_no_other(case, monkeypatch) -> 
     loaded.exchange  # noqa: B018  # every rank's served inputs: entries, no weights
     assert built == [last]
     assert sorted(checked) == list(range(plan.world_size))
+    checked.clear()
+    load_plan(path, every_rank=True)  # show and diff: every entry checked as it loads
+    assert checked == list(range(plan.world_size))
 
 
 def test_an_unsealed_file_gets_every_check(case, monkeypatch) -> None:
@@ -142,17 +145,54 @@ def test_a_hand_edited_rank_is_refused_whichever_rank_the_worker_takes(tmp_path)
     assert read_plan(path).ranks[0] == plan.ranks[0]  # validate reads it, to list problems
 
 
-def test_a_sealed_entry_is_schema_checked_when_asked_for(tmp_path) -> None:
-    """A seal that holds over a malformed rank (a planner writing what it cannot read)."""
-    plan = planned("tiny memory_balanced")
+def resealed(plan: Plan, path: Path, change) -> Path:
+    """``plan`` edited by ``change``, then sealed again: its seal holds."""
     data = json.loads(plan.to_json())
-    data["ranks"][3]["table_parallel_weights"][0]["width"] = 0
-    path = tmp_path / "plan.json"
+    change(data)
     path.write_text(sealed(json.dumps(data, indent=2) + "\n"))
+    assert seal_holds(path.read_text())
+    return path
+
+
+def test_a_sealed_entry_is_schema_checked_when_asked_for(tmp_path) -> None:
+    """A seal that holds over a malformed rank (a file edited and sealed again): a worker
+    taking another rank loads and runs; the one taking it, or any command reading every
+    rank, gets PlanFileError naming it, worded as when the whole file is checked."""
+    plan = planned("tiny memory_balanced")
+
+    def narrow(data: dict) -> None:
+        data["ranks"][5]["table_parallel_weights"][0]["width"] = 0
+
+    path = resealed(plan, tmp_path / "plan.json", narrow)
+    said = r"plan\.json: ranks\[5\]\.table_parallel_weights\[0\]\.width: .*greater than"
     loaded = load_plan(path)
-    assert loaded.ranks[2] == plan.ranks[2]
-    with pytest.raises(PlanFileError, match=r"ranks\[3\]: table_parallel_weights\[0\]\.width"):
-        loaded.ranks[3]
+    assert loaded.ranks[0] == plan.ranks[0]
+    assert loaded.served(0) == served_by(plan.ranks[0])
+    with pytest.raises(PlanFileError, match=said):
+        loaded.ranks[5]
+    with pytest.raises(PlanFileError, match=said):
+        loaded.served(5)
+    with pytest.raises(PlanFileError, match=said):
+        load_plan(path, every_rank=True)
+    with pytest.raises(PlanFileError, match=said):  # validate trusts no seal
+        read_plan(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (lambda d: d["ranks"].__setitem__(5, "oops"), r"ranks\[5\]: expected a JSON object"),
+        (lambda d: d["ranks"][5].pop("rank"), r"ranks\[5\]\.rank: required field is missing"),
+        (lambda d: d["ranks"][5].__setitem__("rank", 6), r"ranks: expected ranks 0\.\.15"),
+        (lambda d: d["shards"][0].__setitem__("rank", 16), r"names rank 16, outside 0\.\.15"),
+    ],
+)
+def test_a_sealed_file_whose_ranks_are_misnumbered_is_refused_on_load(tmp_path, change, said):
+    """What every load checks, however the file is sealed: each entry a rank numbered in
+    order (read without checking the entry), and every shard on a rank that exists."""
+    path = resealed(planned("tiny memory_balanced"), tmp_path / "plan.json", change)
+    with pytest.raises(PlanFileError, match=said):
+        load_plan(path)
 
 
 def test_written_ranks_read_as_a_list(case) -> None:

@@ -29,7 +29,7 @@ from planner.reports.capacity import (
     over_capacity,
 )
 from planner.spec import COST_FIELDS, DTYPE_BYTES, spec_from_dict
-from planner.units import OPTIMIZERS, parse_size
+from planner.units import OPTIMIZERS, exact_size, missing_unit_hint, parse_size
 from planner.validation import plan_problems, spec_problems
 
 # Four tables, two ranks, round-robin ("basic"):
@@ -69,6 +69,54 @@ def test_sizes_parse_in_decimal_and_binary_units(text, expected) -> None:
 def test_unreadable_sizes_say_what_is_accepted(text) -> None:
     with pytest.raises(ValueError):
         parse_size(text)
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (80, "80B"),
+        (614_400, "600KiB"),
+        (80 * 10**9, "80GB"),
+        (80 * 2**30, "80GiB"),
+        (3 * 2**39, "1536GiB"),
+        (10**12, "1TB"),
+        (2**40, "1TiB"),
+        (1_234_567, "1234567B"),
+    ],
+)
+def test_exact_sizes_use_the_largest_unit_that_divides_and_read_back(count, text) -> None:
+    assert exact_size(count) == text
+    assert parse_size(text) == count
+
+
+@pytest.mark.parametrize(
+    ("count", "meant"),
+    [
+        (80, "80GiB"),
+        (1023, "1023GiB"),
+        (1025, "1025MiB"),
+        (3000, "3000MiB"),
+        (2**20 - 1, "1048575MiB"),
+    ],
+)
+def test_a_memory_too_small_for_any_device_hints_at_a_missing_unit(count, meant) -> None:
+    # under 1 MiB and not a whole number of KiB: GiB meant below 1 KiB, MiB above
+    assert missing_unit_hint(count) == f"a bare number is bytes: did you mean {meant}?"
+
+
+@pytest.mark.parametrize("count", [1024, 614_400, 2**20, 80 * 2**30, 10**9])
+def test_a_plausible_memory_gets_no_hint(count) -> None:
+    assert missing_unit_hint(count) == ""
+
+
+def test_a_bare_device_memory_is_bytes_and_the_refusal_says_so(work: Path) -> None:
+    # 80 B: both ranks are over (3280 B and 2240 B); the tables need 2760 B per rank
+    result = invoke("plan", "small.yaml", "--device-memory", "80", "-o", "p.json")
+    (line,) = assert_capacity_failure(result, work, ["ranks 0-1"])
+    assert line.startswith(
+        "ranks 0-1 need 2.19 KiB to 3.20 KiB, up to 3.12 KiB over the 80 B limit "
+        "(80 B less 0% reserve; a bare number is bytes: did you mean 80GiB?); "
+    )
 
 
 def test_device_memory_reads_a_size_and_reports_a_bad_one() -> None:
@@ -305,8 +353,9 @@ def test_plan_over_the_limit_fails_with_one_line_per_rank(work: Path) -> None:
     result = invoke("plan", "small.yaml", "--device-memory", "3000", "-o", "p.json")
     (line,) = assert_capacity_failure(result, work, ["rank 0"])
     assert line.startswith(
-        "rank 0 needs 3.20 KiB, 280 B over the 2.93 KiB limit (2.93 KiB less 0% reserve); "
-        "table 'a' alone takes 3.12 KiB here; it fits with"
+        "rank 0 needs 3.20 KiB, 280 B over the 2.93 KiB limit (2.93 KiB less 0% reserve; "
+        "a bare number is bytes: did you mean 3000MiB?); table 'a' alone takes 3.12 KiB "
+        "here; it fits with"
     )
     assert "--world-size 5" in line
     assert "--column-slice-threshold" not in line
@@ -325,7 +374,8 @@ def test_ranks_over_for_the_same_reason_share_one_line(work: Path) -> None:
     (line,) = assert_capacity_failure(result, work, ["ranks 0-1"])
     assert line.startswith(
         "ranks 0-1 need 2.19 KiB to 3.20 KiB, up to 1.25 KiB over the 1.95 KiB limit "
-        "(1.95 KiB less 0% reserve); even perfectly balanced the tables need 2.70 KiB per "
+        "(1.95 KiB less 0% reserve; a bare number is bytes: did you mean 2000MiB?); "
+        "even perfectly balanced the tables need 2.70 KiB per "
         "rank; it fits with --world-size"
     )
     overflows = over_capacity(plan_of(device_memory=2000))
@@ -338,7 +388,7 @@ def test_the_reserve_lowers_the_limit(work: Path) -> None:
         "plan", "small.yaml", "--device-memory", "4000", "--memory-reserve", "0.25", "-o", "p"
     )
     (line,) = assert_capacity_failure(result, work, ["rank 0"])
-    assert "280 B over the 2.93 KiB limit (3.91 KiB less 25% reserve)" in line
+    assert "280 B over the 2.93 KiB limit (3.91 KiB less 25% reserve; a bare" in line
 
 
 def test_optimizer_state_can_push_a_plan_over(work: Path) -> None:
@@ -349,7 +399,11 @@ def test_optimizer_state_can_push_a_plan_over(work: Path) -> None:
     )
     # adam: 9840 and 6720 B against 4096 B; balanced 8280 B each, so the same reason
     (line,) = assert_capacity_failure(result, work, ["ranks 0-1"])
-    assert line.startswith("ranks 0-1 need 6.56 KiB to 9.61 KiB, up to 5.61 KiB over the 4.00 KiB")
+    # a whole number of KiB is no slip of the unit: no hint
+    assert line.startswith(
+        "ranks 0-1 need 6.56 KiB to 9.61 KiB, up to 5.61 KiB over the 4.00 KiB limit "
+        "(4.00 KiB less 0% reserve); "
+    )
 
 
 def test_data_parallel_copies_that_fill_a_rank_name_the_threshold(work: Path) -> None:

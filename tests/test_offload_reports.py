@@ -99,9 +99,10 @@ def test_host_memory_over_is_refused_like_device_memory(work: Path) -> None:
         "--host-memory", "3000", "-o", "p.json",
     )  # fmt: skip
     assert refused(result, work) == [
-        "rank 0 needs 3.12 KiB, 200 B over the 2.93 KiB host_memory limit; offloaded pieces "
-        "and their optimizer state take that in host memory; raise --host-memory, raise "
-        "--world-size, or give the GPUs more memory (--device-memory)"
+        "rank 0 needs 3.12 KiB, 200 B over the 2.93 KiB host_memory limit (a bare number is "
+        "bytes: did you mean 3000MiB?); offloaded pieces and their optimizer state take "
+        "that in host memory; raise --host-memory, raise --world-size, or give the GPUs "
+        "more memory (--device-memory)"
     ]
 
 
@@ -115,8 +116,9 @@ def test_a_gpu_embedding_size_too_large_for_the_device_names_one_that_fits(work:
     (line,) = refused(result, work)
     assert line.startswith(
         "rank 0 needs 3.20 KiB, 280 B over the 2.93 KiB GPU limit (2.93 KiB less 0% "
-        "reserve); gpu_embedding_size 1,000 keeps 3.20 KiB of table-parallel pieces on it; "
-        "it fits with any one of: --gpu-embedding-size 750;"
+        "reserve; a bare number is bytes: did you mean 3000MiB?); gpu_embedding_size 1,000 "
+        "keeps 3.20 KiB of table-parallel pieces on it; it fits with any one of: "
+        "--gpu-embedding-size 750;"
     )
     fixed = make_plan(
         spec_from_dict({**SMALL, "device_memory": 3000, "gpu_embedding_size": 750})
@@ -131,17 +133,25 @@ def test_when_even_offloading_everything_does_not_fit_the_advice_says_so() -> No
     assert [r.host_bytes for r in plan.ranks] == [400, 200]  # everything that can move did
     lines = capacity_lines(plan)
     assert lines == [
-        "ranks 0-1 need 440 B each, 40 B over the 400 B GPU limit (400 B less 0% reserve); "
+        "ranks 0-1 need 440 B each, 40 B over the 400 B GPU limit (400 B less 0% reserve; "
+        "a bare number is bytes: did you mean 400GiB?); "
         "even with every table-parallel piece in host memory and the row slices perfectly "
         "balanced, each rank needs 440 B; it fits with --world-size 3"
     ]
 
 
 def test_offload_auto_needs_device_memory(work: Path) -> None:
+    # offload given as an option is named as the option; written in the spec, the spec
     result = invoke("plan", "small.yaml", "--offload", "auto", "-o", "p.json")
     assert result.exit_code == 2
     assert result.stderr == (
-        "Error: small.yaml: offload: auto moves to host memory what does not fit "
+        "Error: --offload: auto moves to host memory what does not fit "
+        "device_memory; set device_memory\n"
+    )
+    (work / "auto.yaml").write_text((work / "small.yaml").read_text() + "offload: auto\n")
+    result = invoke("plan", "auto.yaml", "-o", "p.json")
+    assert result.stderr == (
+        "Error: auto.yaml: offload: auto moves to host memory what does not fit "
         "device_memory; set device_memory\n"
     )
 

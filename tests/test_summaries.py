@@ -86,7 +86,7 @@ def test_a_bad_ranks_value_is_one_line_and_writes_nothing(work: Path) -> None:
     result = invoke("plan", "small.yaml", "-o", "p.json", "--ranks", "most")
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        "Error: --ranks: expected all, none or 'top N' with N above 0 (got 'most')"
+        "Error: --ranks: expected all, none or 'top N' with N from 1 to 16,384 (got 'most')"
     )
     assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]
 
@@ -176,8 +176,8 @@ def test_identical_advice_for_64_ranks_is_one_line(work: Path) -> None:
     assert result.exit_code == 3
     assert result.stderr.splitlines() == [
         "ranks 0-63 need 62.50 KiB each, 3.91 KiB over the 58.59 KiB limit (58.59 KiB less "
-        "0% reserve); even perfectly balanced the tables need 62.50 KiB per rank; it fits "
-        "with --world-size 128"
+        "0% reserve; a bare number is bytes: did you mean 60000MiB?); even perfectly "
+        "balanced the tables need 62.50 KiB per rank; it fits with --world-size 128"
     ]
 
 
@@ -190,8 +190,8 @@ def test_more_groups_than_fit_on_a_screen_end_in_a_count() -> None:
     lines = report.lines()
     assert len(lines) == MAX_ADVICE_LINES + 1 == 21
     assert lines[0] == (
-        "rank 0 needs 1.07 KiB, 100 B over the 1000 B limit (1000 B less 0% reserve); "
-        "table 't0' alone takes 1 KiB; x"
+        "rank 0 needs 1.07 KiB, 100 B over the 1000 B limit (1000 B less 0% reserve; a bare "
+        "number is bytes: did you mean 1000GiB?); table 't0' alone takes 1 KiB; x"
     )
     assert lines[-1] == (
         "and ranks 20-24 over with other advice (5 ranks; --format json lists the advice for "

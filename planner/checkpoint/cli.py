@@ -17,12 +17,24 @@ from planner.checkpoint.store import Checkpoint
 from planner.checkpoint.summary import render, summarize
 from planner.checkpoint.verify import verify as verify_checkpoint
 from planner.consistency import load_plan
-from planner.errors import PlannerError
+from planner.errors import PlannerError, shown
 
 
 def _input_error(exc: PlannerError) -> click.UsageError:
     """Bad input is one ``Error: ...`` line and exit code 2, like every planner command."""
     return click.UsageError(str(exc))
+
+
+def _output_path(output: str) -> Path:
+    """``-o``, refused before any work when its folder is missing, as ``planner plan -o``
+    refuses it: a mistyped folder is more likely than one meant to be made."""
+    target = Path(output)
+    if not target.parent.is_dir():
+        raise click.UsageError(
+            f"{shown(output)}: folder {shown(str(target.parent))} does not exist; "
+            "create it first"
+        )
+    return target
 
 
 @click.group()
@@ -76,13 +88,14 @@ def inspect(path: str, fmt: str) -> None:
 )
 @click.option(
     "-o", "--output", required=True, type=click.Path(),
-    help="The new checkpoint directory (must not exist).",
+    help="The new checkpoint directory: not yet there, in a folder that is, outside CKPT.",
 )
 def reshard_command(path: str, plan_path: str, output: str) -> None:
     """Rewrite CKPT for another plan of the same tables, with bounded memory."""
+    target = _output_path(output)
     try:
         plan = load_plan(plan_path)
-        manifest = reshard(path, plan, output, plan_source=plan_path)
+        manifest = reshard(path, plan, target, plan_source=plan_path)
     except PlannerError as exc:
         raise _input_error(exc) from exc
     click.echo(
@@ -100,13 +113,11 @@ def reshard_command(path: str, plan_path: str, output: str) -> None:
 )
 @click.option(
     "-o", "--output", required=True, type=click.Path(dir_okay=False),
-    help="The .npy file to write ([rows, width]; bfloat16 tables as float32).",
+    help="The .npy file to write ([rows, width]; bfloat16 tables as float32), outside CKPT.",
 )
 def export_command(path: str, table: str, slot: str, output: str) -> None:
     """Write one table of CKPT as a plain .npy array, for serving or analysis."""
-    target = Path(output)
-    if not target.parent.is_dir():
-        raise click.UsageError(f"{target}: folder {target.parent} does not exist; create it first")
+    target = _output_path(output)
     try:
         shape, dtype = export_table(path, table, target, slot=slot)
     except CheckpointError as exc:

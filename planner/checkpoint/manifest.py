@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from planner.checkpoint.errors import CheckpointError
 from planner.field_errors import describe_validation_error
+from planner.files import JsonRefused, json_syntax_problem, parse_json, read_text
 from planner.spec import DTYPE_BYTES, DType
 
 FORMAT = "embedding-checkpoint"
@@ -31,6 +32,11 @@ WEIGHTS = "weights"
 # Files are checksummed in blocks of this size, so a reader of a row range checks only
 # the blocks it reads.
 CHECKSUM_BLOCK_BYTES = 64 * 2**20
+# The most a manifest may be, read or written. Every restoring rank parses the whole
+# manifest, as it does the plan, so it has the plan's cap: about 270 bytes a piece
+# makes room for some 4 million pieces, and a file past it (a damaged or substituted
+# one, a link to a device) is refused before it is read.
+MAX_MANIFEST_BYTES = 2**30
 
 # numpy has no bfloat16: its pieces are stored as the raw 16 bits (uint16).
 STORAGE_DTYPES: dict[str, str] = {"float32": "<f4", "float16": "<f2", "bfloat16": "<u2"}
@@ -131,22 +137,29 @@ def _safe(name: str) -> str:
 
 
 def read_manifest(directory: Path) -> Manifest:
-    """Parse and schema-check ``directory/manifest.json``; one-line errors naming it."""
+    """Parse and schema-check ``directory/manifest.json``; one-line errors naming it.
+
+    Read as plans are (``planner.files``): at most ``MAX_MANIFEST_BYTES``, text only, no
+    key twice, no nesting past what the parser can take, so that a damaged manifest is
+    one line rather than a crash or a process that fills its memory.
+    """
     path = directory / MANIFEST
     if not directory.is_dir():
         what = "does not exist" if not directory.exists() else "is not a directory"
         raise CheckpointError(f"{directory}: {what}; pass a checkpoint directory")
-    try:
-        raw = json.loads(path.read_bytes())
-    except FileNotFoundError as exc:
+    if not path.exists():
         raise CheckpointError(
             f"{path}: missing: not a complete checkpoint (a save that did not finish, or "
             f"not a checkpoint at all)"
-        ) from exc
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc}); the file is damaged") from exc
+        )
+    text = read_text(path, MAX_MANIFEST_BYTES, "a checkpoint manifest", "manifest",
+                     CheckpointError)
+    try:
+        raw = parse_json(text, "a checkpoint manifest")
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: {json_syntax_problem(exc)}; the file is damaged") from exc
+    except JsonRefused as exc:
+        raise CheckpointError(f"{path}: not a checkpoint manifest ({exc})") from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a checkpoint manifest (no format {FORMAT!r})")
     if raw.get("format_version") != FORMAT_VERSION:

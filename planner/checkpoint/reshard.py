@@ -46,6 +46,27 @@ def open_for_reading(path: str | Path) -> Checkpoint:
     return checkpoint
 
 
+def refuse_overlap(source: Path, target: Path, writing: str) -> None:
+    """Refuse an output inside the checkpoint being read, or holding it.
+
+    Written there, an export replaces a piece or the manifest, and a new checkpoint
+    becomes files the source's manifest does not list: either way the input is no
+    longer the checkpoint it was. Paths are compared resolved, through symlinks
+    (``realpath``, which leaves a symlink loop as it is for its reader to refuse).
+    """
+    read, written = Path(os.path.realpath(source)), Path(os.path.realpath(target))
+    if written == read:
+        raise CheckpointError(f"{target}: is the checkpoint being read; write {writing} elsewhere")
+    if read in written.parents:
+        raise CheckpointError(
+            f"{target}: inside the checkpoint {source} being read; write {writing} outside it"
+        )
+    if written in read.parents:
+        raise CheckpointError(
+            f"{target}: holds the checkpoint {source} being read; write {writing} elsewhere"
+        )
+
+
 def write_checkpoint(
     target: str | Path,
     plan: Plan,
@@ -61,14 +82,16 @@ def write_checkpoint(
     weights (slot ``weights``) or of an optimizer slot, in the table's storage dtype
     (anything sliceable: numpy, memory-mapped, a table view); only the rows and columns
     of one chunk are taken at a time. ``files`` are copied in under their relative names.
+    A failed write (no such place, no permission, a full disk) is a CheckpointError,
+    and the staging directory is removed.
     """
     target = Path(target)
     if target.exists():
         raise CheckpointError(f"{target}: already exists; choose a new output directory")
     slots = [WEIGHTS, *(optimizer.slots if optimizer else [])]
     staging = staging_path(target, new_token())
-    staging.mkdir(parents=True)
     try:
+        staging.mkdir(parents=True)
         pieces = []
         for block in plan_blocks(plan):
             dtype = np.dtype(STORAGE_DTYPES[plan.table(block.table).dtype])
@@ -86,8 +109,12 @@ def write_checkpoint(
             entries.append(file_entry(staging, relative, block_bytes))
         manifest = write_manifest(staging, plan, optimizer, pieces, entries, block_bytes)
         publish(staging, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(
+                f"{target}: cannot write the checkpoint ({exc.strerror or exc})"
+            ) from exc
         raise
     return manifest
 
@@ -103,8 +130,10 @@ def reshard(
 
     Weights and every optimizer slot are copied; the optimizer's step count and the
     files other than pieces (the dense model's state) are carried over unchanged. Every
-    checksum is checked before anything is written.
+    checksum is checked before anything is written; ``target`` may neither lie inside
+    ``source`` nor hold it.
     """
+    refuse_overlap(Path(source), Path(target), "the new checkpoint")
     checkpoint = open_for_reading(source)
     manifest = checkpoint.manifest
     raise_first(table_problems(manifest, plan, plan_source))
@@ -132,7 +161,13 @@ def export_table(
 
     bfloat16 tables are written as float32 (exactly: bfloat16 is float32's upper half),
     since numpy has no bfloat16. Returns the array's shape and dtype.
+
+    A regular file (or a new one) is written through a temporary name and renamed into
+    place; a device or FIFO is written into, as ``planner plan -o`` does, since renaming
+    over it would replace it. Never a file inside ``source``.
     """
+    output = Path(output)
+    refuse_overlap(Path(source), output, "the table")
     checkpoint = open_for_reading(source)
     manifest = checkpoint.manifest
     names = [t.name for t in manifest.tables]
@@ -149,12 +184,18 @@ def export_table(
     if widen:
         chunks = ((c.astype(np.uint32) << 16).view(np.float32) for c in chunks)
     dtype = np.dtype("<f4") if widen else view.storage
-    output = Path(output)
-    tmp = output.with_name(f".{output.name}.{new_token()}.tmp")
+    stream = output.exists() and not output.is_file()
+    written = output if stream else output.with_name(f".{output.name}.{new_token()}.tmp")
     try:
-        write_piece(tmp, dtype.str, view.shape, chunks, None)
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        write_piece(written, dtype.str, view.shape, chunks, None, sync=not stream)
+        if not stream:
+            os.replace(written, output)
+    except BaseException as exc:
+        if not stream:
+            written.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(
+                f"{output}: cannot write the table ({exc.strerror or exc})"
+            ) from exc
         raise
     return view.shape, dtype

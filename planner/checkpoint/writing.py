@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from planner.checkpoint.blocks import Block
+from planner.checkpoint.errors import CheckpointError
 from planner.checkpoint.manifest import (
     MANIFEST,
+    MAX_MANIFEST_BYTES,
     PLAN,
     STORAGE_DTYPES,
     FileEntry,
@@ -25,6 +27,7 @@ from planner.checkpoint.manifest import (
     write_json_atomically,
 )
 from planner.checkpoint.npyfile import READ_BYTES, BlockCrc, write_piece
+from planner.files import utf8_size
 from planner.plan import Plan
 from planner.saving import save_plan
 
@@ -96,7 +99,11 @@ def write_manifest(
     block_bytes: int,
     sync: bool = True,
 ) -> Manifest:
-    """The last file of a checkpoint: once it is in place the directory is complete."""
+    """The last file of a checkpoint: once it is in place the directory is complete.
+
+    A manifest over ``MAX_MANIFEST_BYTES`` is refused rather than written, as a plan
+    over its cap is: no reader would take the checkpoint it completes.
+    """
     manifest = Manifest(
         world_size=plan.world_size,
         fingerprint=plan.fingerprint,
@@ -106,5 +113,13 @@ def write_manifest(
         pieces=sorted(pieces, key=lambda p: p.file),
         files=files,
     )
-    write_json_atomically(root / MANIFEST, manifest.to_json(), sync)
+    text = manifest.to_json()
+    size = utf8_size(text)
+    if size > MAX_MANIFEST_BYTES:
+        raise CheckpointError(
+            f"{root / MANIFEST}: would be {size / 2**20:,.1f} MiB, more than the "
+            f"{MAX_MANIFEST_BYTES // 2**20:,} MiB a manifest may be; use a plan with fewer "
+            "pieces (fewer ranks, or fewer row-sliced tables)"
+        )
+    write_json_atomically(root / MANIFEST, text, sync)
     return manifest

@@ -29,7 +29,7 @@ from planner.plan import Plan
 from planner.planning import make_plan
 from planner.reports.folding import rank_ranges
 from planner.spec import MAX_WORLD_SIZE, Spec
-from planner.units import human_bytes
+from planner.units import human_bytes, missing_unit_hint
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,8 @@ def host_lines(plan: Plan) -> list[str]:
         "offloaded pieces and their optimizer state take that in host memory",
         f"raise --host-memory, raise --world-size, or {keep_more}",
     )
-    return [group.line(f"the {human_bytes(limit)} host_memory limit")]
+    hint = missing_unit_hint(limit)
+    return [group.line(f"the {human_bytes(limit)} host_memory limit{f' ({hint})' if hint else ''}")]
 
 
 @dataclass(frozen=True)
@@ -138,9 +139,11 @@ class CapacityReport:
         if not self.overflows or self.device_memory is None:
             return list(self.host)
         what = "limit" if self.offload == "none" else "GPU limit"
+        hint = missing_unit_hint(self.device_memory)
         limit_text = (
             f"the {human_bytes(self.overflows[0].limit)} {what} "
-            f"({human_bytes(self.device_memory)} less {self.memory_reserve * 100:g}% reserve)"
+            f"({human_bytes(self.device_memory)} less {self.memory_reserve * 100:g}% reserve"
+            f"{'; ' + hint if hint else ''})"
         )
         shown = self.groups[:MAX_ADVICE_LINES]
         lines = [group.line(limit_text) for group in shown]

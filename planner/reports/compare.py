@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 from planner.costs.memory import ranks_over_limit
@@ -28,10 +29,10 @@ class Row:
     shards: int
     comm_max_rank_bytes: int | None  # most bytes any rank sends or receives per step
     comm_total_bytes: int | None
-    step_seconds: float | None  # communication time (stats.comm)
+    comm_seconds: float | None  # the traffic's time alone (stats.comm), the "comm time" column
+    step_seconds: float | None  # lookups and exchanges (stats.step), the "step" column
     fits: bool | None  # None without a device memory
     ranks_over: int
-    estimated_step_seconds: float | None = None  # lookups and exchanges (stats.step)
     max_rank_device_bytes: int = 0  # with CPU offload, the largest rank's GPU part
     max_rank_host_bytes: int = 0  # and the largest rank's host part
 
@@ -81,12 +82,17 @@ def parse_strategies(text: str) -> list[str]:
 
 
 def compare(
-    spec: Spec, world_sizes: list[int], strategies: list[str], source: str = "<spec>"
+    spec: Spec,
+    world_sizes: list[int],
+    strategies: list[str],
+    source: str = "<spec>",
+    options: Collection[str] = (),
 ) -> list[Row]:
     """A row per (world size, strategy), world sizes outermost, in the order given.
 
     Each combination is validated as a spec of its own (a global batch size must split
-    over every world size); SpecError names the first that does not.
+    over every world size); SpecError names the first that does not, and the option
+    among ``options`` (the settings given as options) whose value is at fault, if any.
     """
     base = spec.model_dump()
     rows = []
@@ -95,6 +101,7 @@ def compare(
             variant = spec_from_dict(
                 {**base, "world_size": world, "strategy": strategy},
                 source=f"{source} (world size {world}, strategy {strategy})",
+                options=options,
             )
             rows.append(row_of(make_plan(variant), strategy))
     return rows
@@ -115,10 +122,10 @@ def row_of(plan: Plan, strategy: str) -> Row:
             None if comm is None else max(comm.max_rank_sent_bytes, comm.max_rank_received_bytes)
         ),
         comm_total_bytes=None if comm is None else comm.total_bytes,
-        step_seconds=None if comm is None else comm.step_seconds,
+        comm_seconds=None if comm is None else comm.step_seconds,
+        step_seconds=None if plan.stats.step is None else plan.stats.step.step_seconds,
         fits=None if plan.parameters.device_memory is None else not over,
         ranks_over=len(over),
-        estimated_step_seconds=None if plan.stats.step is None else plan.stats.step.step_seconds,
         max_rank_device_bytes=max(r.device_bytes for r in plan.ranks),
         max_rank_host_bytes=max(r.host_bytes for r in plan.ranks),
     )
@@ -128,7 +135,7 @@ def render(rows: list[Row], fmt: str = "table") -> str:
     """The rows as an aligned table, Markdown, or JSON (a list of objects)."""
     if fmt == "json":
         return json.dumps([asdict(row) for row in rows], indent=2)
-    with_comm = any(row.step_seconds is not None for row in rows)
+    with_comm = any(row.comm_seconds is not None for row in rows)
     with_fit = any(row.fits is not None for row in rows)
     with_host = any(row.max_rank_host_bytes for row in rows)
     head = ["world", "strategy", "max/rank", "mean/rank", "imbalance", "shards"]
@@ -154,8 +161,8 @@ def render(rows: list[Row], fmt: str = "table") -> str:
         if with_comm:
             cells += [
                 human_bytes(row.comm_max_rank_bytes or 0),
+                f"{(row.comm_seconds or 0) * 1000:.3f} ms",
                 f"{(row.step_seconds or 0) * 1000:.3f} ms",
-                f"{(row.estimated_step_seconds or 0) * 1000:.3f} ms",
             ]
         if with_fit:
             cells += ["yes" if row.fits else f"no ({row.ranks_over} over)"]

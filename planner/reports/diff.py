@@ -1,11 +1,11 @@
 """What moved between two plans, for reviewing a committed plan's change.
 
 The summary comes first; then settings, tables and inputs added, removed or changed,
-tables that moved, per-rank bytes and the traffic estimate. A table moved when its group
-or the ranks holding it changed, or a piece went to or from host memory (CPU offload),
-or a shard's column ranges changed while the table's width stayed, or its row ranges
-while its row count stayed: resizing a table changes its ranges by itself, so a resize
-alone is a table change, not a move.
+tables that moved, per-rank bytes, and the step and communication estimates. A table
+moved when its group or the ranks holding it changed, or a piece went to or from host
+memory (CPU offload), or a shard's column ranges changed while the table's width
+stayed, or its row ranges while its row count stayed: resizing a table changes its
+ranges by itself, so a resize alone is a table change, not a move.
 Anything else that differs (fused weight order, exchange order) is named by its field so
 that no difference goes unreported.
 """
@@ -42,7 +42,8 @@ class PlanDiff:
     moved: list[Change] = field(default_factory=list)  # table: old layout -> new layout
     rank_bytes: list[Change] = field(default_factory=list)
     rank_host_bytes: list[Change] = field(default_factory=list)  # of rank_bytes, in host memory
-    comm: Change | None = None  # step time estimate, seconds
+    step: Change | None = None  # the step estimate, seconds (stats.step)
+    comm: Change | None = None  # its communication alone, seconds (stats.comm)
     other: list[str] = field(default_factory=list)
     identical: bool = True
 
@@ -87,12 +88,9 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
             result.moved.append(Change(table.name, _describe(before), _describe(after)))
 
     result.rank_bytes = _rank_changes(old, new, "bytes")
-    result.rank_host_bytes = _rank_changes(old, new, "host_bytes")
-
-    old_step = old.stats.comm.step_seconds if old.stats.comm else None
-    new_step = new.stats.comm.step_seconds if new.stats.comm else None
-    if old_step != new_step:
-        result.comm = Change("step_seconds", old_step, new_step)
+    result.rank_host_bytes = _rank_changes(old, new, "host_bytes", absent=0)
+    result.step = _estimate_change(old, new, "step")
+    result.comm = _estimate_change(old, new, "comm")
 
     if not _explained(result):
         old_data, new_data = old.model_dump(mode="json"), new.model_dump(mode="json")
@@ -100,14 +98,27 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
     return result
 
 
-def _rank_changes(old: Plan, new: Plan, field_name: str) -> list[Change]:
-    """Ranks whose ``field_name`` differs (None: the rank is not in that plan)."""
+def _estimate_change(old: Plan, new: Plan, stats_name: str) -> Change | None:
+    """``stats.<stats_name>.step_seconds`` before and after, if it changed (None: the plan
+    has no such estimate)."""
+    before, after = getattr(old.stats, stats_name), getattr(new.stats, stats_name)
+    old_seconds = before.step_seconds if before else None
+    new_seconds = after.step_seconds if after else None
+    if old_seconds == new_seconds:
+        return None
+    return Change(f"stats.{stats_name}.step_seconds", old_seconds, new_seconds)
+
+
+def _rank_changes(old: Plan, new: Plan, field_name: str, absent: int | None = None) -> list[Change]:
+    """Ranks whose ``field_name`` differs (None: the rank is not in that plan), a rank in
+    one plan only counting as ``absent`` there: with ``absent=0`` a new rank holding no
+    host bytes is no host-memory change."""
     before = {r.rank: getattr(r, field_name) for r in old.ranks}
     after = {r.rank: getattr(r, field_name) for r in new.ranks}
     return [
         Change(f"rank {rank}", before.get(rank), after.get(rank))
         for rank in range(max(old.world_size, new.world_size))
-        if before.get(rank) != after.get(rank)
+        if before.get(rank, absent) != after.get(rank, absent)
     ]
 
 
@@ -206,6 +217,7 @@ def _explained(diff: PlanDiff) -> bool:
             diff.moved,
             diff.rank_bytes,
             diff.rank_host_bytes,
+            diff.step,
             diff.comm,
         )
     )
@@ -237,8 +249,10 @@ def summary(diff: PlanDiff, old: Plan, new: Plan) -> str:
             f"largest rank {human_bytes(old.stats.max_rank_bytes)} -> "
             f"{human_bytes(new.stats.max_rank_bytes)}"
         )
-    if diff.comm is not None:
-        parts.append(f"step communication {_seconds(diff.comm.old)} -> {_seconds(diff.comm.new)}")
+    if diff.step is not None:
+        parts.append(f"step estimate {_seconds(diff.step.old)} -> {_seconds(diff.step.new)}")
+    elif diff.comm is not None:  # the step is the headline; its communication when it stayed
+        parts.append(f"communication time {_seconds(diff.comm.old)} -> {_seconds(diff.comm.new)}")
     if not parts:
         parts.append("plans differ in " + ", ".join(diff.other or ["settings"]))
     return "; ".join(parts)
@@ -266,11 +280,11 @@ def render(diff: PlanDiff, old: Plan, new: Plan, fmt: str = "text") -> str:
     section("moved", [f"{c.what}: {c.old} -> {c.new}" for c in diff.moved])
     section("rank bytes", [_bytes_change(c) for c in diff.rank_bytes])
     section("rank bytes in host memory", [_bytes_change(c) for c in diff.rank_host_bytes])
-    if diff.comm is not None:
-        section(
-            "communication",
-            [f"step estimate {_seconds(diff.comm.old)} -> {_seconds(diff.comm.new)}"],
-        )
+    estimates = [("step", diff.step), ("communication time", diff.comm)]
+    section(
+        "estimates per step",
+        [f"{name}: {_seconds(c.old)} -> {_seconds(c.new)}" for name, c in estimates if c],
+    )
     section("also differs", diff.other)
     return "\n".join(lines)
 

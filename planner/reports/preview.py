@@ -6,9 +6,11 @@ import json
 from dataclasses import dataclass
 
 from planner.costs.memory import ranks_over_host_limit, ranks_over_limit, usable_memory
+from planner.errors import brief
 from planner.plan import Plan
 from planner.reports.capacity import CapacityReport, capacity_report
 from planner.reports.folding import fold_names
+from planner.spec import MAX_WORLD_SIZE
 from planner.units import human_bytes
 
 DEFAULT_SHARD_LIMIT = 200
@@ -26,10 +28,14 @@ def parse_ranks(text: str) -> RankChoice:
     word = text.strip().lower()
     if word in ("all", "none"):
         return None if word == "all" else 0
-    count = word.removeprefix("top").strip()
-    if word.startswith("top") and count.isdigit() and int(count) > 0:
+    count = word.removeprefix("top").strip().lstrip("0")
+    plain = count.isascii() and count.isdigit() and len(count) <= len(str(MAX_WORLD_SIZE))
+    if word.startswith("top") and plain and int(count) <= MAX_WORLD_SIZE:
         return int(count)
-    raise ValueError(f"--ranks: expected all, none or 'top N' with N above 0 (got {text!r})")
+    raise ValueError(
+        f"--ranks: expected all, none or 'top N' with N from 1 to {MAX_WORLD_SIZE:,} "
+        f"(got {brief(text)})"
+    )
 
 
 def resolve_ranks(ranks: RankChoice | str, fmt: str, world_size: int) -> RankChoice:
@@ -209,7 +215,8 @@ def _comm_lines(plan: Plan) -> list[str]:
         f"estimated communication time {_ms(comm.step_seconds)} per step"
         + (f" ({phases})" if phases else "")
         + f" at {p.alltoall_bandwidth:g} GB/s all-to-all, {p.allreduce_bandwidth:g} GB/s ring; "
-        "no latency, overlap or compute modelled",
+        "every byte as if it crossed hosts, no latency, overlap or compute modelled (the "
+        "estimated step counts hosts and lookups)",
     ]
 
 
