@@ -289,7 +289,7 @@ def test_data_parallel_threshold_override(work: Path) -> None:
     assert plan["groups"]["data_parallel"] == ["c"]
     assert "c" not in {s["table"] for s in plan["shards"]}
     assert [r["bytes"] for r in plan["ranks"]] == [3200 + 640 + 80, 1600 + 80]
-    assert "data-parallel on every rank: c" in result.stdout
+    assert "data-parallel on every rank (80 B each): c" in result.stdout  # 10 x 4 x 2 B
 
 
 # --- determinism and the file itself ----------------------------------------------------

@@ -159,8 +159,22 @@ def test_many_data_parallel_tables_fold_to_a_count(work: Path) -> None:
     result = invoke("plan", "dp.yaml", "-o", "p.json")
     assert result.exit_code == 0, result.output
     (line,) = [x for x in result.stdout.splitlines() if x.startswith("data-parallel on")]
-    assert line.startswith("data-parallel on every rank: 20,000 tables: t0, t1, t2, ")
-    assert line.endswith(" more") and len(line) < 150
+    # 20,000 x 40 B = 800,000 B on every rank
+    assert line.startswith("data-parallel on every rank (781.25 KiB each): 20,000 tables: t0, ")
+    assert line.endswith(" more") and len(line) < 170
+
+
+def test_ranks_that_hold_no_piece_are_named(work: Path) -> None:
+    # uncut, basic deals a, b, c, d to ranks 0-3 of 8: ranks 4-7 take no part in lookups
+    whole = ("plan", "small.yaml", "--world-size", "8", "--column-slice-threshold", "100000")
+    result = invoke(*whole, "-o", "p.json")
+    assert result.exit_code == 0, result.output
+    idle = "4 of 8 ranks hold no table-parallel or row-sliced piece: ranks 4-7"
+    assert idle in result.stdout.splitlines()
+    # a (100 rows, 800 elements) row-sliced over the 8 ranks gives every rank a piece
+    result = invoke(*whole, "--row-slice-threshold", "799", "-o", "q.json")
+    assert result.exit_code == 0, result.output
+    assert "hold no table-parallel" not in result.stdout
 
 
 # --- capacity advice once per group of ranks, and in JSON -----------------------------

@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from planner.costs.memory import ranks_over_host_limit, ranks_over_limit, usable_memory
+import numpy as np
+
+from planner.costs.memory import (
+    ranks_over_host_limit,
+    ranks_over_limit,
+    replica_bytes,
+    usable_memory,
+)
 from planner.errors import brief
 from planner.plan import Plan
 from planner.reports.capacity import CapacityReport, capacity_report
-from planner.reports.folding import fold_names
+from planner.reports.folding import fold_names, rank_ranges
 from planner.spec import MAX_WORLD_SIZE
 from planner.units import human_bytes
 
@@ -116,6 +123,7 @@ def summary_lines(plan: Plan) -> list[str]:
         *_comm_lines(plan),
         *_step_lines(plan),
         *_data_parallel_line(plan),
+        *_idle_line(plan),
     ]
 
 
@@ -356,10 +364,31 @@ def _is_numeric(cell: str) -> bool:
 
 
 def _data_parallel_line(plan: Plan) -> list[str]:
+    """The replicated tables and what they take on every rank (optimizer state included),
+    a part of each rank's bytes the table below does not break out."""
     names = plan.groups.data_parallel
     if not names:
         return []
-    return [f"data-parallel on every rank: {fold_names(names)}"]
+    each = human_bytes(replica_bytes(plan))
+    return [f"data-parallel on every rank ({each} each): {fold_names(names)}"]
+
+
+def _idle_line(plan: Plan) -> list[str]:
+    """Ranks that hold no table-parallel or row-sliced piece: with more ranks than pieces
+    they sit out the embedding lookups, which a reader of a long rank table may miss."""
+    held = np.zeros(plan.world_size, bool)
+    held[[s.rank for s in plan.table_parallel_shards]] = True
+    rows = {t.name: t.rows for t in plan.tables}
+    for split in plan.row_splits:
+        first, stop = split.bounds(rows[split.table], plan.world_size)
+        held |= stop > first
+    idle = np.flatnonzero(~held)
+    if not len(idle) or len(idle) == plan.world_size:
+        return []
+    return [
+        f"{len(idle):,} of {plan.world_size:,} ranks hold no table-parallel or row-sliced "
+        f"piece: {rank_ranges(idle.tolist())}"
+    ]
 
 
 def render(
