@@ -16,11 +16,14 @@ from planner import load_spec, make_plan, save_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = [*sorted((ROOT / "configs").glob("*.yaml")), ROOT / "examples" / "dlrm_tiny.yaml"]
-# Each variant exercises other code: upstream's rules as the spec asks, strategy auto,
-# and the memory and traffic estimates (floats in the plan) on another world size.
+# Each variant exercises other code: upstream's rules as the spec asks, strategy auto
+# with each objective, and the memory and traffic estimates (floats in the plan) on
+# another world size.
 VARIANTS: dict[str, dict] = {
     "spec": {},
     "auto": {"strategy": "auto"},
+    # auto's time objective: its stage search draws random moves, which must not change
+    "auto time": {"strategy": "auto", "device_memory": "80GiB", "global_batch_size": 65536},
     "estimates": {
         "strategy": "memory_optimized",
         "world_size": 16,
@@ -37,7 +40,7 @@ def main(out_dir: str) -> None:
     for spec_path in SPECS:
         for variant, overrides in VARIANTS.items():
             plan = make_plan(load_spec(spec_path, overrides))
-            save_plan(plan, out / f"{spec_path.stem}.{variant}.plan.json")
+            save_plan(plan, out / f"{spec_path.stem}.{variant.replace(' ', '_')}.plan.json")
 
 
 if __name__ == "__main__":
