@@ -36,6 +36,7 @@ from planner.reports.preview import (
 )
 from planner.saving import plan_text, save_plan
 from planner.spec import DType, Objective, Offload, RowReduction, Spec, load_spec
+from planner.spec_notes import unused_settings
 from planner.units import OPTIMIZERS
 from planner.validation import spec_problems
 
@@ -135,8 +136,8 @@ COST_OPTIONS = [
     click.option(
         "--row-reduction",
         type=click.Choice(get_args(RowReduction)),
-        help="Row-sliced partial sums sent by each holder (direct, default) or summed "
-        "within each host first (host).",
+        help="Row-sliced partial sums sent by each holder (direct) or summed within each "
+        "host first (host); unset: direct, or host where auto (time) estimates it faster.",
     ),
     click.option(
         "--gpu-embedding-size",
@@ -315,6 +316,8 @@ def plan(
     target = _output_path(spec_path, output)
     _check_report_path(html, spec_path, *((target,) if target else ()))
     spec = _load_spec(spec_path, overrides)
+    for note in unused_settings(spec):
+        click.echo(f"note: {note}", err=True)
     result = _fail_cleanly(lambda: make_plan(spec))
     capacity = capacity_report(result)
     if not capacity.fits:

@@ -18,21 +18,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from planner.costs.comm import CommConfig, estimate_comm
-from planner.costs.memory import (
-    host_bytes,
-    memory_limit,
-    rank_footprints,
-    ranks_over_host_limit,
-    ranks_over_limit,
-)
+from planner.costs.memory import host_bytes, rank_footprints
 from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
 from planner.errors import PlanFileError, brief, shown
 from planner.field_errors import describe_validation_error
+from planner.memory_checks import limit_problems, offload_problems
 from planner.placement.layout import fusion_key, weight_key
-from planner.plan import LocalWeight, Plan, RankPlan, Shard, parse_plan, read_plan_file
-from planner.spec import DTYPE_BYTES
-from planner.units import human_bytes, optimizer_slots
+from planner.plan import Plan, Shard, parse_plan, read_plan_file
+from planner.units import optimizer_slots
 
 
 def load_plan(path: str | Path, every_rank: bool = False) -> Plan:
@@ -84,8 +78,9 @@ def plan_problems(plan: Plan) -> list[str]:
     problems += _check_rank_contents(plan, shards_by_rank)
     problems += _check_exchange(plan)
     problems += _check_totals(plan)
-    problems += _check_offload(plan)
-    problems += _check_limits(plan)
+    problems += offload_problems(plan)
+    problems += limit_problems(plan)
+    problems += _check_row_reduction(plan)
     problems += _check_fingerprint(plan)
     return problems
 
@@ -381,6 +376,25 @@ def _check_totals(plan: Plan) -> list[str]:
     return problems
 
 
+def _check_row_reduction(plan: Plan) -> list[str]:
+    """The reduction the runtime makes is the one the spec asked for, if it asked, and
+    host sums chosen by ``auto`` have whole hosts to add up within (a spec that asked for
+    them is held to its own rule in ``_check_fingerprint``)."""
+    params = plan.parameters
+    asked, made, hosts = params.requested_row_reduction, params.row_reduction, params.gpus_per_host
+    if asked is not None and asked != made:
+        return [
+            f"parameters.row_reduction: {made}, where the spec asked for {asked} "
+            f"(requested_row_reduction); re-run planner plan"
+        ]
+    if asked is None and made == "host" and plan.world_size > hosts and plan.world_size % hosts:
+        return [
+            f"parameters.row_reduction: host sums within hosts of gpus_per_host ({hosts}) "
+            f"ranks, which {plan.world_size} ranks do not fill evenly; re-run planner plan"
+        ]
+    return []
+
+
 def _check_fingerprint(plan: Plan) -> list[str]:
     """The recorded fingerprint is that of the plan's own tables and settings."""
     try:
@@ -393,108 +407,3 @@ def _check_fingerprint(plan: Plan) -> list[str]:
             "edited after planning; re-run planner plan"
         ]
     return []
-
-
-def _check_offload(plan: Plan) -> list[str]:
-    """Pieces in host memory: only table-parallel ones, each a weight of its own, its shard
-    saying so too, and chosen by the plan's rule (README, "CPU offload")."""
-    problems = []
-    table_parallel = set(plan.groups.table_parallel)
-    problems += [
-        f"shards: the shard of {s.table!r} on rank {s.rank} is in host memory, but only "
-        "table-parallel pieces can be offloaded"
-        for s in plan.table_parallel_shards
-        if s.device == "host" and s.table not in table_parallel
-    ]
-    device_of = {(s.table, s.rank): s.device for s in plan.table_parallel_shards}
-    offload = plan.parameters.offload
-    for rank in plan.ranks:
-        where = f"ranks[{rank.rank}]"
-        for w_index, weight in enumerate(rank.table_parallel_weights):
-            problems += [
-                f"{where}: weight {w_index} is on {weight.device} but the shard of "
-                f"{m.table!r} says {device_of[(m.table, rank.rank)]}"
-                for m in weight.members
-                if device_of.get((m.table, rank.rank), weight.device) != weight.device
-            ]
-            if weight.device == "host" and len(weight.members) > 1:
-                problems.append(
-                    f"{where}: weight {w_index} is in host memory but fuses "
-                    f"{len(weight.members)} pieces; an offloaded piece is a weight of its own"
-                )
-        host = [w for w in rank.table_parallel_weights if w.device == "host"]
-        if host and offload == "none":
-            problems.append(
-                f"{where}: {len(host)} weights are in host memory but parameters.offload is none"
-            )
-        elif offload == "upstream":
-            problems += _upstream_rule_problems(plan, rank)
-        elif offload == "auto":
-            problems += _auto_rule_problems(plan, rank)
-    return problems
-
-
-def _piece_elements(rank: RankPlan, device: str) -> list[int]:
-    """Elements of each piece on ``device`` (a fused weight holds several)."""
-    return [
-        m.rows * (m.cols[1] - m.cols[0])
-        for w in rank.table_parallel_weights
-        if w.device == device
-        for m in w.members
-    ]
-
-
-def _upstream_rule_problems(plan: Plan, rank: RankPlan) -> list[str]:
-    """Upstream's rule, in terms the plan holds: the kept pieces' elements are within
-    gpu_embedding_size, every offloaded piece is at least as large as every kept one, and
-    the smallest offloaded piece would have passed the limit."""
-    budget = plan.parameters.gpu_embedding_size
-    if budget is None:
-        return ["parameters: offload upstream needs gpu_embedding_size"]
-    kept, gone = _piece_elements(rank, "gpu"), _piece_elements(rank, "host")
-    where = f"ranks[{rank.rank}]"
-    if sum(kept) > budget:
-        return [
-            f"{where}: keeps {sum(kept):,} elements on the GPU, over gpu_embedding_size {budget:,}"
-        ]
-    if gone and (max(kept, default=0) > min(gone) or sum(kept) + min(gone) <= budget):
-        return [f"{where}: the pieces in host memory are not the largest beyond gpu_embedding_size"]
-    return []
-
-
-def _auto_rule_problems(plan: Plan, rank: RankPlan) -> list[str]:
-    """offload auto moves pieces only as far as the rank must: no offloaded piece would
-    fit in the device memory the rank leaves free."""
-    limit = memory_limit(plan)
-    if limit is None:
-        return ["parameters: offload auto needs device_memory"]
-    factor = 1 + plan.parameters.optimizer_slots
-    free = limit - rank.device_bytes
-    return [
-        f"ranks[{rank.rank}]: the piece of {w.members[0].table!r} is in host memory but fits "
-        f"in the {human_bytes(free)} of device memory left"
-        for w in rank.table_parallel_weights
-        if w.device == "host" and w.members and _weight_bytes(w) * factor <= free
-    ]
-
-
-def _weight_bytes(weight: LocalWeight) -> int:
-    return weight.rows * weight.width * DTYPE_BYTES[weight.dtype]
-
-
-def _check_limits(plan: Plan) -> list[str]:
-    """Each rank within its usable device memory and, with offload, its host memory."""
-    problems = []
-    limit = memory_limit(plan)
-    if limit is not None:
-        problems += [
-            f"ranks[{r.rank}]: {human_bytes(r.device_bytes)} on the GPU, over the "
-            f"{human_bytes(limit)} usable device memory"
-            for r in ranks_over_limit(plan)
-        ]
-    problems += [
-        f"ranks[{r.rank}]: {human_bytes(r.host_bytes)} in host memory, over host_memory "
-        f"{human_bytes(plan.parameters.host_memory or 0)}"
-        for r in ranks_over_host_limit(plan)
-    ]
-    return problems

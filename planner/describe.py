@@ -60,7 +60,7 @@ def describe(spec: Spec, placement: Placement) -> Plan:
             requested_row_slice_threshold=spec.row_slice_threshold,
             requested_data_parallel_threshold=spec.data_parallel_threshold,
             dp_input=spec.dp_input,
-            **_cost_parameters(spec),
+            **_cost_parameters(spec, placement),
         ),
         tables=tables,
         inputs=inputs,
@@ -74,11 +74,14 @@ def describe(spec: Spec, placement: Placement) -> Plan:
     return with_comm_estimate(plan)
 
 
-def _cost_parameters(spec: Spec) -> dict:
+def _cost_parameters(spec: Spec, placement: Placement) -> dict:
+    """The training, cluster and offload settings, as the spec gives them; the row
+    reduction as the placement runs it, beside what the spec asked."""
     return {
-        "optimizer": spec.optimizer,
+        **{key: getattr(spec, key) for key in COST_FIELDS},
         "optimizer_slots": optimizer_slots(spec.optimizer),
-        **{key: getattr(spec, key) for key in COST_FIELDS if key != "optimizer"},
+        "row_reduction": placement.row_reduction or spec.row_reduction or "direct",
+        "requested_row_reduction": spec.row_reduction,
     }
 
 

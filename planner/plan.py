@@ -37,6 +37,7 @@ from planner.files import (
     parse_yaml,
     read_text,
 )
+from planner.plan_parameters import Parameters as Parameters  # re-exported
 from planner.plan_parts import Device as Device  # re-exported
 from planner.plan_parts import (
     Exchange,
@@ -47,7 +48,6 @@ from planner.plan_parts import (
     StepStats,
     _Frozen,
     exchange_of,
-    left_out_at,
     record,
     served_by,
 )
@@ -62,98 +62,15 @@ from planner.plan_parts import Traffic as Traffic  # re-exported
 from planner.plan_ranks import RankEntry, WrittenRanks, linked_row_splits, rank_entry
 from planner.seal import seal_holds
 from planner.spec import (
-    INT32_MAX,
-    INT64_MAX,
-    Bandwidth,
-    DType,
     InputSpec,
-    Objective,
-    Offload,
-    RowReduction,
     Spec,
     Strategy,
     TableSpec,
     WorldSize,
 )
-from planner.units import Optimizer
 
 FORMAT_VERSION = 3
 READ_VERSIONS = (2, 3)  # format 2 wrote every rank's weights and inputs in full
-
-
-class Parameters(_Frozen):
-    """The placement parameters as resolved: what the planner actually used."""
-
-    requested_strategy: Strategy
-    column_slice_threshold: Int64 | None = Field(
-        description="Elements per column slice at most; 0 slices every table as far as "
-        "the world size and width allow; null = no column slicing."
-    )
-    column_slice_threshold_source: Literal["spec", "automatic", "auto", "none"]
-    row_slice_threshold: Int64 | None = Field(description="In effect (null = off).")
-    data_parallel_threshold: Int64 | None = Field(description="In effect (null = off).")
-    requested_column_slice_threshold: Int64 | None = Field(
-        None, description="As written in the spec (null = automatic)."
-    )
-    requested_row_slice_threshold: Int64 | None = Field(
-        None, description="As written in the spec (off with one rank or dp_input false)."
-    )
-    requested_data_parallel_threshold: Int64 | None = Field(
-        None, description="As written in the spec (off with one rank or dp_input false)."
-    )
-    dp_input: bool
-    optimizer: Optimizer = "sgd"
-    optimizer_slots: Int64 = Field(0, description="Optimizer state values per weight element.")
-    device_memory: int | None = Field(
-        None, gt=0, le=INT64_MAX, description="Bytes per GPU (null = not checked)."
-    )
-    memory_reserve: float = Field(
-        0.0, ge=0, lt=1, description="Fraction of device_memory kept free."
-    )
-    global_batch_size: int | None = Field(
-        None,
-        gt=0,
-        le=INT32_MAX,
-        description="Samples per step over all ranks (null = no communication estimate); "
-        "bounded as in the spec, so that the estimates' counts fit 64 bits.",
-    )
-    id_bytes: Literal[4, 8] = Field(8, description="Bytes per id sent.")
-    compute_dtype: DType = Field("float32", description="Type of the embeddings exchanged.")
-    alltoall_bandwidth: Bandwidth = Field(25.0, description="GB/s per rank in an all-to-all.")
-    allreduce_bandwidth: Bandwidth = Field(
-        25.0, description="GB/s per rank in ring allreduce, allgather and reduce-scatter."
-    )
-    objective: Objective | None = Field(None, description="As written (null = automatic).")
-    gpus_per_host: int = Field(8, ge=1, le=INT64_MAX, description="Ranks per host.")
-    intra_host_bandwidth: Bandwidth = Field(200.0, description="GB/s per rank within a host.")
-    memory_bandwidth: Bandwidth = Field(900.0, description="GB/s of device memory.")
-    column_multiple: int = Field(
-        4, ge=1, le=INT64_MAX, description="auto's column pieces: multiples of this."
-    )
-    row_reduction: RowReduction = Field(
-        "direct",
-        description="Row-sliced partial sums: sent by each holder to every rank (direct), "
-        "or summed within each host first (host).",
-        exclude_if=left_out_at("direct"),
-    )
-    gpu_embedding_size: int | None = Field(
-        None,
-        ge=0, le=INT64_MAX,
-        description="Elements of table-parallel pieces a rank keeps on its GPU under "
-        "upstream's offload rule (null = not used).",
-        exclude_if=left_out_at(None),
-    )
-    offload: Offload = Field(
-        "none",
-        description="Rule that chose the pieces in host memory: none, upstream or auto.",
-        exclude_if=left_out_at("none"),
-    )
-    host_memory: int | None = Field(
-        None,
-        gt=0, le=INT64_MAX,
-        description="Host bytes per rank for offloaded pieces (null = not checked).",
-        exclude_if=left_out_at(None),
-    )
 
 
 class Groups(_Frozen):
@@ -313,7 +230,7 @@ class Plan(_Frozen):
             intra_host_bandwidth=params.intra_host_bandwidth,
             memory_bandwidth=params.memory_bandwidth,
             column_multiple=params.column_multiple,
-            row_reduction=params.row_reduction,
+            row_reduction=params.requested_row_reduction,
             gpu_embedding_size=params.gpu_embedding_size,
             offload=params.offload,
             host_memory=params.host_memory,

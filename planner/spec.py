@@ -84,7 +84,7 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 SIZE_FIELDS = ("device_memory", "host_memory")  # bytes, or a size such as 80GiB
 
 
-def summing_hosts(row_reduction: str, world_size: int, gpus_per_host: int) -> int:
+def summing_hosts(row_reduction: str | None, world_size: int, gpus_per_host: int) -> int:
     """Hosts whose ranks add up row-sliced partial sums among themselves before sending
     them on (``row_reduction: host`` over several hosts); 0 when each holder sends its
     own to every rank. On one host the two are the same exchange, and a host of one
@@ -234,11 +234,12 @@ class Spec(_Frozen):
     gpus_per_host: int = Field(8, ge=1, le=INT64_MAX, strict=True, description="Ranks per host.")
     intra_host_bandwidth: Bandwidth = Field(200.0, description="GB/s within a host.")
     memory_bandwidth: Bandwidth = Field(900.0, description="GB/s of device memory.")
-    row_reduction: RowReduction = Field(
-        "direct",
+    row_reduction: RowReduction | None = Field(
+        None,
         description="How row-sliced partial sums reach their samples' ranks: direct (each "
         "holder sends every rank its own) or host (summed within each host of "
-        "gpus_per_host ranks first, then sent on once per host).",
+        "gpus_per_host ranks first, then sent on once per host). null = direct, except "
+        "that auto with the time objective takes host where its estimate is faster.",
     )
     column_multiple: int = Field(
         4, ge=1, le=INT64_MAX, strict=True, description="auto's column cut unit."

@@ -34,7 +34,9 @@ LAYERS: list[tuple[str, ...]] = [
         "planner.jsonlines",
         "planner.field_errors",
         "planner.spec",
+        "planner.spec_notes",
         "planner.plan_parts",
+        "planner.plan_parameters",
         "planner.plan_ranks",
         "planner.seal",
         "planner.plan",
@@ -42,7 +44,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("planner.costs",),
     ("planner.placement",),
     ("planner.describe", "planner.planning"),  # a Placement written as a Plan
-    ("planner.consistency",),  # a plan's checks and the checked loader: reports read plans
+    ("planner.consistency", "planner.memory_checks"),  # a plan's checks and the checked loader
     ("planner.saving",),  # plans written checked and sealed
     ("planner.reports", "planner.checkpoint"),  # read plans (compare and capacity re-plan)
     ("planner.validation",),

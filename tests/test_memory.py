@@ -11,12 +11,13 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import Result
+from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shared import SMALL, invoke
 
 from planner import load_plan, plan_from_dict
+from planner.cli import main
 from planner.costs.memory import usable_memory
 from planner.errors import PlanFileError, SpecError
 from planner.plan import parse_plan
@@ -465,6 +466,32 @@ def test_world_sizes_tried_stop_at_eight_times_the_plan_or_4096() -> None:
     assert _world_sizes_to_try(1000, 4800) == [1000, 1001, 1002, 1003, 1024, 2048, 4096, 4800]
     assert _world_sizes_to_try(4094, 4096) == [4094, 4095, 4096]
     assert _world_sizes_to_try(5000, 4096) == []
+
+
+def test_world_sizes_tried_beyond_one_host_are_whole_hosts() -> None:
+    # up to one host of 8 any count; beyond, multiples of 8 (rounded up; the top down)
+    assert _world_sizes_to_try(3, 4096, 8) == [3, 4, 5, 6, 8, 16]
+    assert _world_sizes_to_try(7, 4096, 8) == [7, 8, 16, 32]
+    assert _world_sizes_to_try(10, 4096, 8) == [16, 32, 64]
+    assert _world_sizes_to_try(1000, 4800, 8) == [1000, 1008, 1024, 2048, 4096, 4800]
+    assert _world_sizes_to_try(1000, 4803, 8) == [1000, 1008, 1024, 2048, 4096, 4800]
+    assert _world_sizes_to_try(4095, 4100, 8) == [4096]
+    assert _world_sizes_to_try(10, 4096, 1) == _world_sizes_to_try(10, 4096)
+
+
+def test_world_size_advice_names_whole_hosts(tmp_path) -> None:
+    # 12 tables of 1 MiB on 4 ranks of 1.5 MiB, basic: one table per rank, so 12 ranks.
+    # Any count: 8 to 11 are tried and fail, then 16. Hosts of 4: 8, then 12 (3 hosts).
+    spec = tmp_path / "s.yaml"
+    tables = "".join(f"  - {{name: t{k}, rows: 4096, width: 64}}\n" for k in range(12))
+    spec.write_text(f"world_size: 4\ndevice_memory: 1.5MiB\ntables:\n{tables}")
+    for per_host, advised in ((1, "--world-size 16"), (4, "--world-size 12")):
+        done = CliRunner().invoke(
+            main, ["plan", str(spec), "--gpus-per-host", str(per_host), "--strategy", "basic",
+                   "-o", str(tmp_path / "p.json")]
+        )
+        assert done.exit_code == 3, done.output
+        assert done.output.rstrip().endswith(f"it fits with {advised}"), done.output
 
 
 def test_advice_never_names_more_ranks_than_a_spec_may_ask_for(tmp_path, monkeypatch) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -26,10 +27,11 @@ from hypothesis import strategies as st
 from planner.cli import main
 from planner.costs.comm import host_sum_flows
 from planner.errors import SpecError
-from planner.plan import parse_plan
+from planner.plan import parse_plan, plan_json_schema
 from planner.planning import make_plan
+from planner.reports.preview import summary_lines
 from planner.spec import load_spec, spec_from_dict
-from planner.validation import plan_problems
+from planner.validation import plan_problems, spec_problems
 
 SPEC = {
     "world_size": 4,
@@ -165,7 +167,7 @@ def test_auto_with_host_sums_pays_less_for_its_host_splits() -> None:
     options = {"world_size": 32, "strategy": "auto", "device_memory": 80 * 2**30,
                "global_batch_size": 512 * 32}
     config = Path(__file__).parent.parent / "configs" / "synthetic_tiny.yaml"
-    direct = make_plan(load_spec(config, options))
+    direct = make_plan(load_spec(config, {**options, "row_reduction": "direct"}))
     host = make_plan(load_spec(config, {**options, "row_reduction": "host"}))
     split_direct, split_host = (  # tables whose rows lie on one host's 8 ranks
         {s.table for s in plan.row_splits if s.ranks[1] - s.ranks[0] == 8}
@@ -184,3 +186,96 @@ def test_a_plan_edited_to_uneven_hosts_gets_problems_not_a_crash() -> None:
     raw["parameters"]["gpus_per_host"] = 3  # 4 ranks do not fill hosts of 3
     problems = plan_problems(parse_plan(raw))
     assert any("row_reduction: host" in p and "do not fill evenly" in p for p in problems)
+
+
+# --- auto chooses where the spec leaves row_reduction open --------------------------------
+
+TINY_32 = {"world_size": 32, "strategy": "auto", "device_memory": 80 * 2**30,
+           "global_batch_size": 512 * 32}
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def _tiny_32(**changes):
+    return make_plan(load_spec(CONFIGS / "synthetic_tiny.yaml", {**TINY_32, **changes}))
+
+
+def test_auto_takes_host_sums_where_its_estimate_is_faster() -> None:
+    # synthetic_tiny on 4 hosts of 8 (measured): direct 0.2209 ms, host 0.1702 ms
+    left_open, direct, host = _tiny_32(), _tiny_32(row_reduction="direct"), _tiny_32(
+        row_reduction="host"
+    )
+    assert host.stats.step.step_seconds < 0.8 * direct.stats.step.step_seconds
+    assert left_open.parameters.row_reduction == "host"
+    assert left_open.parameters.requested_row_reduction is None
+    assert left_open.stats.step.step_seconds == host.stats.step.step_seconds
+    assert left_open.stats.step.stage_seconds["host_sums"] > 0  # estimated as it runs
+    assert plan_problems(left_open) == []
+    assert "chosen by auto" in "\n".join(summary_lines(left_open))
+    assert "chosen by auto" not in "\n".join(summary_lines(host))
+
+
+def test_a_chosen_reduction_is_written_apart_from_what_the_spec_asked() -> None:
+    left_open = _tiny_32()
+    text = left_open.to_json()
+    assert '"row_reduction": "host",\n    "requested_row_reduction": null' in text
+    assert jsonschema.Draft202012Validator(plan_json_schema()).is_valid(json.loads(text))
+    again = parse_plan(json.loads(text))
+    assert again == left_open
+    assert plan_problems(again) == []
+    assert again.spec().row_reduction is None  # the spec as written: open
+    assert again.fingerprint == load_spec(CONFIGS / "synthetic_tiny.yaml", TINY_32).fingerprint()
+    # written only where the plan alone cannot tell: host as asked, direct as asked
+    assert "requested_row_reduction" not in _tiny_32(row_reduction="host").to_json()
+    asked_direct = _tiny_32(row_reduction="direct")
+    assert '"requested_row_reduction": "direct"' in asked_direct.to_json()
+    assert asked_direct.fingerprint != left_open.fingerprint
+
+
+def test_the_spec_left_open_validates_against_the_plan_auto_chose(tmp_path) -> None:
+    spec = load_spec(CONFIGS / "synthetic_tiny.yaml", TINY_32)
+    assert spec_problems(_tiny_32(), spec) == []
+    mismatch = spec_problems(_tiny_32(row_reduction="direct"), spec)
+    assert mismatch and "row_reduction: 'direct' in the plan, not set in the spec" in mismatch[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        ({}, "no row-sliced table pays: the exchanges are the same, so direct"),
+        ({"objective": "memory"}, "only the time objective weighs it"),
+        ({"gpus_per_host": 32}, "one host: nothing to add up"),
+        ({"gpus_per_host": 12}, "32 ranks do not fill hosts of 12"),
+    ],
+)
+def test_auto_leaves_direct_where_host_sums_cannot_pay(overrides, why) -> None:
+    config = "criteo_kaggle.yaml" if not overrides else "synthetic_tiny.yaml"
+    plan = make_plan(load_spec(CONFIGS / config, {**TINY_32, **overrides}))
+    assert plan.parameters.row_reduction == "direct", why
+    assert "requested_row_reduction" not in plan.to_json(), why
+
+
+def test_a_plan_file_without_the_request_reads_it_from_the_reduction() -> None:
+    # every plan written before auto could choose: host was asked for, direct was not set
+    raw = json.loads(plan_of(row_reduction="host").to_json())
+    assert "requested_row_reduction" not in raw["parameters"]
+    assert parse_plan(raw).parameters.requested_row_reduction == "host"
+    raw = json.loads(plan_of().to_json())
+    assert parse_plan(raw).parameters.requested_row_reduction is None
+    assert parse_plan(raw).spec().row_reduction is None
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        ({"row_reduction": "direct", "requested_row_reduction": "host"},
+         "parameters.row_reduction: direct, where the spec asked for host"),
+        ({"requested_row_reduction": None, "gpus_per_host": 3},
+         "parameters.row_reduction: host sums within hosts of gpus_per_host (3) ranks, "
+         "which 4 ranks do not fill evenly"),
+    ],
+)
+def test_an_edited_reduction_is_a_problem(edit, problem) -> None:
+    raw = json.loads(plan_of(row_reduction="host").to_json())
+    raw["parameters"].update(edit)
+    problems = plan_problems(parse_plan(raw))
+    assert any(problem in p for p in problems), problems

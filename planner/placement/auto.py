@@ -29,6 +29,12 @@ shorten the busiest rank; then ``placement.stage_search`` moves and swaps pieces
 the fastest to shorten each stage's slowest rank). Both cut tables only into pieces a multiple of
 ``column_multiple`` columns wide (the last piece of a table takes what is left).
 
+**Row reduction.** Where the spec leaves ``row_reduction`` open and ``time`` is the
+objective over several whole hosts, ``auto`` weighs both reductions: the candidates with
+row-sliced tables are made and scored once more under ``host`` (partial sums added up
+within each host first), and the plan records the reduction of the one it keeps
+(``direct`` when it has no row-sliced table, where the two are the same exchange).
+
 Without data-parallel input (``dp_input: false``) or with one rank there are neither
 replicas nor row-sliced tables: only column slicing and placement. The spec's column and
 row-slice thresholds are upstream's knobs; ``auto``'s own placements do not use them.
@@ -41,11 +47,12 @@ checked with it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from planner.costs.memory import usable_memory
 from planner.costs.steptime import Holdings, StepConfig, estimate_step, table_loads
 from planner.placement.auto_memory import BALANCED, WrapAround
-from planner.placement.auto_time import FastPlacements
+from planner.placement.auto_time import FastPlacements, fast_candidates
 from planner.placement.candidate import TIE, Candidate, PieceList, Split, split_counts
 from planner.placement.grouping import (
     EffectiveThresholds,
@@ -57,7 +64,7 @@ from planner.placement.layout import Piece, inputs_by_table, rank_layout
 from planner.placement.result import Placement
 from planner.placement.slicing import ranges_from_sizes
 from planner.placement.upstream import UPSTREAM_STRATEGIES, upstream_placement
-from planner.spec import DTYPE_BYTES, Spec
+from planner.spec import DTYPE_BYTES, Spec, summing_hosts
 from planner.units import optimizer_slots
 
 REPLICA_BUDGET = 1e-3  # memory objective: automatic replicas, as a fraction of a rank's share
@@ -73,17 +80,44 @@ def auto_placement(spec: Spec) -> Placement:
     When nothing fits, the plan is the memory objective's.
     """
     spec = spec.normalized()
-    model = _Model(spec)
-    upstream = model.upstream_candidates()
-    if spec.resolved_objective() == "time":
-        fast = model.fast_candidates()
-        if any(model.fits(c) for c in fast + upstream):
-            return choose_fastest(fast, upstream, model.weight_limit).build()
-        balanced = model.auto_candidates()  # they fit where anything can
-        if any(model.fits(c) for c in balanced):
-            return choose_fastest(fast + balanced, upstream, model.weight_limit).build()
-        return choose(balanced, upstream, model.mean).build()
-    return choose(model.auto_candidates(), upstream, model.mean).build()
+    models = time_models(spec)
+    model, placements = models[0], upstream_runs(spec)
+    if spec.resolved_objective() != "time":
+        return choose(model.auto_candidates(), model.scored(placements), model.mean).build()
+    upstream = [c for m in models for c in m.scored(placements)]
+    fast = fast_candidates(models)
+    if any(model.fits(c) for c in fast + upstream):
+        return choose_fastest(fast, upstream, model.weight_limit).build()
+    balanced = model.auto_candidates()  # they fit where anything can
+    if any(model.fits(c) for c in balanced):
+        return choose_fastest(fast + balanced, upstream, model.weight_limit).build()
+    return choose(balanced, upstream, model.mean).build()
+
+
+def time_models(spec: Spec) -> list[_Model]:
+    """The models ``auto`` weighs under ``time``: the spec's own, then, where the row
+    reduction is open, one with ``row_reduction: host``. Under ``memory`` only the first."""
+    models = [_Model(spec)]
+    if spec.resolved_objective() == "time" and reduction_open(spec):
+        models.append(_Model(spec.model_copy(update={"row_reduction": "host"}), True))
+    return models
+
+
+def upstream_runs(spec: Spec) -> list[Placement]:
+    """Upstream's placements of the spec's tables, which ``auto`` counts among its
+    candidates (with one rank only ``basic``: nothing to balance)."""
+    names = UPSTREAM_STRATEGIES if spec.world_size > 1 else ("basic",)
+    return [upstream_placement(spec.model_copy(update={"strategy": name})) for name in names]
+
+
+def reduction_open(spec: Spec) -> bool:
+    """Whether ``auto`` may choose the row reduction: the spec leaves it open, and there
+    are several whole hosts of several ranks to add partial sums up within."""
+    return (
+        spec.row_reduction is None
+        and spec.dp_input
+        and summing_hosts("host", spec.world_size, spec.gpus_per_host) > 0
+    )
 
 
 def choose(ours: list[Candidate], upstream: list[Candidate], mean: float) -> Candidate:
@@ -133,8 +167,13 @@ def choose_fastest(
 class _Model(WrapAround, FastPlacements):
     """A spec's per-table numbers, the candidate placements, and their scores."""
 
-    def __init__(self, spec: Spec):
+    def __init__(self, spec: Spec, row_sliced_only: bool = False):
+        """``row_sliced_only``: this model weighs ``spec.row_reduction`` beside a model
+        of the spec's own, so only its placements with row-sliced tables are new, and
+        they record the reduction."""
         self.spec = spec
+        self.row_sliced_only = row_sliced_only
+        self.row_reduction = spec.row_reduction if row_sliced_only else None
         self.tables = spec.tables
         self.world = spec.world_size
         self.split_ok = spec.dp_input and self.world > 1
@@ -232,26 +271,28 @@ class _Model(WrapAround, FastPlacements):
 
     # -- upstream's placements ----------------------------------------------------------
 
-    def upstream_candidates(self) -> list[Candidate]:
-        names = UPSTREAM_STRATEGIES if self.world > 1 else ("basic",)
+    def scored(self, placements: list[Placement]) -> list[Candidate]:
+        """Upstream's placements as candidates, scored by this model (one with
+        ``row_sliced_only`` takes only those with row-sliced tables)."""
         candidates = []
-        for name in names:
-            placement = upstream_placement(self.spec.model_copy(update={"strategy": name}))
+        for placement in placements:
+            if self.row_sliced_only and not placement.row_ranges:
+                continue
             pieces = [
                 (piece.table, rank, piece.width)
                 for rank, layout in enumerate(placement.layouts)
                 for piece in layout.pieces
             ]
-            groups = placement.groups
             rows = {
                 t: [stop - start for start, stop in ranges]
                 for t, ranges in placement.row_ranges.items()
             }
+            kept = replace(placement, row_reduction=self.row_reduction)
             candidates.append(
                 Candidate(
                     max_bytes=max(self.rank_bytes(placement)),
-                    step_seconds=self.step_seconds(pieces, rows, groups.data_parallel),
-                    build=lambda p=placement: p,
+                    step_seconds=self.step_seconds(pieces, rows, placement.groups.data_parallel),
+                    build=lambda p=kept: p,
                 )
             )
         return candidates
@@ -317,4 +358,5 @@ class _Model(WrapAround, FastPlacements):
                 for t in sorted(rows)
             },
             input_groups=group_inputs(groups, self.table_of_input),
+            row_reduction=self.row_reduction,
         )

@@ -40,12 +40,16 @@ path by much.
   that shorten the stages the summed-load balance leaves long); the improved ones join
   the candidates, and the fastest of them is searched again with ``KICKS`` random
   restarts (only it: each restart costs about a descent).
+- **Row reduction.** Where ``auto`` weighs both row reductions (``placement.auto``), each
+  has a model of its own; their candidates are searched as one list, so the kicks go to
+  the fastest of either.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from planner.costs.comm import ROW_PARTIAL_BYTES, plain_sum, ring_allreduce_bytes
@@ -70,14 +74,41 @@ SLACK = 0.02  # balancing bytes may raise a rank's load to this much over the bu
 SEARCH_RANGE = 0.05  # the stage search starts from every candidate this close to the fastest
 
 
+def fast_candidates(models: Sequence[FastPlacements]) -> list[Candidate]:
+    """The greedy placements of every model (one per row reduction ``auto`` weighs), and
+    the stage search's improvements of those worth it: each distinct one that fits
+    within ``SEARCH_RANGE`` of the fastest that does, then the fastest of those again
+    with ``KICKS`` random restarts (only it: each restart costs about a descent)."""
+    found = [c for model in models for c in model.greedy_candidates()]
+    searched = [c.shorten(0) for c in _worth_searching(found, models[0].fits)]
+    if not searched:
+        return found
+    fastest = min(searched, key=lambda c: (c.step_seconds, c.max_bytes))
+    return found + searched + [fastest.shorten(KICKS)]
+
+
+def _worth_searching(found: list[Candidate], fits: Callable[[Candidate], bool]) -> list[Candidate]:
+    """The candidates the stage search shortens: each distinct one that fits within
+    ``SEARCH_RANGE`` of the fastest that does (a search from a slower start often ends
+    faster and smaller: it has more room to move pieces into)."""
+    fitting = [c for c in found if fits(c) and c.shorten is not None]
+    if not fitting:
+        return []
+    ceiling = min(c.step_seconds for c in fitting) * (1 + SEARCH_RANGE)
+    distinct = {(c.step_seconds, c.max_bytes): c for c in fitting if c.step_seconds <= ceiling}
+    return [distinct[key] for key in sorted(distinct)]
+
+
 class FastPlacements:
     """Mixin of ``auto``'s model: the fast candidates (time objective).
 
     Uses the model's ``loads``, ``step_config``, ``bytes``, ``column_bytes``,
-    ``unit_bytes``, ``weight_limit``, ``multiple``, ``fits`` and ``candidate``.
+    ``unit_bytes``, ``weight_limit``, ``multiple``, ``fits``, ``candidate`` and
+    ``row_sliced_only`` (a model that weighs ``row_reduction: host`` beside another that
+    weighs direct: its placements without row-sliced tables would repeat the other's).
     """
 
-    def fast_candidates(self) -> list[Candidate]:
+    def greedy_candidates(self) -> list[Candidate]:
         """Greedy placements with and without the replicas that pay, with and without cuts."""
         if self.world == 1:
             return []
@@ -93,22 +124,7 @@ class FastPlacements:
                     )
                     if candidate is not None:
                         found.append(candidate)
-        searched = [c.shorten(0) for c in self._worth_searching(found)]
-        if not searched:
-            return found
-        fastest = min(searched, key=lambda c: (c.step_seconds, c.max_bytes))
-        return found + searched + [fastest.shorten(KICKS)]
-
-    def _worth_searching(self, found: list[Candidate]) -> list[Candidate]:
-        """The candidates the stage search shortens: each distinct one that fits within
-        ``SEARCH_RANGE`` of the fastest that does (a search from a slower start often
-        ends faster and smaller: it has more room to move pieces into)."""
-        fitting = [c for c in found if self.fits(c) and c.shorten is not None]
-        if not fitting:
-            return []
-        ceiling = min(c.step_seconds for c in fitting) * (1 + SEARCH_RANGE)
-        distinct = {(c.step_seconds, c.max_bytes): c for c in fitting if c.step_seconds <= ceiling}
-        return [distinct[key] for key in sorted(distinct)]
+        return found
 
     # -- loads ----------------------------------------------------------------------------
 
@@ -258,6 +274,8 @@ class FastPlacements:
             splits.update(grouped)
             row_sliced = sorted(sliced | set(grouped))
             placed = [t for t in placed if t not in grouped]
+        if self.row_sliced_only and not row_sliced:
+            return None
         even = (sum(base) + sum(self.bytes[t] for t in placed)) / self.world
         pieces = []
         for t in placed:

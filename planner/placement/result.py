@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from planner.placement.grouping import EffectiveThresholds, TableGroups
 from planner.placement.layout import RankLayout
-from planner.spec import Spec
+from planner.spec import RowReduction, Spec
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class Placement:
     layouts: list[RankLayout]
     row_ranges: dict[int, list[tuple[int, int]]]
     input_groups: TableGroups  # input indices by the group of the table each reads
+    # the strategy's choice where the spec leaves row_reduction open (None: the spec's)
+    row_reduction: RowReduction | None = None
 
 
 PlacementFunction = Callable[[Spec], Placement]

@@ -258,7 +258,7 @@ def fixes_that_fit(
     if lowest > largest:  # even perfectly balanced, the largest size would not fit
         return found, None
     unfit = None
-    for size in _world_sizes_to_try(lowest, largest):
+    for size in _world_sizes_to_try(lowest, largest, plan.parameters.gpus_per_host):
         over = overflows_with({"world_size": size})
         if not over:
             return [*found, f"--world-size {size}"], None
@@ -272,18 +272,23 @@ def largest_world_to_try(world_size: int) -> int:
     return min(max(8 * world_size, 4096), MAX_WORLD_SIZE)
 
 
-def _world_sizes_to_try(lowest: int, highest: int) -> list[int]:
+def _world_sizes_to_try(lowest: int, highest: int, per_host: int = 1) -> list[int]:
     """A few sizes from the lower bound up, then powers of two up to eight times it,
-    none above ``highest``; the last is ``highest`` when eight times ``lowest`` passes it."""
+    none above ``highest``; the last is ``highest`` when eight times ``lowest`` passes it.
+    Beyond one host of ``per_host`` ranks, whole hosts only (each size rounded up, the
+    highest down): jobs are launched host by host, and ``row_reduction: host`` needs
+    whole hosts."""
+    top = highest if highest <= per_host else highest - highest % per_host
     sizes = set(range(lowest, lowest + 4))
     power = 1
     while power <= 8 * lowest:
         if power > lowest + 3:
             sizes.add(power)
         power *= 2
-    if 8 * lowest > highest >= lowest:
-        sizes.add(highest)
-    return sorted(size for size in sizes if size <= highest)
+    if 8 * lowest > top >= lowest:
+        sizes.add(top)
+    whole = {size if size <= per_host else -(-size // per_host) * per_host for size in sizes}
+    return sorted(size for size in whole if size <= top)
 
 
 # --- why a rank overflows, and what would help ---------------------------------------

@@ -14,7 +14,7 @@ from planner.costs.memory import (
     usable_memory,
 )
 from planner.errors import brief
-from planner.plan import Plan
+from planner.plan import Parameters, Plan
 from planner.reports.capacity import CapacityReport, capacity_report
 from planner.reports.folding import fold_names, rank_ranges
 from planner.spec import MAX_WORLD_SIZE
@@ -254,8 +254,18 @@ def _step_lines(plan: Plan) -> list[str]:
         f"estimated step {_ms(step.step_seconds)} ({stages}); slowest rank {step.slowest_rank}; "
         f"{p.gpus_per_host} GPUs per host, {p.intra_host_bandwidth:g} GB/s within a host, "
         f"{p.memory_bandwidth:g} GB/s memory"
-        + ("; row-sliced sums added up within hosts" if p.row_reduction == "host" else "")
+        + _reduction_note(p)
     ]
+
+
+def _reduction_note(parameters: Parameters) -> str:
+    """Host sums, and whether ``auto`` chose them (the spec left ``row_reduction`` open)."""
+    if parameters.row_reduction != "host":
+        return ""
+    chosen = " (chosen by auto: faster by the estimate)"
+    return "; row-sliced sums added up within hosts" + (
+        chosen if parameters.requested_row_reduction is None else ""
+    )
 
 
 def _ms(seconds: float) -> str:

@@ -1,0 +1,69 @@
+"""Settings that change nothing in the plan are named on stderr by ``planner plan``."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from planner.cli import main
+from planner.spec import spec_from_dict
+from planner.spec_notes import unused_settings
+
+BASE = {
+    "world_size": 4,
+    "strategy": "basic",
+    "tables": [{"name": "a", "rows": 100, "width": 8}, {"name": "b", "rows": 50, "width": 4}],
+}
+
+
+def notes_of(**changes) -> list[str]:
+    return unused_settings(spec_from_dict({**BASE, **changes}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "starts"),
+    [
+        ({"objective": "time", "device_memory": "1GiB"}, "objective: only strategy auto"),
+        ({"column_multiple": 8}, "column_multiple: only strategy auto"),
+        ({"host_memory": "1GiB"}, "host_memory: only offloaded pieces"),
+        ({"row_reduction": "host", "gpus_per_host": 8}, "row_reduction: host has nothing"),
+        ({"row_reduction": "host", "gpus_per_host": 1}, "row_reduction: host has nothing"),
+        ({"dp_input": False, "row_slice_threshold": 10}, "row_slice_threshold: no replicas"),
+        ({"dp_input": False, "data_parallel_threshold": 10}, "data_parallel_threshold: no"),
+        ({"world_size": 1, "strategy": "memory_balanced"}, "strategy: with one rank"),
+    ],
+)
+def test_a_setting_that_changes_nothing_is_named(changes, starts) -> None:
+    notes = notes_of(**changes)
+    assert len(notes) == 1 and notes[0].startswith(starts), notes
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"strategy": "auto", "objective": "time", "device_memory": "1GiB", "column_multiple": 8},
+        {"offload": "auto", "device_memory": "1GiB", "host_memory": "1GiB"},
+        {"gpu_embedding_size": 100, "host_memory": "1GiB"},  # implies offload: upstream
+        {"row_reduction": "host", "world_size": 4, "gpus_per_host": 2},
+        {"row_slice_threshold": 10, "data_parallel_threshold": 10},
+        {"world_size": 1},
+    ],
+)
+def test_settings_that_count_get_no_note(changes) -> None:
+    assert notes_of(**changes) == []
+
+
+def test_plan_prints_the_notes_on_stderr_and_still_plans(tmp_path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "world_size: 2\nstrategy: basic\nobjective: memory\n"
+        "tables: [{name: a, rows: 10, width: 4}, {name: b, rows: 10, width: 4}]\n"
+    )
+    out = tmp_path / "p.json"
+    done = CliRunner().invoke(main, ["plan", str(spec), "-o", str(out), "--host-memory", "1GiB"])
+    assert done.exit_code == 0, done.output
+    assert out.exists()
+    notes = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
+    assert [n.split(":")[1].strip() for n in notes] == ["objective", "host_memory"]
+    assert "note:" not in done.stdout
