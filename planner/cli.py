@@ -463,10 +463,10 @@ def compare(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(["text", "json", "markdown"]),
     default="text",
     show_default=True,
-    help="Output format.",
+    help="Output format (markdown: for the review of a plan change).",
 )
 @_html_option("both plans, side by side")
 def diff(old_path: str, new_path: str, exit_code: bool, fmt: str, html: str | None) -> None:

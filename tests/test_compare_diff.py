@@ -14,6 +14,7 @@ from planner import load_plan
 from planner.planning import make_plan
 from planner.reports.compare import compare, parse_strategies, parse_world_sizes
 from planner.reports.diff import diff_plans
+from planner.reports.diff import render as render_diff
 from planner.spec import STRATEGIES, spec_from_dict
 
 # a 100 x 8 float32 (800 elements, 3200 B), b 50 x 8 (400, 1600 B),
@@ -214,6 +215,44 @@ def test_strategy_change_lists_what_moved_and_the_rank_bytes(work: Path) -> None
         "  rank 1: 2.19 KiB -> 3.12 KiB (+960 B)",
     ]
     assert invoke("diff", old, new, "--exit-code").exit_code == 1
+
+
+def test_diff_markdown_for_a_review(work: Path) -> None:
+    # the same change as above, as a pull request comment shows it
+    old = plan_file(work, "old.json")
+    new = plan_file(work, "new.json", strategy="memory_optimized")
+    result = invoke("diff", old, new, "--format", "markdown")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[:8] == [
+        "**strategy basic -> memory_optimized; 3 of 4 tables moved; "
+        "largest rank 3.20 KiB -> 3.12 KiB**",
+        "",
+        "**settings**",
+        "",
+        "- `strategy: basic -> memory_optimized`",
+        "- `parameters.requested_strategy: basic -> memory_optimized`",
+        "",
+        "**moved**",
+    ]
+    assert "- `rank 1: 2.19 KiB -> 3.12 KiB (+960 B)`" in result.stdout.splitlines()
+    assert invoke("diff", old, old, "--format", "markdown").stdout == "**no differences**\n"
+
+
+def test_a_long_markdown_section_is_folded_and_backticks_stay_code() -> None:
+    # 21 tables, each moving from rank 0 to rank 1, one named with backticks
+    names = [f"t{k}" for k in range(20)] + ["a`b``"]
+    tables = [{"name": name, "rows": 4, "width": 4} for name in names]
+    base = {"world_size": 2, "strategy": "basic", "tables": tables}
+    old = make_plan(spec_from_dict(base))
+    moved = {**base, "tables": [{"name": "pad", "rows": 4, "width": 4}, *tables]}
+    new = make_plan(spec_from_dict(moved))
+    text = render_diff(diff_plans(old, new), old, new, "markdown")
+    lines = text.splitlines()
+    start = lines.index("<details>")
+    assert lines[start + 1] == "<summary>moved (21)</summary>"
+    # a run of two backticks inside: fenced by three
+    assert any(line.startswith("- ```a`b``: rank ") and line.endswith("1```") for line in lines)
+    assert lines[lines.index("</details>", start) - 1] == ""
 
 
 def test_tables_added_removed_changed_and_sliced(work: Path) -> None:

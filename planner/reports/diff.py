@@ -13,6 +13,7 @@ that no difference goes unreported.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -258,17 +259,32 @@ def summary(diff: PlanDiff, old: Plan, new: Plan) -> str:
     return "; ".join(parts)
 
 
+MARKDOWN_OPEN = 20  # entries a Markdown section shows before it is folded
+
+
 def render(diff: PlanDiff, old: Plan, new: Plan, fmt: str = "text") -> str:
-    """The summary first, then one section per kind of change (text or JSON)."""
+    """The summary first, then one section per kind of change: text, JSON, or Markdown
+    (to paste into the review of a plan change: bold summary, a list per section, long
+    sections folded)."""
     if fmt == "json":
         return json.dumps({"summary": summary(diff, old, new), **asdict(diff)}, indent=2)
-    lines = [summary(diff, old, new)]
+    headline = summary(diff, old, new)
+    lines = [f"**{headline}**" if fmt == "markdown" else headline]
     if diff.identical:
         return lines[0]
 
     def section(title: str, entries: list[str]) -> None:
-        if entries:
+        if not entries:
+            return
+        if fmt != "markdown":
             lines.extend(["", f"{title}:", *(f"  {entry}" for entry in entries)])
+            return
+        items = [f"- {_code(entry)}" for entry in entries]
+        if len(items) <= MARKDOWN_OPEN:
+            lines.extend(["", f"**{title}**", "", *items])
+        else:
+            summary_line = f"<summary>{title} ({len(items):,})</summary>"
+            lines.extend(["", "<details>", summary_line, "", *items, "", "</details>"])
 
     section("settings", [_change(c) for c in diff.settings])
     section("tables added", [", ".join(diff.tables_added)] if diff.tables_added else [])
@@ -287,6 +303,14 @@ def render(diff: PlanDiff, old: Plan, new: Plan, fmt: str = "text") -> str:
     )
     section("also differs", diff.other)
     return "\n".join(lines)
+
+
+def _code(text: str) -> str:
+    """``text`` as a Markdown code span, whatever backticks a table name holds: fenced by
+    one more backtick than its longest run, padded where it starts or ends with one."""
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _change(change: Change) -> str:
