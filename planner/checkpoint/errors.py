@@ -7,10 +7,14 @@ class CheckpointError(PlannerError):
     """A checkpoint cannot be read, written or used: the message names the file and the fix."""
 
 
-def raise_first(problems: list[str], where: object = None) -> None:
-    """Raise the first of ``problems`` as one line (counting the others), if any."""
+VERIFY = "run planner checkpoint verify"
+
+
+def raise_first(problems: list[str], where: object = None, others: str = VERIFY) -> None:
+    """Raise the first of ``problems`` as one line (counting the others, and saying where
+    to see them all), if any."""
     if problems:
         more = len(problems) - 1
-        suffix = f" (and {more} more; run planner checkpoint verify)" if more else ""
+        suffix = f" (and {more} more; {others})" if more else ""
         prefix = f"{where}: " if where is not None else ""
         raise CheckpointError(prefix + problems[0] + suffix)

@@ -36,6 +36,7 @@ from planner.checkpoint.writing import (
     save_plan_file,
     write_manifest,
 )
+from planner.errors import shown
 from planner.plan import Plan
 
 
@@ -136,7 +137,8 @@ def reshard(
     refuse_overlap(Path(source), Path(target), "the new checkpoint")
     checkpoint = open_for_reading(source)
     manifest = checkpoint.manifest
-    raise_first(table_problems(manifest, plan, plan_source))
+    others = f"planner checkpoint inspect {shown(str(source))} lists the checkpoint's tables"
+    raise_first(table_problems(manifest, plan, plan_source), others=others)
     requests = [(b.table, s, b.rows, b.cols) for b in plan_blocks(plan) for s in manifest.slots]
     raise_first(read_problems(checkpoint, requests))
     return write_checkpoint(
