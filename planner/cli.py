@@ -137,7 +137,7 @@ COST_OPTIONS = [
         "--row-reduction",
         type=click.Choice(get_args(RowReduction)),
         help="Row-sliced partial sums sent by each holder (direct) or summed within each "
-        "host first (host); unset: direct, or host where auto (time) estimates it faster.",
+        "host first (host); unset: direct, or host where auto estimates it faster.",
     ),
     click.option(
         "--gpu-embedding-size",

@@ -26,6 +26,7 @@ from planner.field_errors import describe_validation_error
 from planner.memory_checks import limit_problems, offload_problems
 from planner.placement.layout import fusion_key, weight_key
 from planner.plan import Plan, Shard, parse_plan, read_plan_file
+from planner.spec import summing_hosts
 from planner.units import optimizer_slots
 
 
@@ -387,12 +388,34 @@ def _check_row_reduction(plan: Plan) -> list[str]:
             f"parameters.row_reduction: {made}, where the spec asked for {asked} "
             f"(requested_row_reduction); re-run planner plan"
         ]
-    if asked is None and made == "host" and plan.world_size > hosts and plan.world_size % hosts:
+    if asked is not None or made != "host":
+        return []
+    if plan.world_size > hosts and plan.world_size % hosts:
         return [
             f"parameters.row_reduction: host sums within hosts of gpus_per_host ({hosts}) "
             f"ranks, which {plan.world_size} ranks do not fill evenly; re-run planner plan"
         ]
+    why_not = _why_auto_would_not_choose_host(plan)
+    if why_not:
+        return [
+            f"parameters.row_reduction: host, left to the planner (requested_row_reduction "
+            f"null), but {why_not}; re-run planner plan"
+        ]
     return []
+
+
+def _why_auto_would_not_choose_host(plan: Plan) -> str:
+    """Why host sums in ``plan`` cannot be ``auto``'s choice (empty when they can be)."""
+    params = plan.parameters
+    if params.requested_strategy != "auto":
+        return f"only strategy auto chooses it, and this plan asked for {params.requested_strategy}"
+    if not params.dp_input:
+        return "without dp_input there are no row-sliced tables"
+    if summing_hosts("host", plan.world_size, params.gpus_per_host) == 0:
+        return "there are not several hosts of several ranks to add partial sums up within"
+    if not plan.groups.row_sliced:
+        return "no table is row-sliced, so the two reductions are the same exchange"
+    return ""
 
 
 def _check_fingerprint(plan: Plan) -> list[str]:

@@ -21,6 +21,11 @@ from planner.spec import (
 from planner.units import Optimizer
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """A field whose absence means something other than its default (see its text)."""
+    schema.pop("default", None)
+
+
 class Parameters(_Frozen):
     """The placement parameters as resolved: what the planner actually used."""
 
@@ -79,8 +84,9 @@ class Parameters(_Frozen):
     requested_row_reduction: RowReduction | None = Field(
         None,
         description="As written in the spec (null = left to the planner: direct, or host "
-        "where auto's time objective estimates it faster). Left out of the file where "
+        "where auto estimates it faster). Left out of the file where "
         "row_reduction implies it: host written as host, direct not written at all.",
+        json_schema_extra=_no_default,
     )
     gpu_embedding_size: int | None = Field(
         None,

@@ -239,7 +239,7 @@ class Spec(_Frozen):
         description="How row-sliced partial sums reach their samples' ranks: direct (each "
         "holder sends every rank its own) or host (summed within each host of "
         "gpus_per_host ranks first, then sent on once per host). null = direct, except "
-        "that auto with the time objective takes host where its estimate is faster.",
+        "that auto takes host where its estimate is faster.",
     )
     column_multiple: int = Field(
         4, ge=1, le=INT64_MAX, strict=True, description="auto's column cut unit."

@@ -34,7 +34,8 @@ def spec_problems(plan: Plan, spec: Spec) -> list[str]:
             f"pass validate the options the plan was made with ({options}), or " if options else ""
         )
         return [
-            f"fingerprint: does not match the spec ({_differences(planned, spec)}); "
+            f"fingerprint: does not match the spec "
+            f"({_differences(planned, spec, plan.parameters.row_reduction)}); "
             f"{remedy}re-run planner plan on the spec and commit the new plan"
         ]
     if make_plan(spec) != plan:
@@ -42,9 +43,12 @@ def spec_problems(plan: Plan, spec: Spec) -> list[str]:
     return []
 
 
-def _differences(plan_spec: Spec | None, spec: Spec, shown_at_most: int = 3) -> str:
+def _differences(
+    plan_spec: Spec | None, spec: Spec, chosen: str = "direct", shown_at_most: int = 3
+) -> str:
     """The settings, tables and inputs that differ between the spec a plan records and
-    ``spec``, as 'field: X in the plan, Y in the spec'."""
+    ``spec``, as 'field: X in the plan, Y in the spec'; a row reduction the plan left to
+    the planner says what it ``chosen``."""
     if plan_spec is None:
         return "the plan's own settings are inconsistent"
     planned = plan_spec.normalized().model_dump(mode="json")
@@ -54,6 +58,14 @@ def _differences(plan_spec: Spec | None, spec: Spec, shown_at_most: int = 3) -> 
         for key in planned
         if key not in ("tables", "inputs") and planned[key] != given[key]
     ]
+    if planned["row_reduction"] is None and given["row_reduction"] is not None:
+        found = [
+            f"row_reduction: left to the planner in the plan (it chose {chosen}), "
+            f"{brief(given['row_reduction'])} in the spec; leave row_reduction unset to match"
+            if item.startswith("row_reduction:")
+            else item
+            for item in found
+        ]
     for key in ("tables", "inputs"):
         found += _list_differences(key, planned[key], given[key])
     if not found:

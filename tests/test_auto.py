@@ -19,10 +19,9 @@ from planner.placement.auto import (
     BALANCED,
     TOLERANCE,
     Candidate,
-    _Model,
     choose,
     choose_fastest,
-    time_models,
+    reduction_models,
     upstream_runs,
 )
 from planner.plan import Plan
@@ -47,12 +46,13 @@ def auto_plan(spec: Spec) -> Plan:
     return plan
 
 
-def every_time_candidate(spec: Spec) -> list[Candidate]:
-    """The fast and upstream candidates of every model ``auto`` weighs under ``time``
-    (two where it may choose the row reduction), as it scores them."""
-    models = time_models(spec.model_copy(update={"objective": "time"}))
+def every_candidate(spec: Spec) -> list[Candidate]:
+    """The balanced, fast and upstream candidates of every model ``auto`` weighs (two
+    where it may choose the row reduction), as it scores them."""
+    models = reduction_models(spec)
     placements = upstream_runs(spec)
-    return auto_time.fast_candidates(models) + [c for m in models for c in m.scored(placements)]
+    scored = [c for m in models for c in m.auto_candidates() + m.scored(placements)]
+    return auto_time.fast_candidates(models) + scored
 
 
 def best_upstream(spec: Spec) -> int:
@@ -330,9 +330,7 @@ def test_auto_is_sound_deterministic_and_never_worse_than_upstream(spec: Spec) -
 def test_candidates_are_scored_as_their_plans_report(spec: Spec) -> None:
     # auto compares candidates by bytes it adds up itself; the plans must agree
     spec = spec.normalized()
-    model = _Model(spec)
-    candidates = model.auto_candidates() + every_time_candidate(spec)
-    for candidate in candidates:
+    for candidate in every_candidate(spec):
         plan = describe(spec, candidate.build())
         assert sound(plan) == []
         assert runtime_problems(plan) == []
@@ -421,7 +419,7 @@ def test_auto_scores_candidates_as_their_plans_report_the_step(
     # pieces without writing each candidate out as a plan; both must agree exactly.
     overrides = {"world_size": world_size, "objective": objective, "global_batch_size": 2**16}
     spec = load_spec(CONFIGS / f"{config}.yaml", overrides).normalized()
-    for candidate in every_time_candidate(spec):
+    for candidate in every_candidate(spec):
         plan = describe(spec, candidate.build())
         assert candidate.step_seconds == plan.stats.step.step_seconds
 

@@ -253,6 +253,13 @@ def test_a_long_markdown_section_is_folded_and_backticks_stay_code() -> None:
     # a run of two backticks inside: fenced by three
     assert any(line.startswith("- ```a`b``: rank ") and line.endswith("1```") for line in lines)
     assert lines[lines.index("</details>", start) - 1] == ""
+    # added names: one item each, so that many fold too
+    grown = {**base, "tables": [*tables, *({"name": f"n{k}", "rows": 4, "width": 4}
+                                           for k in range(25))]}
+    more = make_plan(spec_from_dict(grown))
+    text = render_diff(diff_plans(old, more), old, more, "markdown")
+    assert "<summary>tables added (25)</summary>" in text
+    assert "- `n24`" in text.splitlines()
 
 
 def test_tables_added_removed_changed_and_sliced(work: Path) -> None:

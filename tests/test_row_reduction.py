@@ -29,6 +29,7 @@ from planner.costs.comm import host_sum_flows
 from planner.errors import SpecError
 from planner.plan import parse_plan, plan_json_schema
 from planner.planning import make_plan
+from planner.reports.diff import diff_plans, summary
 from planner.reports.preview import summary_lines
 from planner.spec import load_spec, spec_from_dict
 from planner.validation import plan_problems, spec_problems
@@ -236,13 +237,16 @@ def test_the_spec_left_open_validates_against_the_plan_auto_chose(tmp_path) -> N
     assert spec_problems(_tiny_32(), spec) == []
     mismatch = spec_problems(_tiny_32(row_reduction="direct"), spec)
     assert mismatch and "row_reduction: 'direct' in the plan, not set in the spec" in mismatch[0]
+    asked = load_spec(CONFIGS / "synthetic_tiny.yaml", {**TINY_32, "row_reduction": "host"})
+    (line,) = spec_problems(_tiny_32(), asked)
+    assert "row_reduction: left to the planner in the plan (it chose host), 'host' in the " \
+        "spec; leave row_reduction unset to match" in line
 
 
 @pytest.mark.parametrize(
     ("overrides", "why"),
     [
         ({}, "no row-sliced table pays: the exchanges are the same, so direct"),
-        ({"objective": "memory"}, "only the time objective weighs it"),
         ({"gpus_per_host": 32}, "one host: nothing to add up"),
         ({"gpus_per_host": 12}, "32 ranks do not fill hosts of 12"),
     ],
@@ -252,6 +256,19 @@ def test_auto_leaves_direct_where_host_sums_cannot_pay(overrides, why) -> None:
     plan = make_plan(load_spec(CONFIGS / config, {**TINY_32, **overrides}))
     assert plan.parameters.row_reduction == "direct", why
     assert "requested_row_reduction" not in plan.to_json(), why
+
+
+def test_the_memory_objective_weighs_both_reductions_of_its_balanced_plans() -> None:
+    # synthetic_tiny on 4 hosts of 8, memory objective (measured): the balanced plans
+    # row-slice over all ranks; with host sums their step is 7.891 -> 3.864 ms, same bytes
+    left_open, direct = (
+        _tiny_32(objective="memory", global_batch_size=65536, **reduction)
+        for reduction in ({}, {"row_reduction": "direct"})
+    )
+    assert left_open.parameters.row_reduction == "host"
+    assert left_open.stats.step.step_seconds < 0.6 * direct.stats.step.step_seconds
+    assert left_open.stats.max_rank_bytes == direct.stats.max_rank_bytes
+    assert left_open.stats.imbalance <= 1.02
 
 
 def test_a_plan_file_without_the_request_reads_it_from_the_reduction() -> None:
@@ -272,6 +289,9 @@ def test_a_plan_file_without_the_request_reads_it_from_the_reduction() -> None:
         ({"requested_row_reduction": None, "gpus_per_host": 3},
          "parameters.row_reduction: host sums within hosts of gpus_per_host (3) ranks, "
          "which 4 ranks do not fill evenly"),
+        ({"requested_row_reduction": None},  # a basic plan: auto cannot have chosen it
+         "parameters.row_reduction: host, left to the planner (requested_row_reduction "
+         "null), but only strategy auto chooses it, and this plan asked for basic"),
     ],
 )
 def test_an_edited_reduction_is_a_problem(edit, problem) -> None:
@@ -279,3 +299,30 @@ def test_an_edited_reduction_is_a_problem(edit, problem) -> None:
     raw["parameters"].update(edit)
     problems = plan_problems(parse_plan(raw))
     assert any(problem in p for p in problems), problems
+
+
+def test_diff_leads_with_a_changed_reduction() -> None:
+    direct, host = plan_of(), plan_of(row_reduction="host")
+    change = diff_plans(direct, host)
+    assert summary(change, direct, host).startswith("row reduction direct -> host")
+    assert [c.what for c in change.settings] == ["parameters.row_reduction"]
+
+
+def test_compare_and_the_json_preview_say_which_reduction_runs(tmp_path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "world_size: 4\nrow_slice_threshold: 4000\nglobal_batch_size: 8\ngpus_per_host: 2\n"
+        "tables: [{name: r, rows: 1000, width: 4, combiner: sum}]\n"
+    )
+    runner = CliRunner()
+    done = runner.invoke(main, ["compare", str(spec), "--strategy", "basic",
+                                "--row-reduction", "host", "--format", "json"])
+    assert done.exit_code == 0, done.output
+    assert [row["row_reduction"] for row in json.loads(done.stdout)] == ["host"]
+    table = runner.invoke(main, ["compare", str(spec), "--strategy", "basic",
+                                 "--row-reduction", "host"]).stdout
+    assert "basic (host sums)" in table
+    shown = runner.invoke(main, ["plan", str(spec), "-o", str(tmp_path / "p.json"),
+                                 "--format", "json"]).stdout
+    assert json.loads(shown)["row_reduction"] == "direct"
+

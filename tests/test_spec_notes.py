@@ -31,6 +31,12 @@ def notes_of(**changes) -> list[str]:
         ({"dp_input": False, "row_slice_threshold": 10}, "row_slice_threshold: no replicas"),
         ({"dp_input": False, "data_parallel_threshold": 10}, "data_parallel_threshold: no"),
         ({"world_size": 1, "strategy": "memory_balanced"}, "strategy: with one rank"),
+        ({"world_size": 1, "row_slice_threshold": 10}, "row_slice_threshold: with one rank"),
+        ({"world_size": 1, "strategy": "basic", "objective": "memory"}, "objective: with one"),
+        ({"row_reduction": "host", "dp_input": False}, "row_reduction: without dp_input"),
+        ({"memory_reserve": 0.1}, "memory_reserve: a share of device_memory"),
+        ({"alltoall_bandwidth": 5}, "alltoall_bandwidth: only the step estimate"),
+        ({"compute_dtype": "float16"}, "compute_dtype: only the step estimate"),
     ],
 )
 def test_a_setting_that_changes_nothing_is_named(changes, starts) -> None:
@@ -48,6 +54,10 @@ def test_a_setting_that_changes_nothing_is_named(changes, starts) -> None:
         {"row_reduction": "host", "world_size": 4, "gpus_per_host": 2},
         {"row_slice_threshold": 10, "data_parallel_threshold": 10},
         {"world_size": 1},
+        {"alltoall_bandwidth": 5, "global_batch_size": 8},  # the plan carries an estimate
+        {"strategy": "auto", "alltoall_bandwidth": 5},  # auto estimates without a batch
+        {"gpus_per_host": 2},  # whole hosts in capacity advice
+        {"memory_reserve": 0.1, "device_memory": "1GiB"},
     ],
 )
 def test_settings_that_count_get_no_note(changes) -> None:

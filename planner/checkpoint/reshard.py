@@ -9,6 +9,7 @@ all, and the input is never touched.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -137,7 +138,8 @@ def reshard(
     refuse_overlap(Path(source), Path(target), "the new checkpoint")
     checkpoint = open_for_reading(source)
     manifest = checkpoint.manifest
-    others = f"planner checkpoint inspect {shown(str(source))} lists the checkpoint's tables"
+    command = f"planner checkpoint inspect {shlex.quote(shown(str(source)))}"
+    others = f"{command} lists the checkpoint's tables"
     raise_first(table_problems(manifest, plan, plan_source), others=others)
     requests = [(b.table, s, b.rows, b.cols) for b in plan_blocks(plan) for s in manifest.slots]
     raise_first(read_problems(checkpoint, requests))

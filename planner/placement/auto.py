@@ -29,8 +29,8 @@ shorten the busiest rank; then ``placement.stage_search`` moves and swaps pieces
 the fastest to shorten each stage's slowest rank). Both cut tables only into pieces a multiple of
 ``column_multiple`` columns wide (the last piece of a table takes what is left).
 
-**Row reduction.** Where the spec leaves ``row_reduction`` open and ``time`` is the
-objective over several whole hosts, ``auto`` weighs both reductions: the candidates with
+**Row reduction.** Where the spec leaves ``row_reduction`` open, over several whole
+hosts, ``auto`` weighs both reductions under either objective: the candidates with
 row-sliced tables are made and scored once more under ``host`` (partial sums added up
 within each host first), and the plan records the reduction of the one it keeps
 (``direct`` when it has no row-sliced table, where the two are the same exchange).
@@ -80,11 +80,12 @@ def auto_placement(spec: Spec) -> Placement:
     When nothing fits, the plan is the memory objective's.
     """
     spec = spec.normalized()
-    models = time_models(spec)
+    models = reduction_models(spec)
     model, placements = models[0], upstream_runs(spec)
-    if spec.resolved_objective() != "time":
-        return choose(model.auto_candidates(), model.scored(placements), model.mean).build()
     upstream = [c for m in models for c in m.scored(placements)]
+    if spec.resolved_objective() != "time":
+        balanced = [c for m in models for c in m.auto_candidates()]
+        return choose(balanced, upstream, model.mean).build()
     fast = fast_candidates(models)
     if any(model.fits(c) for c in fast + upstream):
         return choose_fastest(fast, upstream, model.weight_limit).build()
@@ -94,11 +95,11 @@ def auto_placement(spec: Spec) -> Placement:
     return choose(balanced, upstream, model.mean).build()
 
 
-def time_models(spec: Spec) -> list[_Model]:
-    """The models ``auto`` weighs under ``time``: the spec's own, then, where the row
-    reduction is open, one with ``row_reduction: host``. Under ``memory`` only the first."""
+def reduction_models(spec: Spec) -> list[_Model]:
+    """The models ``auto`` weighs: the spec's own, then, where the row reduction is open,
+    one with ``row_reduction: host``."""
     models = [_Model(spec)]
-    if spec.resolved_objective() == "time" and reduction_open(spec):
+    if reduction_open(spec):
         models.append(_Model(spec.model_copy(update={"row_reduction": "host"}), True))
     return models
 
@@ -358,5 +359,5 @@ class _Model(WrapAround, FastPlacements):
                 for t in sorted(rows)
             },
             input_groups=group_inputs(groups, self.table_of_input),
-            row_reduction=self.row_reduction,
+            row_reduction=self.row_reduction if rows else None,
         )

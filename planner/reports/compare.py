@@ -35,6 +35,7 @@ class Row:
     ranks_over: int
     max_rank_device_bytes: int = 0  # with CPU offload, the largest rank's GPU part
     max_rank_host_bytes: int = 0  # and the largest rank's host part
+    row_reduction: str = "direct"  # as the plan runs it (auto may choose host)
 
 
 # Each world size is a plan per strategy: a bound keeps one command within seconds.
@@ -128,6 +129,7 @@ def row_of(plan: Plan, strategy: str) -> Row:
         ranks_over=len(over),
         max_rank_device_bytes=max(r.device_bytes for r in plan.ranks),
         max_rank_host_bytes=max(r.host_bytes for r in plan.ranks),
+        row_reduction=plan.parameters.row_reduction,
     )
 
 
@@ -147,10 +149,9 @@ def render(rows: list[Row], fmt: str = "table") -> str:
         head += ["fits"]
     body = []
     for row in rows:
-        strategy = row.strategy if row.used == row.strategy else f"{row.strategy} ({row.used})"
         cells = [
             str(row.world_size),
-            strategy,
+            _strategy_cell(row),
             human_bytes(row.max_rank_bytes),
             human_bytes(row.mean_rank_bytes),
             f"{row.imbalance:.3f}",
@@ -168,3 +169,12 @@ def render(rows: list[Row], fmt: str = "table") -> str:
             cells += ["yes" if row.fits else f"no ({row.ranks_over} over)"]
         body.append(cells)
     return "\n".join(table_lines(head, body, fmt))
+
+
+def _strategy_cell(row: Row) -> str:
+    """The strategy asked for, with what was used when it differs and host sums when the
+    plan adds row-sliced sums up within hosts: ``auto (host sums)``, ``auto (basic)``."""
+    notes = [row.used] if row.used != row.strategy else []
+    if row.row_reduction == "host":
+        notes.append("host sums")
+    return f"{row.strategy} ({', '.join(notes)})" if notes else row.strategy

@@ -233,8 +233,9 @@ def summary(diff: PlanDiff, old: Plan, new: Plan) -> str:
         return "no differences"
     parts = []
     for change in diff.settings:
-        if change.what in ("world_size", "strategy"):
-            parts.append(f"{change.what.replace('_', ' ')} {change.old} -> {change.new}")
+        if change.what in ("world_size", "strategy", "parameters.row_reduction"):
+            name = change.what.removeprefix("parameters.").replace("_", " ")
+            parts.append(f"{name} {change.old} -> {change.new}")
     common = len([t for t in new.tables if t.name not in diff.tables_added])
     if diff.moved:
         parts.append(f"{len(diff.moved)} of {common} tables moved")
@@ -286,12 +287,16 @@ def render(diff: PlanDiff, old: Plan, new: Plan, fmt: str = "text") -> str:
             summary_line = f"<summary>{title} ({len(items):,})</summary>"
             lines.extend(["", "<details>", summary_line, "", *items, "", "</details>"])
 
+    def names(found: list[str]) -> list[str]:
+        """Text: one line of names; Markdown: a name per item (long lists fold)."""
+        return found if fmt == "markdown" or not found else [", ".join(found)]
+
     section("settings", [_change(c) for c in diff.settings])
-    section("tables added", [", ".join(diff.tables_added)] if diff.tables_added else [])
-    section("tables removed", [", ".join(diff.tables_removed)] if diff.tables_removed else [])
+    section("tables added", names(diff.tables_added))
+    section("tables removed", names(diff.tables_removed))
     section("tables changed", [_change(c) for c in diff.table_changes])
-    section("inputs added", [", ".join(diff.inputs_added)] if diff.inputs_added else [])
-    section("inputs removed", [", ".join(diff.inputs_removed)] if diff.inputs_removed else [])
+    section("inputs added", names(diff.inputs_added))
+    section("inputs removed", names(diff.inputs_removed))
     section("inputs changed", [_change(c) for c in diff.input_changes])
     section("moved", [f"{c.what}: {c.old} -> {c.new}" for c in diff.moved])
     section("rank bytes", [_bytes_change(c) for c in diff.rank_bytes])

@@ -460,6 +460,7 @@ def _as_json(plan: Plan, shown: list[int], capacity: CapacityReport | None) -> d
     return {
         "world_size": plan.world_size,
         "strategy": plan.strategy,
+        "row_reduction": plan.parameters.row_reduction,
         "ranks": listed,
         **({"ranks_not_listed": folded} if folded else {}),
         "stats": plan.stats.model_dump(),
