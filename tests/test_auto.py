@@ -51,7 +51,8 @@ def every_candidate(spec: Spec) -> list[Candidate]:
     where it may choose the row reduction), as it scores them."""
     models = reduction_models(spec)
     placements = upstream_runs(spec)
-    scored = [c for m in models for c in m.auto_candidates() + m.scored(placements)]
+    balanced = models[0].auto_candidates(models[1:])
+    scored = balanced + [c for m in models for c in m.scored(placements)]
     return auto_time.fast_candidates(models) + scored
 
 

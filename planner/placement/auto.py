@@ -84,12 +84,11 @@ def auto_placement(spec: Spec) -> Placement:
     model, placements = models[0], upstream_runs(spec)
     upstream = [c for m in models for c in m.scored(placements)]
     if spec.resolved_objective() != "time":
-        balanced = [c for m in models for c in m.auto_candidates()]
-        return choose(balanced, upstream, model.mean).build()
+        return choose(model.auto_candidates(models[1:]), upstream, model.mean).build()
     fast = fast_candidates(models)
     if any(model.fits(c) for c in fast + upstream):
         return choose_fastest(fast, upstream, model.weight_limit).build()
-    balanced = model.auto_candidates()  # they fit where anything can
+    balanced = model.auto_candidates(models[1:])  # they fit where anything can
     if any(model.fits(c) for c in balanced):
         return choose_fastest(fast + balanced, upstream, model.weight_limit).build()
     return choose(balanced, upstream, model.mean).build()

@@ -7,6 +7,7 @@ candidates that bring the largest rank as close to the mean as the tables allow.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 
 from planner.costs.comm import plain_sum
 from planner.placement.candidate import Candidate, PieceList, Split
@@ -24,9 +25,11 @@ class WrapAround:
     ``traffic``), its ``others`` (tables not replicated), ``mean`` and ``candidate``.
     """
 
-    def auto_candidates(self) -> list[Candidate]:
+    def auto_candidates(self, also: Sequence[WrapAround] = ()) -> list[Candidate]:
         """The four variants for each row-slicing tier, until one is balanced or a tier
-        does no better than the one before."""
+        does no better than the one before. Models in ``also`` (another row reduction)
+        score each of them with row-sliced tables too: the placements are theirs as well,
+        and making them is most of the work."""
         candidates, seen, best = [], set(), None
         for tier in ROW_TIERS if self.split_ok else (None,):
             row_sliced = tuple(
@@ -39,12 +42,14 @@ class WrapAround:
             light = [t for t in poured if self.bytes[t] <= LIGHT * self.mean]
             heavy = [t for t in poured if self.bytes[t] > LIGHT * self.mean]
             variants = [([], poured)] + ([(light, heavy)] if light else [])
-            batch = [
+            made = [
                 self._wrap(list(row_sliced), order(rest), dealt)
                 for dealt, rest in variants
                 for order in (self._interleaved, self._widest_first)
             ]
+            batch = [self.candidate(*args) for args in made]
             candidates += batch
+            candidates += [model.candidate(*args) for model in also if row_sliced for args in made]
             largest = min(c.max_bytes for c in batch)
             if largest <= (1 + BALANCED) * self.mean or (best is not None and largest >= best):
                 break
@@ -76,9 +81,10 @@ class WrapAround:
             size += self.bytes[t]
         return order
 
-    def _wrap(self, row_sliced: list[int], order: list[int], dealt: list[int] = ()) -> Candidate:
+    def _wrap(self, row_sliced: list[int], order: list[int], dealt: list[int] = ()) -> tuple:
         """Row-slice those tables, deal the ``dealt`` ones whole to the ranks with the least
-        traffic, pour the others around the ranks at the smallest cap."""
+        traffic, pour the others around the ranks at the smallest cap: ``candidate``'s
+        arguments."""
         base, splits = self._row_slicing(row_sliced)
         whole = self._deal(dealt, base)  # their bytes join base
         poured = self._pour(order, self._smallest_cap(order, base), base)
@@ -87,9 +93,7 @@ class WrapAround:
         for t, rank, width in poured:
             loads[rank] += width * self.column_bytes[t]
         pieces = whole + poured
-        return self.candidate(
-            loads, pieces, row_sliced, splits, self.replicas, self.replica_threshold
-        )
+        return loads, pieces, row_sliced, splits, self.replicas, self.replica_threshold
 
     def _deal(self, tables: list[int], base: list[int]) -> PieceList:
         """Each table whole to the rank with the least traffic so far (then fewest bytes),
