@@ -135,9 +135,9 @@ COST_OPTIONS = [
     click.option("--column-multiple", type=int, help="auto's column pieces (default 4)."),
     click.option(
         "--row-reduction",
-        type=click.Choice(get_args(RowReduction)),
+        type=click.Choice([*get_args(RowReduction), "auto"]),
         help="Row-sliced partial sums sent by each holder (direct) or summed within each "
-        "host first (host); unset: direct, or host where auto estimates it faster.",
+        "host first (host); auto (or unset): direct, or host where auto estimates it faster.",
     ),
     click.option(
         "--gpu-embedding-size",

@@ -236,10 +236,9 @@ class Spec(_Frozen):
     memory_bandwidth: Bandwidth = Field(900.0, description="GB/s of device memory.")
     row_reduction: RowReduction | None = Field(
         None,
-        description="How row-sliced partial sums reach their samples' ranks: direct (each "
-        "holder sends every rank its own) or host (summed within each host of "
-        "gpus_per_host ranks first, then sent on once per host). null = direct, except "
-        "that auto takes host where its estimate is faster.",
+        description="Row-sliced partial sums: sent by each holder to every rank (direct), or "
+        "summed within each host of gpus_per_host ranks first (host). null or auto = direct, "
+        "except that auto takes host where its estimate is faster.",
     )
     column_multiple: int = Field(
         4, ge=1, le=INT64_MAX, strict=True, description="auto's column cut unit."
@@ -274,6 +273,12 @@ class Spec(_Frozen):
     @classmethod
     def _parse_memory_size(cls, value: Any) -> Any:
         return parse_size(value) if isinstance(value, (str, bool)) else value
+
+    @field_validator("row_reduction", mode="before")
+    @classmethod
+    def _left_to_auto(cls, value: Any) -> Any:
+        """``auto`` means what leaving the key out means (an option can undo a spec's)."""
+        return None if value == "auto" else value
 
     @model_validator(mode="before")
     @classmethod

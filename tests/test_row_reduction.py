@@ -326,3 +326,23 @@ def test_compare_and_the_json_preview_say_which_reduction_runs(tmp_path) -> None
                                  "--format", "json"]).stdout
     assert json.loads(shown)["row_reduction"] == "direct"
 
+
+
+def test_auto_as_a_value_leaves_the_choice_to_the_planner(tmp_path) -> None:
+    # written in the spec, or as the option over a spec that wrote host
+    assert spec_from_dict({**SPEC, "row_reduction": "auto"}).row_reduction is None
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "world_size: 4\nstrategy: basic\nrow_slice_threshold: 4000\nglobal_batch_size: 8\n"
+        "gpus_per_host: 2\nrow_reduction: host\n"
+        "tables: [{name: r, rows: 1000, width: 4, combiner: sum}]\n"
+    )
+    out = tmp_path / "p.json"
+    done = CliRunner().invoke(main, ["plan", str(spec), "--row-reduction", "auto", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    plan = parse_plan(json.loads(out.read_text()))
+    assert plan.parameters.requested_row_reduction is None
+    assert plan.parameters.row_reduction == "direct"  # basic: only auto chooses host
+    unset = tmp_path / "unset.yaml"
+    unset.write_text(spec.read_text().replace("row_reduction: host\n", ""))
+    assert plan.fingerprint == load_spec(unset).fingerprint()
