@@ -494,6 +494,24 @@ def test_world_size_advice_names_whole_hosts(tmp_path) -> None:
         assert done.output.rstrip().endswith(f"it fits with {advised}"), done.output
 
 
+def test_whole_hosts_past_the_largest_size_tried_say_so(tmp_path) -> None:
+    # 4,093 tables of 4 KiB on 4 KiB devices need 4,093 ranks perfectly balanced. Hosts
+    # of 6 make that 4,098 (683 hosts), past the 4,096 tried; hosts of 8 make it 4,096.
+    spec = tmp_path / "s.yaml"
+    tables = "".join(f"  - {{name: t{k}, rows: 16, width: 64}}\n" for k in range(4093))
+    spec.write_text(f"world_size: 512\ndevice_memory: 4KiB\ntables:\n{tables}")
+    for per_host, ending in (
+        (6, "even 4,096 ranks do not fit (balanced perfectly the tables need 4,098, 4,093 "
+            "rounded up to whole hosts of 6); use devices with more memory or raise "
+            "--world-size to at least 4098"),
+        (8, "it fits with --world-size 4096"),
+    ):
+        result = invoke("plan", spec, "-o", tmp_path / "p.json", "--strategy", "basic",
+                        "--gpus-per-host", str(per_host))
+        assert result.exit_code == 3, result.output
+        assert result.stderr.rstrip().endswith(ending), result.stderr
+
+
 def test_advice_never_names_more_ranks_than_a_spec_may_ask_for(tmp_path, monkeypatch) -> None:
     # 64 x 100 float32 = 25,600 B on 4,096 ranks of 1 B: perfectly balanced they need
     # 25,600 ranks, past the 16,384 a spec may have; none is re-planned above the bound

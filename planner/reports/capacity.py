@@ -287,15 +287,21 @@ def _world_sizes_to_try(lowest: int, highest: int, per_host: int = 1) -> list[in
         power *= 2
     if 8 * lowest > top >= lowest:
         sizes.add(top)
-    whole = {size if size <= per_host else -(-size // per_host) * per_host for size in sizes}
-    return sorted(size for size in whole if size <= top)
+    return sorted(size for size in {whole_hosts(size, per_host) for size in sizes} if size <= top)
+
+
+def whole_hosts(size: int, per_host: int) -> int:
+    """``size`` ranks rounded up to whole hosts of ``per_host`` once it passes one host
+    (up to one host any count runs)."""
+    return size if size <= per_host else -(-size // per_host) * per_host
 
 
 # --- why a rank overflows, and what would help ---------------------------------------
 
 
 def _world_lower_bound(plan: Plan) -> int:
-    """Fewest ranks that could hold the tables perfectly balanced, data-parallel ones kept."""
+    """Fewest ranks that could hold the tables perfectly balanced, data-parallel ones kept,
+    in whole hosts beyond one (as world sizes are tried)."""
     params = plan.parameters
     if params.device_memory is None:
         return plan.world_size
@@ -303,7 +309,13 @@ def _world_lower_bound(plan: Plan) -> int:
     replicas = replica_bytes(plan)
     if replicas >= limit:
         return plan.world_size
-    return max(1, math.ceil(spread_bytes(plan) / (limit - replicas)))
+    needed = max(1, math.ceil(spread_bytes(plan) / (limit - replicas)))
+    return whole_hosts(needed, params.gpus_per_host)
+
+
+def _rounded_to_hosts(ranks: int, whole: int, per_host: int) -> str:
+    """Says so where ``ranks`` became ``whole`` by rounding up to whole hosts."""
+    return f", {ranks:,} rounded up to whole hosts of {per_host}" if whole != ranks else ""
 
 
 def _overflow(
@@ -391,7 +403,9 @@ def _too_few_ranks(
     plan: Plan, rank: int, needs: int, limit: int, replicas: int, even: float, spread: int
 ) -> RankOverflow:
     """Even a perfect balance overflows: more ranks (or fewer data-parallel copies)."""
-    needed = math.ceil(spread / (limit - replicas))
+    per_host = plan.parameters.gpus_per_host
+    ranks = math.ceil(spread / (limit - replicas))
+    needed = whole_hosts(ranks, per_host)
     largest = largest_world_to_try(plan.world_size)
     more_ranks = (
         f" or raise --world-size to at least {needed}"
@@ -402,7 +416,8 @@ def _too_few_ranks(
         f"raise --world-size to at least {needed}"
         if needed <= largest
         else f"even {largest:,} ranks do not fit (balanced perfectly the tables need "
-        f"{needed:,}); use devices with more memory{more_ranks}"
+        f"{needed:,}{_rounded_to_hosts(ranks, needed, per_host)}); use devices with more "
+        f"memory{more_ranks}"
     )
     if replicas and (spread + replicas) / plan.world_size <= limit:
         advice += (
