@@ -36,7 +36,7 @@ from planner.reports.preview import (
 )
 from planner.saving import plan_text, save_plan
 from planner.spec import DType, Objective, Offload, RowReduction, Spec, load_spec
-from planner.spec_notes import unused_settings
+from planner.spec_notes import unused_in_plan, unused_settings
 from planner.units import OPTIMIZERS
 from planner.validation import spec_problems
 
@@ -319,6 +319,8 @@ def plan(
     for note in unused_settings(spec):
         click.echo(f"note: {note}", err=True)
     result = _fail_cleanly(lambda: make_plan(spec))
+    for note in unused_in_plan(result):
+        click.echo(f"note: {note}", err=True)
     capacity = capacity_report(result)
     if not capacity.fits:
         if html is not None:

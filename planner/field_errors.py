@@ -9,19 +9,22 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Collection
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from planner.errors import brief, shown
 
 
-def describe_validation_error(exc: ValidationError, from_yaml: bool = False) -> str:
+def describe_validation_error(
+    exc: ValidationError, from_yaml: bool = False, model: type[BaseModel] | None = None
+) -> str:
     """One line for the likeliest cause among the problems pydantic found (``first_problem``):
     field path, what is wrong, value seen; then how many more problems there are.
 
     ``from_yaml``: the data was read from YAML (a spec), whose number forms get a hint.
+    ``model``: the model validated, whose keys an unknown key may be a misspelling of.
     """
     errors = exc.errors()
     first = first_problem(errors)
@@ -32,7 +35,7 @@ def describe_validation_error(exc: ValidationError, from_yaml: bool = False) -> 
     elif first["type"] == "missing":
         text = f"{field}: required field is missing; add it"
     elif first["type"] == "extra_forbidden":
-        text = f"{field}: unknown key; {_spelling(first['loc'], errors)}"
+        text = f"{field}: unknown key; {_spelling(first['loc'], errors, model)}"
     elif first["type"] == "invalid_key":  # a key that is no name (``1: x``), last in loc
         parent = _format_location(first["loc"][:-1])
         key = f"{parent}.{brief(first['input'])}" if parent else brief(first["input"])
@@ -58,11 +61,16 @@ def first_problem(errors: list[ErrorDetails]) -> ErrorDetails:
 _UNKNOWN_KEY = ("extra_forbidden", "invalid_key")  # a key no field has; a key that is no name
 
 
-def problem_line(exc: ValidationError, source: str, options: Collection[str] = ()) -> str:
+def problem_line(
+    exc: ValidationError,
+    source: str,
+    options: Collection[str] = (),
+    model: type[BaseModel] | None = None,
+) -> str:
     """For a spec: ``source: <the problem>``, or ``--option: <the problem>`` when the
     value at fault came from a command-line option (``options``: the top-level keys
     options set): the file named would not hold it."""
-    text = describe_validation_error(exc, from_yaml=True)
+    text = describe_validation_error(exc, from_yaml=True, model=model)
     field = _top_field(exc)
     if field is not None and field in options:
         return f"{option_name(field)}: {text.removeprefix(f'{field}: ')}"
@@ -85,13 +93,35 @@ def _top_field(exc: ValidationError) -> str | None:
     return head if head.isidentifier() else None
 
 
-def _spelling(loc: tuple[Any, ...], errors: list[ErrorDetails]) -> str:
-    """``did you mean width?`` when a key missing beside the unknown one is spelt like it."""
-    missing = [
+def _spelling(
+    loc: tuple[Any, ...], errors: list[ErrorDetails], model: type[BaseModel] | None
+) -> str:
+    """``did you mean width?`` when a key of the model at that place (or, without the
+    model, a key missing beside the unknown one) is spelt like it."""
+    keys = _keys_at(model, loc[:-1]) if model is not None else []
+    keys = keys or [
         str(e["loc"][-1]) for e in errors if e["type"] == "missing" and e["loc"][:-1] == loc[:-1]
     ]
-    close = difflib.get_close_matches(str(loc[-1]), missing, n=1)
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
     return f"did you mean {close[0]}?" if close else "remove it or check its spelling"
+
+
+def _keys_at(model: type[BaseModel] | None, path: tuple[Any, ...]) -> list[str]:
+    """The keys of the model found by following ``path`` (field names; list positions
+    are passed over) down from ``model``; empty where the path leads to no model."""
+    for part in path:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        model = _model_in(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, directly or in a list or an optional."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_in, get_args(annotation)) if m is not None), None)
 
 
 # What YAML 1.1 reads as a number and YAML 1.2 does not (or reads as another number).

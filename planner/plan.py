@@ -67,6 +67,7 @@ from planner.spec import (
     Strategy,
     TableSpec,
     WorldSize,
+    summing_hosts,
 )
 
 FORMAT_VERSION = 3
@@ -199,6 +200,14 @@ class Plan(_Frozen):
         is when first asked for); PlanFileError names the first bad one."""
         if isinstance(self.ranks, WrittenRanks):
             self.ranks.check_all()
+
+    @property
+    def sums_within_hosts(self) -> bool:
+        """Whether the layer adds row slices' partial sums up within hosts: ``host`` asked
+        for (or chosen), over several hosts, with a table row-sliced."""
+        params = self.parameters
+        hosts = summing_hosts(params.row_reduction, self.world_size, params.gpus_per_host)
+        return hosts > 0 and bool(self.groups.row_sliced)
 
     def table(self, name: str) -> TableSpec:
         """The table called ``name``: a search, so code looking up many builds a dict."""

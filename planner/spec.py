@@ -240,9 +240,7 @@ class Spec(_Frozen):
         "summed within each host of gpus_per_host ranks first (host). null or auto = direct, "
         "except that auto takes host where its estimate is faster.",
     )
-    column_multiple: int = Field(
-        4, ge=1, le=INT64_MAX, strict=True, description="auto's column cut unit."
-    )
+    column_multiple: int = Field(4, ge=1, le=INT64_MAX, strict=True, description="auto's cut unit.")
     gpu_embedding_size: Elements | None = Field(
         None,
         description="Elements of table-parallel pieces each rank keeps on its GPU; the "
@@ -278,7 +276,9 @@ class Spec(_Frozen):
     @classmethod
     def _left_to_auto(cls, value: Any) -> Any:
         """``auto`` means what leaving the key out means (an option can undo a spec's)."""
-        return None if value == "auto" else value
+        if value is None or value == "auto" or value in get_args(RowReduction):
+            return None if value == "auto" else value
+        raise ValueError("Input should be 'direct', 'host' or 'auto'")
 
     @model_validator(mode="before")
     @classmethod
@@ -476,7 +476,7 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         with gc_paused():
             return Spec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(problem_line(exc, name, given)) from exc
+        raise SpecError(problem_line(exc, name, given, Spec)) from exc
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -497,4 +497,4 @@ def spec_from_dict(
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(problem_line(exc, source, options)) from exc
+        raise SpecError(problem_line(exc, source, options, Spec)) from exc

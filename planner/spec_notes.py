@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.spec import Spec
+from planner.plan import Plan
+from planner.spec import Spec, summing_hosts
 
 # Used only by the step estimate (and by auto, which estimates even without a batch);
 # gpus_per_host is not among them: host sums and capacity advice read it too
@@ -28,8 +29,26 @@ SPLIT_FIELDS = ("data_parallel_threshold", "row_slice_threshold")  # need dp_inp
 
 def unused_settings(spec: Spec) -> list[str]:
     """One line per setting of ``spec`` that its plan will not use, and why."""
-    if spec.world_size == 1:
-        return _one_rank_notes(spec)
+    placing = _one_rank_notes(spec) if spec.world_size == 1 else _placement_notes(spec)
+    return placing + _estimate_notes(spec) + _memory_notes(spec)
+
+
+def unused_in_plan(plan: Plan) -> list[str]:
+    """What only the plan shows: ``row_reduction: host`` asked for where no table came
+    out row-sliced (the spec alone cannot say; its thresholds and the sizes decide)."""
+    params = plan.parameters
+    asked = params.requested_row_reduction == "host"
+    hosts = summing_hosts("host", plan.world_size, params.gpus_per_host)
+    if asked and hosts and params.dp_input and not plan.groups.row_sliced:
+        return [
+            "row_reduction: no table is row-sliced in this plan, so there are no partial "
+            "sums to add up (row_slice_threshold sets which tables are)"
+        ]
+    return []
+
+
+def _placement_notes(spec: Spec) -> list[str]:
+    """On several ranks: what the strategy, ``dp_input`` or the hosts leave unread."""
     notes = []
     if spec.strategy != "auto":
         notes += [
@@ -38,20 +57,6 @@ def unused_settings(spec: Spec) -> list[str]:
             for key in AUTO_FIELDS
             if _set(spec, key)
         ]
-        if spec.global_batch_size is None:
-            notes += [
-                f"{key}: only the step estimate uses it, and there is none without "
-                f"global_batch_size"
-                for key in ESTIMATE_FIELDS
-                if _set(spec, key)
-            ]
-    if spec.memory_reserve and spec.device_memory is None:
-        notes.append("memory_reserve: a share of device_memory, which is not set")
-    if spec.host_memory is not None and spec.offload == "none":
-        notes.append(
-            "host_memory: only offloaded pieces live in host memory, and offload is none "
-            "(set offload: auto or upstream)"
-        )
     if spec.row_reduction == "host":
         if not spec.dp_input:
             notes.append("row_reduction: without dp_input no table is row-sliced")
@@ -78,9 +83,36 @@ def _one_rank_notes(spec: Spec) -> list[str]:
         notes.append(f"strategy: {why} ({spec.strategy} is recorded as requested)")
     notes += [
         f"{key}: {why}"
-        for key in (*AUTO_FIELDS, *SPLIT_FIELDS, "column_slice_threshold", "row_reduction")
+        for key in (*AUTO_FIELDS, *SPLIT_FIELDS, "column_slice_threshold")
         if _set(spec, key)
     ]
+    if _set(spec, "row_reduction"):
+        notes.append("row_reduction: with one rank no table is row-sliced")
+    return notes
+
+
+def _estimate_notes(spec: Spec) -> list[str]:
+    """The estimate's settings where there is no estimate: no batch, and no ``auto``
+    (which estimates anyway) placing over several ranks."""
+    if spec.global_batch_size is not None or (spec.strategy == "auto" and spec.world_size > 1):
+        return []
+    return [
+        f"{key}: only the step estimate uses it, and there is none without global_batch_size"
+        for key in ESTIMATE_FIELDS
+        if _set(spec, key)
+    ]
+
+
+def _memory_notes(spec: Spec) -> list[str]:
+    """Memory settings that have nothing to limit."""
+    notes = []
+    if spec.memory_reserve and spec.device_memory is None:
+        notes.append("memory_reserve: a share of device_memory, which is not set")
+    if spec.host_memory is not None and spec.offload == "none":
+        notes.append(
+            "host_memory: only offloaded pieces live in host memory, and offload is none "
+            "(set offload: auto or upstream)"
+        )
     return notes
 
 

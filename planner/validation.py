@@ -59,8 +59,9 @@ def _differences(
         if key not in ("tables", "inputs") and planned[key] != given[key]
     ]
     if planned["row_reduction"] is None and given["row_reduction"] is not None:
+        made = "auto chose host" if chosen == "host" else "so direct"
         found = [
-            f"row_reduction: left to the planner in the plan (it chose {chosen}), "
+            f"row_reduction: left to the planner in the plan ({made}), "
             f"{brief(given['row_reduction'])} in the spec; leave row_reduction unset to match"
             if item.startswith("row_reduction:")
             else item
@@ -104,7 +105,7 @@ def _difference(what: str, in_plan: object, in_spec: object) -> str:
 def _shown(what: str, value: Any) -> str:
     """A value in a difference: sizes exact with their unit, other values quoted."""
     if value is None:
-        return "not set"
+        return "unset (or auto)" if what == "row_reduction" else "not set"
     return exact_size(value) if what in SIZE_FIELDS else brief(value)
 
 

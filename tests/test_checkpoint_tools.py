@@ -160,6 +160,16 @@ def test_reshard_keeps_every_element(saved, tmp_path, world, strategy):
     assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before  # input intact
 
 
+def test_a_plan_for_other_tables_is_refused_in_one_short_line(saved, tmp_path):
+    # 60 tables none of which the checkpoint holds: a few names and a count, not all 60
+    others = {**MIXED, "tables": [table(f"other_table_{k:02d}", 8, 8) for k in range(60)]}
+    with pytest.raises(CheckpointError) as err:
+        reshard(saved[0], plan_of(others, 2), tmp_path / "out")
+    line = str(err.value)
+    assert "tables not in the checkpoint: 60 tables: other_table_00, other_table_01, " in line
+    assert "... and 5" in line and "other_table_59" not in line and len(line) < 400, line
+
+
 def test_reshard_refuses_other_tables_and_existing_output(saved, tmp_path):
     path = saved[0]
     other = {**MIXED, "tables": [*MIXED["tables"][:-1], table("half", 8, 8)]}  # float32 now
@@ -169,7 +179,7 @@ def test_reshard_refuses_other_tables_and_existing_output(saved, tmp_path):
     with pytest.raises(CheckpointError, match="'half' is 9 x 8 in the plan but 8 x 8"):
         reshard(path, plan_of(grown, 2), tmp_path / "out")
     renamed = {**MIXED, "tables": [*MIXED["tables"][:-1], table("halves", 8, 8, dtype="float16")]}
-    missing = r"tables \['halves'\] are not in the checkpoint"
+    missing = r"tables not in the checkpoint: halves \(and 1 more"
     with pytest.raises(CheckpointError, match=missing) as err:
         reshard(path, plan_of(renamed, 2), tmp_path / "out")
     # the other problem (the checkpoint's 'half' not in the plan) is the plan's, not the

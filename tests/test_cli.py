@@ -174,7 +174,8 @@ def test_plan_markdown_format_prints_pipe_tables(work: Path) -> None:
     assert lines[head + 1] == "|---|---|---|---|---|---|"
     assert lines[head + 2] == "| 0 | 2 | 2 | 840 | 3.20 KiB | 100.0% |"
     assert lines[head + 3] == "| 1 | 2 | 1 | 560 | 2.19 KiB | 68.3% |"
-    assert EXPECTED_FOOTER in lines
+    assert f"- {EXPECTED_FOOTER}" in lines  # the summary as a list: lines, not a paragraph
+    assert lines[head - 1] == "" and all(line.startswith("- ") for line in lines[: head - 1])
     assert "| table | rank | rows | cols | shape | bytes |" in lines
     assert "| a | 0 | 0:100 | 0:8 | 100 x 8 | 3.12 KiB |" in lines
 
@@ -821,6 +822,27 @@ def test_a_setting_checked_with_others_names_its_option_or_its_file(work: Path) 
         "Error: even.yaml: global_batch_size: 4 samples do not split evenly over 3 ranks; "
         "use a multiple of world_size\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("row_reducton: host", "row_reducton: unknown key; did you mean row_reduction?"),
+        ("global_batch: 1024", "global_batch: unknown key; did you mean global_batch_size?"),
+        ("inputs: [{name: x, table: a, hotnes: 2}]",
+         "inputs[0].hotnes: unknown key; did you mean hotness?"),
+        ("tables: [{name: a, rows: 10, width: 4, combinr: sum}]",
+         "tables[0].combinr: unknown key; did you mean combiner?"),
+        ("colour: red", "colour: unknown key; remove it or check its spelling"),
+    ],
+)
+def test_a_misspelt_optional_key_gets_the_key_it_resembles(work: Path, line, said) -> None:
+    # optional keys are not missing when misspelt, so the model's own keys are searched
+    tables = "" if line.startswith("tables") else "tables: [{name: a, rows: 10, width: 4}]\n"
+    (work / "typo.yaml").write_text(f"world_size: 2\n{line}\n{tables}")
+    result = invoke("plan", "typo.yaml")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: typo.yaml: {said}\n"
 
 
 def test_an_unknown_key_is_shown_before_the_problems_it_causes(work: Path) -> None:

@@ -259,7 +259,10 @@ def test_a_long_markdown_section_is_folded_and_backticks_stay_code() -> None:
     more = make_plan(spec_from_dict(grown))
     text = render_diff(diff_plans(old, more), old, more, "markdown")
     assert "<summary>tables added (25)</summary>" in text
-    assert "- `n24`" in text.splitlines()
+    assert "- `n24: rank 1`" in text.splitlines()  # basic deals the 46th table to rank 1
+    # as text, more than 20 added tables are one line of names, with no placements
+    lines = render_diff(diff_plans(old, more), old, more, "text").splitlines()
+    assert lines[lines.index("tables added:") + 1] == "  " + ", ".join(f"n{k}" for k in range(25))
 
 
 def test_tables_added_removed_changed_and_sliced(work: Path) -> None:
@@ -284,7 +287,7 @@ def test_tables_added_removed_changed_and_sliced(work: Path) -> None:
         "  parameters.column_slice_threshold_source: none -> spec",
         "",
         "tables added:",
-        "  e",
+        "  e: rank 1",
         "",
         "tables removed:",
         "  d",
@@ -489,7 +492,7 @@ def test_a_table_added_and_one_removed(work: Path) -> None:
         "1 of 3 tables moved; 1 added; 1 removed; largest rank 3.20 KiB -> 3.75 KiB",
         "",
         "tables added:",
-        "  e",
+        "  e: rank 1",
         "",
         "tables removed:",
         "  c",
@@ -511,7 +514,7 @@ def test_a_table_added_and_one_removed(work: Path) -> None:
         "1 of 3 tables moved; 1 added; 1 removed; largest rank 3.75 KiB -> 3.20 KiB",
         "",
         "tables added:",
-        "  c",
+        "  c: rank 0",  # where basic dealt it in the old plan: a, b, c, d to ranks 0, 1, 0, 1
         "",
         "tables removed:",
         "  e",

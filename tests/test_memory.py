@@ -23,12 +23,8 @@ from planner.errors import PlanFileError, SpecError
 from planner.plan import parse_plan
 from planner.planning import make_plan
 from planner.reports import capacity
-from planner.reports.capacity import (
-    _world_sizes_to_try,
-    capacity_lines,
-    largest_world_to_try,
-    over_capacity,
-)
+from planner.reports.capacity import _smaller_that_fits, _world_sizes_to_try, capacity_lines
+from planner.reports.overflow import largest_world_to_try, over_capacity
 from planner.spec import COST_FIELDS, DTYPE_BYTES, spec_from_dict
 from planner.units import OPTIMIZERS, exact_size, missing_unit_hint, parse_size
 from planner.validation import plan_problems, spec_problems
@@ -428,23 +424,39 @@ def test_data_parallel_copies_that_fill_a_rank_name_the_threshold(work: Path) ->
     assert "--data-parallel-threshold 799" in line
 
 
-def test_a_table_too_wide_to_column_slice_is_told_to_row_slice() -> None:
-    # one 1000 x 2 float32 table (8000 B) on 4 ranks, limit 3000 B: two column slices of
-    # 4000 B are still too big (width 2 caps slicing); row-sliced it is 2000 B per rank
+def overflows_on_4_ranks_of_3000_bytes(tables: dict[str, tuple[int, int]], **settings):
+    """The overflows of ``tables`` (name: (rows, width)) on 4 ranks of 3,000 B, column
+    slicing off unless asked for."""
     spec = {
         "world_size": 4,
         "device_memory": 3000,
         "column_slice_threshold": 10**6,
-        "tables": [
-            {"name": "wide", "rows": 1000, "width": 2},
-            {"name": "x", "rows": 1, "width": 1},
-        ],
+        "tables": [{"name": n, "rows": r, "width": w} for n, (r, w) in tables.items()],
     }
-    (overflow,) = over_capacity(make_plan(spec_from_dict(spec)))
+    return over_capacity(make_plan(spec_from_dict({**spec, **settings})))
+
+
+def test_a_table_too_wide_to_column_slice_is_told_to_row_slice() -> None:
+    # one 1000 x 2 float32 table (8000 B) on 4 ranks, limit 3000 B: two column slices of
+    # 4000 B are still too big (width 2 caps slicing); row-sliced it is 2000 B per rank
+    (overflow,) = overflows_on_4_ranks_of_3000_bytes({"wide": (1000, 2), "x": (1, 1)})
     assert overflow.diagnosis == (
         "table 'wide' alone takes 7.81 KiB here and does not fit even cut into 2 column slices"
     )
     assert overflow.advice == "row-slice it: set row_slice_threshold to 2,000 or less"
+
+
+def test_a_piece_too_large_beside_replicas_says_what_they_take() -> None:
+    # a data-parallel table of 2,000 B on each of 4 ranks leaves 1,000 B of the 3,000 B
+    # limit; the 4,000 B table ("big") fits there only cut into 4 column slices
+    overflows = overflows_on_4_ranks_of_3000_bytes(
+        {"big": (125, 8), "copied": (125, 4)}, data_parallel_threshold=600
+    )
+    assert overflows[0].diagnosis == (
+        "table 'big' alone takes 3.91 KiB here, beside 1.95 KiB of data-parallel copies and "
+        "row slices"
+    )
+    assert overflows[0].advice.endswith("(cuts it into 4 column slices)")
 
 
 def counting_make_plan(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
@@ -479,13 +491,35 @@ def test_world_sizes_tried_beyond_one_host_are_whole_hosts() -> None:
     assert _world_sizes_to_try(10, 4096, 1) == _world_sizes_to_try(10, 4096)
 
 
+def test_bisection_finds_the_smallest_size_that_fits_in_few_plans() -> None:
+    def fitting_from(smallest: int):
+        tried = []
+
+        def overflows_with(update: dict) -> list[str]:
+            tried.append(update["world_size"])
+            return [] if update["world_size"] >= smallest else ["over"]
+
+        return overflows_with, tried
+
+    overflows_with, tried = fitting_from(104)
+    assert _smaller_that_fits(64, 128, 8, overflows_with) == 104
+    assert tried == [96, 112, 104]  # whole hosts of 8 only
+    overflows_with, tried = fitting_from(1100)
+    assert _smaller_that_fits(1000, 2048, 1, overflows_with) == 1131  # stops after 4 plans
+    assert tried == [1524, 1262, 1131, 1065]
+    overflows_with, tried = fitting_from(1)
+    assert _smaller_that_fits(8, 16, 8, overflows_with) == 16 and tried == []
+
+
 def test_world_size_advice_names_whole_hosts(tmp_path) -> None:
     # 12 tables of 1 MiB on 4 ranks of 1.5 MiB, basic: one table per rank, so 12 ranks.
-    # Any count: 8 to 11 are tried and fail, then 16. Hosts of 4: 8, then 12 (3 hosts).
+    # Any count: 8 to 11 are tried and fail, then 16 fits, and bisection finds 13, then
+    # 12. Hosts of 4: 8, then 12 (3 hosts). Hosts of 5: 10 fails, 15 fits, none between.
     spec = tmp_path / "s.yaml"
     tables = "".join(f"  - {{name: t{k}, rows: 4096, width: 64}}\n" for k in range(12))
     spec.write_text(f"world_size: 4\ndevice_memory: 1.5MiB\ntables:\n{tables}")
-    for per_host, advised in ((1, "--world-size 16"), (4, "--world-size 12")):
+    for per_host, advised in ((1, "--world-size 12"), (4, "--world-size 12"),
+                              (5, "--world-size 15")):
         done = CliRunner().invoke(
             main, ["plan", str(spec), "--gpus-per-host", str(per_host), "--strategy", "basic",
                    "-o", str(tmp_path / "p.json")]
@@ -555,30 +589,37 @@ def test_a_spec_that_needs_thousands_of_ranks_is_not_replanned_at_them(monkeypat
 
 def test_when_no_world_size_tried_fits_the_largest_one_advises(monkeypatch) -> None:
     # a 1000 x 2 float32 table (8000 B) and x (4 B), limit 3000 B: at least
-    # ceil(8004 / 3000) = 3 ranks. Without row slicing a is cut into 2 column slices at
-    # most, 4000 B each, so no world size fits: 3, 4, 5, 6, then powers of two up to
-    # 8 x 3 = 24 are tried, and at 16 ranks the advice is to row-slice a.
-    spec = spec_from_dict(
-        {
-            "world_size": 2,
-            "device_memory": 3000,
-            "tables": [
-                {"name": "a", "rows": 1000, "width": 2},
-                {"name": "x", "rows": 1, "width": 1},
-            ],
-        }
-    )
-    plan = make_plan(spec)
+    # ceil(8004 / 3000) = 3 ranks. Without row slicing (no dp_input) a is cut into 2
+    # column slices at most, 4000 B each, so no world size fits: 3, 4, 5, 6, then powers
+    # of two up to 8 x 3 = 24 are tried, then the same with auto (no one change fits),
+    # and at 16 ranks the advice is to turn dp_input on: more ranks would not help.
+    spec = {
+        "world_size": 2,
+        "device_memory": 3000,
+        "dp_input": False,
+        "tables": [
+            {"name": "a", "rows": 1000, "width": 2},
+            {"name": "x", "rows": 1, "width": 1},
+        ],
+    }
+    plan = make_plan(spec_from_dict(spec))
     calls = counting_make_plan(monkeypatch)
     (line,) = capacity_lines(plan)
     assert calls == [
         (2, "memory_balanced"), (2, "memory_optimized"), (2, "auto"),
         (3, "basic"), (4, "basic"), (5, "basic"), (6, "basic"), (8, "basic"), (16, "basic"),
+        (3, "auto"), (4, "auto"), (5, "auto"), (6, "auto"), (8, "auto"), (16, "auto"),
     ]  # fmt: skip
     assert line.endswith(
         "even 16 ranks do not fit (at 16, table 'a' alone takes 3.91 KiB here and does not fit "
-        "even cut into 2 column slices); row-slice it: set row_slice_threshold to 2,000 or less"
+        "even cut into 2 column slices); set dp_input: true to row-slice it, or use devices "
+        "with more memory"
     )
+    # with dp_input (the default) auto row-slices a: 3 slices of at most 2,668 B fit 3 ranks
+    calls.clear()
+    (line,) = capacity_lines(make_plan(spec_from_dict({**spec, "dp_input": True})))
+    assert line.endswith("it fits with --strategy auto --world-size 3")
+    assert calls[-1] == (3, "auto")
 
 
 def test_the_search_stops_at_the_first_world_size_that_fits(monkeypatch) -> None:
@@ -652,3 +693,19 @@ def test_bad_device_memory_on_the_command_line_is_an_input_error(work: Path) -> 
     assert result.exit_code == 2
     assert "--device-memory: cannot read this as a size" in result.stderr
     assert sorted(p.name for p in work.iterdir()) == ["small.yaml"]
+
+
+def test_when_no_one_change_fits_auto_with_more_ranks_is_tried() -> None:
+    # criteo_1tb at 1 GiB per GPU: memory_balanced fits at no size the advice tries (up
+    # to 512 ranks: each rank keeps its data-parallel copies beside its largest table);
+    # auto with more ranks does, and the advice names both changes, at the smallest size
+    # found that fits
+    config = Path(__file__).parent.parent / "configs" / "criteo_1tb_mlperf_v1.yaml"
+    args = ("plan", config, "--device-memory", "1GiB", "-o", "-")
+    result = invoke(*args, "--world-size", "8")
+    assert result.exit_code == 3
+    assert result.stderr.rstrip().endswith("it fits with --strategy auto --world-size 104")
+    assert invoke(*args, "--world-size", "104", "--strategy", "auto").exit_code == 0
+    assert invoke(*args, "--world-size", "96", "--strategy", "auto").exit_code == 3
+    alone = invoke(*args, "--world-size", "64")
+    assert alone.exit_code == 3 and "--strategy auto --world-size" in alone.stderr

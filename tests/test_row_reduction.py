@@ -236,10 +236,18 @@ def test_the_spec_left_open_validates_against_the_plan_auto_chose(tmp_path) -> N
     spec = load_spec(CONFIGS / "synthetic_tiny.yaml", TINY_32)
     assert spec_problems(_tiny_32(), spec) == []
     mismatch = spec_problems(_tiny_32(row_reduction="direct"), spec)
-    assert mismatch and "row_reduction: 'direct' in the plan, not set in the spec" in mismatch[0]
+    said = "row_reduction: 'direct' in the plan, unset (or auto) in the spec"
+    assert mismatch and said in mismatch[0]
     asked = load_spec(CONFIGS / "synthetic_tiny.yaml", {**TINY_32, "row_reduction": "host"})
     (line,) = spec_problems(_tiny_32(), asked)
-    assert "row_reduction: left to the planner in the plan (it chose host), 'host' in the " \
+    assert "row_reduction: left to the planner in the plan (auto chose host), 'host' in the " \
+        "spec; leave row_reduction unset to match" in line
+    balanced = {"strategy": "memory_balanced"}
+    direct = load_spec(
+        CONFIGS / "synthetic_tiny.yaml", {**TINY_32, **balanced, "row_reduction": "direct"}
+    )
+    (line,) = spec_problems(_tiny_32(**balanced), direct)
+    assert "row_reduction: left to the planner in the plan (so direct), 'direct' in the " \
         "spec; leave row_reduction unset to match" in line
 
 
@@ -346,3 +354,12 @@ def test_auto_as_a_value_leaves_the_choice_to_the_planner(tmp_path) -> None:
     unset = tmp_path / "unset.yaml"
     unset.write_text(spec.read_text().replace("row_reduction: host\n", ""))
     assert plan.fingerprint == load_spec(unset).fingerprint()
+
+
+@pytest.mark.parametrize("value", ["automatic", "Host", 5, True, ["host"]])
+def test_a_wrong_value_names_every_accepted_one(value) -> None:
+    with pytest.raises(SpecError) as caught:
+        spec_from_dict({**SPEC, "row_reduction": value})
+    assert str(caught.value).endswith(
+        f"row_reduction: Input should be 'direct', 'host' or 'auto' (got {value!r})"
+    ), caught.value

@@ -13,13 +13,9 @@ import pytest
 from shared import invoke, rank_lines
 
 from planner import load_plan, make_plan, spec_from_dict
-from planner.reports.capacity import (
-    MAX_ADVICE_LINES,
-    AdviceGroup,
-    CapacityReport,
-    RankOverflow,
-)
+from planner.reports.capacity import MAX_ADVICE_LINES, AdviceGroup, CapacityReport
 from planner.reports.folding import fold_names, rank_ranges, runs
+from planner.reports.overflow import RankOverflow
 from planner.reports.preview import choose_ranks, parse_ranks
 
 
@@ -242,3 +238,15 @@ def test_json_carries_the_capacity_check_when_the_plan_does_not_fit(work: Path) 
         ],
     }
     assert result.stderr.startswith("ranks 0-1 need 2.19 KiB to 3.20 KiB")
+
+
+def test_ranks_whose_needs_look_the_same_are_said_once() -> None:
+    limit = 1000 * 2**20
+    group = AdviceGroup([0, 1], [1200 * 2**20, 1200 * 2**20], limit, "why", "fix")
+    assert group.line("LIMIT").startswith("ranks 0-1 need 1.17 GiB each, 200.00 MiB over")
+    near = AdviceGroup([0, 1, 2], [1200 * 2**20, 1200 * 2**20 + 5, 1201 * 2**20], limit, "w", "f")
+    assert near.line("LIMIT").startswith(
+        "ranks 0-2 need about 1.17 GiB each, up to 201.00 MiB over LIMIT"
+    )
+    apart = AdviceGroup([0, 1], [1100 * 2**20, 1300 * 2**20], limit, "why", "fix")
+    assert apart.line("LIMIT").startswith("ranks 0-1 need 1.07 GiB to 1.27 GiB, up to 300.00")

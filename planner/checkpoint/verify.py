@@ -18,6 +18,7 @@ from planner.checkpoint.manifest import MANIFEST, WEIGHTS, Manifest, PieceEntry,
 from planner.checkpoint.npyfile import crc_problem
 from planner.checkpoint.store import Checkpoint
 from planner.plan import Plan
+from planner.reports.folding import fold_names
 
 
 def structure_problems(manifest: Manifest) -> list[str]:
@@ -111,9 +112,9 @@ def table_problems(manifest: Manifest, plan: Plan, source: str) -> list[str]:
     missing = [name for name in planned if name not in saved]
     extra = [name for name in saved if name not in planned]
     if missing:
-        problems.append(f"{source}: tables {missing} are not in the checkpoint")
+        problems.append(f"{source}: tables not in the checkpoint: {fold_names(missing)}")
     if extra:
-        problems.append(f"{source}: the checkpoint's tables {extra} are not in the plan")
+        problems.append(f"{source}: the checkpoint's tables not in the plan: {fold_names(extra)}")
     for name in planned.keys() & saved.keys():
         want, have = planned[name], saved[name]
         if (want.rows, want.width) != (have.rows, have.width):

@@ -1,9 +1,10 @@
-"""Capacity advice: why a rank does not fit its GPU (or its host memory, with CPU
-offload), and what to change so it does.
+"""Capacity advice: which ranks do not fit their GPU (or their host memory, with CPU
+offload), grouped by reason, and what to change so they do.
 
-The bytes come from ``planner.costs.memory``. The advice is worked out from the plan;
-to name only changes that work, each candidate change is planned again, so this report,
-like compare, sits above ``make_plan``.
+The bytes come from ``planner.costs.memory``, each rank's reason and advice from
+``planner.reports.overflow``. To name only changes that work, each candidate change
+(another strategy, a threshold, more ranks) is planned again, so this report, like
+compare, sits above ``make_plan``.
 
 This module knows nothing of click; the CLI turns its results into messages.
 """
@@ -11,58 +12,30 @@ This module knows nothing of click; the CLI turns its results into messages.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from planner.costs.memory import (
-    Holdings,
     memory_limit,
-    rank_holdings,
     ranks_over_host_limit,
-    ranks_over_limit,
     replica_bytes,
     spread_bytes,
-    state_factor,
     usable_memory,
 )
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.reports.folding import rank_ranges
-from planner.spec import MAX_WORLD_SIZE, Spec
+from planner.reports.overflow import (
+    RankOverflow,
+    largest_world_to_try,
+    over_capacity,
+    whole_hosts,
+)
+from planner.spec import Spec
 from planner.units import human_bytes, missing_unit_hint
 
-
-@dataclass(frozen=True)
-class RankOverflow:
-    """A rank whose weights and optimizer state on the GPU do not fit the usable memory."""
-
-    rank: int
-    needs: int
-    limit: int
-    diagnosis: str  # why, in one clause
-    advice: str  # what to change, worked out from this plan alone
-    option: tuple[str, int] | None = None  # the advice as one CLI option, when it is one
-
-    @property
-    def over(self) -> int:
-        return self.needs - self.limit
-
-
-def over_capacity(plan: Plan) -> list[RankOverflow]:
-    """The ranks over the plan's usable memory, in rank order; empty when it fits.
-
-    A plan made without ``device_memory`` always fits.
-    """
-    limit, over = memory_limit(plan), ranks_over_limit(plan)
-    if limit is None or not over:
-        return []
-    holdings, spread = rank_holdings(plan), spread_bytes(plan)
-    return [
-        _overflow(plan, rank.rank, rank.device_bytes, limit, holdings[rank.rank], spread)
-        for rank in over
-    ]
-
-
+BISECTIONS = 4  # plans made to find a smaller world size that fits than the first found
 MAX_ADVICE_LINES = 20  # groups of ranks with their own advice printed before folding the rest
 
 
@@ -82,9 +55,10 @@ class AdviceGroup:
         if len(self.ranks) == 1:
             amount = f"{rank_ranges(self.ranks)} needs {human_bytes(high)}, "
             amount += f"{human_bytes(high - self.limit)} over"
-        elif low == high:
-            amount = f"{rank_ranges(self.ranks)} need {human_bytes(high)} each, "
-            amount += f"{human_bytes(high - self.limit)} over"
+        elif human_bytes(low) == human_bytes(high):  # equal as shown: say it once
+            about, up_to = ("", "") if low == high else ("about ", "up to ")
+            amount = f"{rank_ranges(self.ranks)} need {about}{human_bytes(high)} each, "
+            amount += f"{up_to}{human_bytes(high - self.limit)} over"
         else:
             amount = f"{rank_ranges(self.ranks)} need {human_bytes(low)} to {human_bytes(high)}, "
             amount += f"up to {human_bytes(high - self.limit)} over"
@@ -257,19 +231,48 @@ def fixes_that_fit(
     lowest = max(plan.world_size + 1, _world_lower_bound(plan))
     if lowest > largest:  # even perfectly balanced, the largest size would not fit
         return found, None
-    unfit = None
-    for size in _world_sizes_to_try(lowest, largest, plan.parameters.gpus_per_host):
-        over = overflows_with({"world_size": size})
-        if not over:
-            return [*found, f"--world-size {size}"], None
-        unfit = (size, over[0])
+    per_host = plan.parameters.gpus_per_host
+    sizes = _world_sizes_to_try(lowest, largest, per_host)
+
+    def world_that_fits(base: dict) -> tuple[int | None, tuple[int, RankOverflow] | None]:
+        """The smallest size found that fits with ``base``; else the largest size tried
+        and its first overflow."""
+        unfit = None
+        for size in sizes:
+            over = overflows_with({**base, "world_size": size})
+            if not over:
+                below = unfit[0] if unfit else lowest - 1  # below the bound nothing fits
+                return _smaller_that_fits(
+                    below, size, per_host, lambda update: overflows_with({**base, **update})
+                ), None
+            unfit = (size, over[0])
+        return None, unfit
+
+    size, unfit = world_that_fits({})
+    if size is not None:
+        return [*found, f"--world-size {size}"], None
+    if not found and "auto" not in (spec.strategy, plan.strategy):
+        size, _ = world_that_fits({"strategy": "auto"})  # two changes, when one is not enough
+        if size is not None:
+            return [f"--strategy auto --world-size {size}"], None
     return found, unfit
 
 
-def largest_world_to_try(world_size: int) -> int:
-    """Capacity advice re-plans at most this many ranks: 8x the plan's, or 4,096, and never
-    more than a spec may ask for (MAX_WORLD_SIZE)."""
-    return min(max(8 * world_size, 4096), MAX_WORLD_SIZE)
+def _smaller_that_fits(
+    unfit: int, fits: int, per_host: int, overflows_with: Callable[[dict], list]
+) -> int:
+    """Between a size that does not fit and a larger one that does (powers of two apart
+    beyond the first few), the smallest that fits by bisection over whole hosts, in at
+    most ``BISECTIONS`` more plans: 104 ranks rather than 128 saves a quarter of them."""
+    for _ in range(BISECTIONS):
+        middle = whole_hosts((unfit + fits) // 2, per_host)
+        if not unfit < middle < fits:
+            break
+        if overflows_with({"world_size": middle}):
+            unfit = middle
+        else:
+            fits = middle
+    return fits
 
 
 def _world_sizes_to_try(lowest: int, highest: int, per_host: int = 1) -> list[int]:
@@ -290,15 +293,6 @@ def _world_sizes_to_try(lowest: int, highest: int, per_host: int = 1) -> list[in
     return sorted(size for size in {whole_hosts(size, per_host) for size in sizes} if size <= top)
 
 
-def whole_hosts(size: int, per_host: int) -> int:
-    """``size`` ranks rounded up to whole hosts of ``per_host`` once it passes one host
-    (up to one host any count runs)."""
-    return size if size <= per_host else -(-size // per_host) * per_host
-
-
-# --- why a rank overflows, and what would help ---------------------------------------
-
-
 def _world_lower_bound(plan: Plan) -> int:
     """Fewest ranks that could hold the tables perfectly balanced, data-parallel ones kept,
     in whole hosts beyond one (as world sizes are tried)."""
@@ -311,185 +305,3 @@ def _world_lower_bound(plan: Plan) -> int:
         return plan.world_size
     needed = max(1, math.ceil(spread_bytes(plan) / (limit - replicas)))
     return whole_hosts(needed, params.gpus_per_host)
-
-
-def _rounded_to_hosts(ranks: int, whole: int, per_host: int) -> str:
-    """Says so where ``ranks`` became ``whole`` by rounding up to whole hosts."""
-    return f", {ranks:,} rounded up to whole hosts of {per_host}" if whole != ranks else ""
-
-
-def _overflow(
-    plan: Plan, rank: int, needs: int, limit: int, held: Holdings, spread: int
-) -> RankOverflow:
-    """The most specific reason this rank overflows, and the change that addresses it.
-
-    ``spread`` is the bytes the GPUs must share (see spread_bytes).
-    """
-    if held.replicas and held.replicas >= limit:
-        return _too_many_replicas(plan, rank, needs, limit, held.replicas)
-    even = held.replicas + spread / plan.world_size
-    if even > limit:
-        return _too_few_ranks(plan, rank, needs, limit, held.replicas, even, spread)
-    room = limit - held.replicas - held.row_slices
-    offload = plan.parameters.offload
-    if offload != "none" and room < 0:
-        return RankOverflow(
-            rank,
-            needs,
-            limit,
-            f"even with every table-parallel piece in host memory, its data-parallel copies "
-            f"and row slices take {human_bytes(held.replicas + held.row_slices)}",
-            "raise --world-size",
-        )
-    if offload == "upstream":
-        return _keeps_too_much(plan, rank, needs, limit, held, room)
-    if held.pieces:
-        table, size = max(held.pieces, key=lambda item: item[1])
-        if size > room:
-            return _piece_too_large(plan, rank, needs, limit, table, size, room)
-    return _unbalanced(plan, rank, needs, limit, even)
-
-
-def _too_many_replicas(
-    plan: Plan, rank: int, needs: int, limit: int, replicas: int
-) -> RankOverflow:
-    """Data-parallel copies alone overflow: keep fewer (the smaller) tables data-parallel."""
-    factor = state_factor(plan)
-    dp = sorted(
-        (t.elements, t.elements * t.itemsize * factor)
-        for t in plan.tables
-        if t.name in plan.groups.data_parallel
-    )
-    kept, first_out = 0, dp[0][0]
-    for elements, size in dp:
-        if kept + size >= limit:
-            first_out = elements
-            break
-        kept += size
-    threshold = max(first_out - 1, 0)
-    return RankOverflow(
-        rank,
-        needs,
-        limit,
-        f"the data-parallel tables alone take {human_bytes(replicas)} on every rank",
-        f"set data_parallel_threshold to {threshold:,} or less so fewer tables are copied to "
-        "every rank",
-        ("data_parallel_threshold", threshold),
-    )
-
-
-def _keeps_too_much(
-    plan: Plan, rank: int, needs: int, limit: int, held: Holdings, room: int
-) -> RankOverflow:
-    """Upstream's rule keeps more on this GPU than fits: the element limit that would not.
-
-    Kept pieces are at most ``gpu_embedding_size`` elements, and an element takes at
-    most the widest dtype's bytes with its optimizer state, so this limit always fits."""
-    largest_element = max(t.itemsize for t in plan.tables) * state_factor(plan)
-    elements = room // largest_element
-    kept = sum(size for _, size in held.pieces)
-    return RankOverflow(
-        rank,
-        needs,
-        limit,
-        f"gpu_embedding_size {plan.parameters.gpu_embedding_size:,} keeps "
-        f"{human_bytes(kept)} of table-parallel pieces on it",
-        f"set gpu_embedding_size to {elements:,} or less",
-        ("gpu_embedding_size", elements),
-    )
-
-
-def _too_few_ranks(
-    plan: Plan, rank: int, needs: int, limit: int, replicas: int, even: float, spread: int
-) -> RankOverflow:
-    """Even a perfect balance overflows: more ranks (or fewer data-parallel copies)."""
-    per_host = plan.parameters.gpus_per_host
-    ranks = math.ceil(spread / (limit - replicas))
-    needed = whole_hosts(ranks, per_host)
-    largest = largest_world_to_try(plan.world_size)
-    more_ranks = (
-        f" or raise --world-size to at least {needed}"
-        if needed <= MAX_WORLD_SIZE
-        else f" ({MAX_WORLD_SIZE:,} ranks are the most this planner plans)"
-    )
-    advice = (
-        f"raise --world-size to at least {needed}"
-        if needed <= largest
-        else f"even {largest:,} ranks do not fit (balanced perfectly the tables need "
-        f"{needed:,}{_rounded_to_hosts(ranks, needed, per_host)}); use devices with more "
-        f"memory{more_ranks}"
-    )
-    if replicas and (spread + replicas) / plan.world_size <= limit:
-        advice += (
-            f", or lower data_parallel_threshold (the data-parallel copies take "
-            f"{human_bytes(replicas)} on every rank)"
-        )
-    diagnosis = (
-        f"even perfectly balanced the tables need {human_bytes(even)} per rank"
-        if plan.parameters.offload == "none"
-        else f"even with every table-parallel piece in host memory and the row slices "
-        f"perfectly balanced, each rank needs {human_bytes(even)}"
-    )
-    return RankOverflow(rank, needs, limit, diagnosis, advice)
-
-
-def _piece_too_large(
-    plan: Plan, rank: int, needs: int, limit: int, name: str, size: int, room: int
-) -> RankOverflow:
-    """One table's piece cannot fit next to what every rank holds anyway: cut it finer."""
-    table = plan.table(name)
-    world = plan.world_size
-    factor = state_factor(plan)
-    diagnosis = f"table {name!r} alone takes {human_bytes(size)} here"
-    cap = min(world, table.width)
-    wanted = 2
-    while True:
-        count = min(wanted, cap)
-        widest = -(-table.width // count)
-        if table.rows * widest * table.itemsize * factor <= room:
-            threshold = -(-table.elements // wanted)
-            return RankOverflow(
-                rank,
-                needs,
-                limit,
-                diagnosis,
-                f"column-slice it: set column_slice_threshold to {threshold:,} or less (cuts "
-                f"it into {count} column slices)",
-                ("column_slice_threshold", threshold),
-            )
-        if wanted >= cap:
-            break
-        wanted *= 2
-    diagnosis += f" and does not fit even cut into {cap} column slices"
-    per_rank = -(-table.rows // world) * table.width * table.itemsize * factor
-    if plan.parameters.dp_input and world > 1 and per_rank <= room:
-        return RankOverflow(
-            rank,
-            needs,
-            limit,
-            diagnosis,
-            f"row-slice it: set row_slice_threshold to {table.elements:,} or less",
-            ("row_slice_threshold", table.elements),
-        )
-    why = "" if plan.parameters.dp_input else " (row slicing needs dp_input: true)"
-    return RankOverflow(rank, needs, limit, diagnosis + why, "raise --world-size")
-
-
-def _unbalanced(plan: Plan, rank: int, needs: int, limit: int, even: float) -> RankOverflow:
-    """Spread evenly the tables would fit: place them differently, or use more ranks."""
-    options = []
-    if plan.strategy != "memory_optimized":
-        options.append("try strategy memory_optimized")
-    threshold = plan.parameters.column_slice_threshold
-    options.append(
-        "lower column_slice_threshold"
-        + (f" (now {threshold:,})" if threshold is not None else " (now off)")
-    )
-    options.append("raise --world-size")
-    return RankOverflow(
-        rank,
-        needs,
-        limit,
-        f"balanced evenly the tables would fit ({human_bytes(even)} per rank)",
-        ", ".join(options[:-1]) + f" or {options[-1]}",
-    )

@@ -291,8 +291,15 @@ def render(diff: PlanDiff, old: Plan, new: Plan, fmt: str = "text") -> str:
         """Text: one line of names; Markdown: a name per item (long lists fold)."""
         return found if fmt == "markdown" or not found else [", ".join(found)]
 
+    def placed(added: list[str]) -> list[str]:
+        """New tables with where they went, a line each; as names alone when many."""
+        if fmt != "markdown" and len(added) > MARKDOWN_OPEN:
+            return names(added)
+        layout = _layouts(new)
+        return [f"{name}: {_describe(layout[name])}" for name in added]
+
     section("settings", [_change(c) for c in diff.settings])
-    section("tables added", names(diff.tables_added))
+    section("tables added", placed(diff.tables_added))
     section("tables removed", names(diff.tables_removed))
     section("tables changed", [_change(c) for c in diff.table_changes])
     section("inputs added", names(diff.inputs_added))

@@ -14,7 +14,7 @@ from planner.costs.memory import (
     usable_memory,
 )
 from planner.errors import brief
-from planner.plan import Parameters, Plan
+from planner.plan import Plan
 from planner.reports.capacity import CapacityReport, capacity_report
 from planner.reports.folding import fold_names, rank_ranges
 from planner.spec import MAX_WORLD_SIZE
@@ -222,10 +222,19 @@ def _comm_lines(plan: Plan) -> list[str]:
         f"{human_bytes(comm.max_rank_received_bytes)}; {human_bytes(comm.total_bytes)} in all",
         f"estimated communication time {_ms(comm.step_seconds)} per step"
         + (f" ({phases})" if phases else "")
-        + f" at {p.alltoall_bandwidth:g} GB/s all-to-all, {p.allreduce_bandwidth:g} GB/s ring; "
-        "every byte as if it crossed hosts, no latency, overlap or compute modelled (the "
-        "estimated step counts hosts and lookups)",
+        + f" at {p.alltoall_bandwidth:g} GB/s all-to-all, {p.allreduce_bandwidth:g} GB/s ring"
+        + _within_hosts(plan)
+        + " as if it crossed hosts, no latency, overlap or compute modelled (the estimated "
+        "step counts hosts and lookups)",
     ]
+
+
+def _within_hosts(plan: Plan) -> str:
+    """Which bytes the traffic estimate times as crossing hosts: all but host sums."""
+    if not plan.sums_within_hosts:
+        return "; every byte"
+    bandwidth = plan.parameters.intra_host_bandwidth
+    return f", row-slice sums within hosts at {bandwidth:g} GB/s; every other byte"
 
 
 STAGE_LABELS: dict[str, str] = {
@@ -254,17 +263,18 @@ def _step_lines(plan: Plan) -> list[str]:
         f"estimated step {_ms(step.step_seconds)} ({stages}); slowest rank {step.slowest_rank}; "
         f"{p.gpus_per_host} GPUs per host, {p.intra_host_bandwidth:g} GB/s within a host, "
         f"{p.memory_bandwidth:g} GB/s memory"
-        + _reduction_note(p)
+        + _reduction_note(plan)
     ]
 
 
-def _reduction_note(parameters: Parameters) -> str:
-    """Host sums, and whether ``auto`` chose them (the spec left ``row_reduction`` open)."""
-    if parameters.row_reduction != "host":
+def _reduction_note(plan: Plan) -> str:
+    """Host sums where they run, and whether ``auto`` chose them (the spec left
+    ``row_reduction`` open)."""
+    if not plan.sums_within_hosts:
         return ""
     chosen = " (chosen by auto: faster by the estimate)"
     return "; row-sliced sums added up within hosts" + (
-        chosen if parameters.requested_row_reduction is None else ""
+        chosen if plan.parameters.requested_row_reduction is None else ""
     )
 
 
@@ -420,9 +430,13 @@ def render(
     if fmt == "json":
         return json.dumps(_as_json(plan, shown, capacity), indent=2)
     show_shards = shard_limit is None or len(plan.shards) <= shard_limit
-    tabulate = _markdown if fmt == "markdown" else _align
-    lines = [*summary_lines(plan), ""]
+    markdown = fmt == "markdown"
+    tabulate = _markdown if markdown else _align
+    # Markdown joins lines into paragraphs: the summary as a list, a table after a blank
+    lines = [f"- {line}" if markdown else line for line in summary_lines(plan)] + [""]
     lines += _folded_ranks_line(plan.world_size, len(shown), choice)
+    if markdown and shown and len(shown) < plan.world_size:
+        lines.append("")
     if shown:
         lines += tabulate(*_rank_table(plan, shown))
     if show_shards:

@@ -374,7 +374,7 @@ def errors(workdir: Path) -> None:
                  "holds no optimizer state")
     for n, (last, needle) in enumerate((
         (table("f4", 12, 4, "sum"), "'f4' is 12 x 4 in the plan but 11 x 4 in the checkpoint"),
-        (table("f5", 11, 4, "sum"), "tables ['f5'] are not in the checkpoint"),
+        (table("f5", 11, 4, "sum"), "tables not in the checkpoint: f5"),
         (table("f4", 11, 4, "sum", dtype="float16"), "'f4' is float16 in the plan but float32"),
     )):
         other_plan = plan_for({**SPEC, "inputs": None, "tables": [*SPEC["tables"][:-1], last]},
