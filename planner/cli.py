@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import click
 
 from planner.checkpoint.cli import checkpoint
+from planner.cli_options import (
+    COST_OPTIONS,
+    THRESHOLD_OPTIONS,
+    FilePath,
+    apply_options,
+    spec_options,
+)
 from planner.consistency import load_plan, plan_problems
 from planner.errors import PlannerError, shown
 from planner.exit_codes import COMMAND_EXIT_CODES, exit_codes_help
 from planner.files import check_output, same_file
-from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan, plan_json_schema, read_plan
 from planner.planning import make_plan
 from planner.reports.capacity import capacity_report
@@ -35,9 +41,8 @@ from planner.reports.preview import (
     render,
 )
 from planner.saving import plan_text, save_plan
-from planner.spec import DType, Objective, Offload, RowReduction, Spec, load_spec
+from planner.spec import Spec, load_spec
 from planner.spec_notes import unused_in_plan, unused_settings
-from planner.units import OPTIMIZERS
 from planner.validation import spec_problems
 
 MAX_PROBLEMS_SHOWN = 50  # validate lists this many problems, then how many more
@@ -52,11 +57,14 @@ class InputError(click.ClickException):
         return self.message
 
 
-def _fail_cleanly(work: Callable[[], Any]) -> Any:
+def _fail_cleanly(work: Callable[[], Any], spec_path: str | None = None) -> Any:
+    """``work``, with a PlannerError as one line (exit 2); ``spec_path`` names the spec
+    planned, for errors of the spec found only in planning (``TooManyShards``)."""
     try:
         return work()
     except PlannerError as exc:
-        raise InputError(str(exc)) from exc
+        where = f"{shown(spec_path)}: " if spec_path is not None else ""
+        raise InputError(f"{where}{exc}") from exc
 
 
 class CapacityExceeded(click.ClickException):
@@ -66,123 +74,6 @@ class CapacityExceeded(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(self.message, err=True)
-
-
-def _apply(options: list[Callable[[Callable], Callable]], command: Callable) -> Callable:
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _apply_options(options: list[Callable[[Callable], Callable]]) -> Callable:
-    return lambda command: _apply(options, command)
-
-
-def _id_bytes(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    return None if value is None else int(value)
-
-
-COST_OPTIONS = [
-    click.option(
-        "--optimizer",
-        type=click.Choice(OPTIMIZERS),
-        help="Training optimizer; its state counts in each rank's bytes (default sgd).",
-    ),
-    click.option(
-        "--device-memory",
-        help="Memory per GPU, e.g. 80GiB or 80GB; a rank holding more on its GPU (less the "
-        "reserve) does not fit.",
-    ),
-    click.option(
-        "--memory-reserve",
-        type=float,
-        help="Fraction of --device-memory kept for activations and workspace (default 0).",
-    ),
-    click.option(
-        "--global-batch-size",
-        type=int,
-        help="Samples per step over all ranks; adds the communication estimate.",
-    ),
-    click.option(
-        "--id-bytes",
-        type=click.Choice(["4", "8"]),
-        callback=_id_bytes,
-        help="Bytes per id sent: 8 (int64, default) or 4 (int32).",
-    ),
-    click.option(
-        "--compute-dtype",
-        type=click.Choice(get_args(DType)),
-        help="Type of the embeddings exchanged (default float32).",
-    ),
-    click.option(
-        "--alltoall-bandwidth",
-        type=float,
-        help="GB/s per rank in an all-to-all (default 25).",
-    ),
-    click.option(
-        "--allreduce-bandwidth",
-        type=float,
-        help="GB/s per rank in allreduce, allgather, reduce-scatter (default 25).",
-    ),
-    click.option(
-        "--objective",
-        type=click.Choice(get_args(Objective)),
-        help="What auto optimises: time (default with --device-memory) or memory.",
-    ),
-    click.option("--gpus-per-host", type=int, help="Ranks per host (default 8)."),
-    click.option("--intra-host-bandwidth", type=float, help="GB/s within a host (default 200)."),
-    click.option("--memory-bandwidth", type=float, help="GB/s of GPU memory (default 900)."),
-    click.option("--column-multiple", type=int, help="auto's column pieces (default 4)."),
-    click.option(
-        "--row-reduction",
-        type=click.Choice([*get_args(RowReduction), "auto"]),
-        help="Row-sliced partial sums sent by each holder (direct) or summed within each "
-        "host first (host); auto (or unset): direct, or host where auto estimates it faster.",
-    ),
-    click.option(
-        "--gpu-embedding-size",
-        type=int,
-        help="Elements of table-parallel pieces kept per GPU; the largest beyond it go to "
-        "host memory (upstream's rule; implies --offload upstream).",
-    ),
-    click.option(
-        "--offload",
-        type=click.Choice(get_args(Offload)),
-        help="Pieces in host memory: none, upstream (with --gpu-embedding-size), or auto "
-        "(the fewest bytes that fit --device-memory).",
-    ),
-    click.option(
-        "--host-memory",
-        help="Host memory per rank for offloaded pieces, e.g. 128GiB; a rank offloading more "
-        "does not fit.",
-    ),
-]
-
-
-THRESHOLD_OPTIONS = [
-    click.option(
-        "--column-slice-threshold",
-        type=int,
-        help="Elements per column slice at most (0 = slice as far as possible).",
-    ),
-    click.option("--row-slice-threshold", type=int, help="Row-slice tables this large (0 = off)."),
-    click.option(
-        "--data-parallel-threshold",
-        type=int,
-        help="Replicate tables this small on every rank (0 = off).",
-    ),
-]
-
-
-def spec_options(command: Callable) -> Callable:
-    """Options that override the spec file: placement, then memory and communication."""
-    options = [
-        click.option("--world-size", type=int, help="Number of ranks (GPUs)."),
-        click.option("--strategy", type=click.Choice(STRATEGY_NAMES), help="Placement strategy."),
-        *THRESHOLD_OPTIONS,
-        *COST_OPTIONS,
-    ]
-    return _apply(options, command)
 
 
 def _load_spec(spec_path: str, overrides: dict[str, Any]) -> Spec:
@@ -238,7 +129,7 @@ def _shard_limit(list_shards: bool | None) -> int | None:
 def _html_option(drawn: str) -> Callable[[Callable], Callable]:
     return click.option(
         "--html",
-        type=click.Path(dir_okay=False),
+        type=FilePath(),
         help=f"Also write a self-contained HTML page with charts of {drawn}.",
     )
 
@@ -286,11 +177,11 @@ def main() -> None:
 
 
 @main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["plan"]))
-@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.argument("spec_path", metavar="SPEC", type=FilePath())
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=FilePath(allow_dash=True),
     help="Where to write the plan (default: SPEC's name with .plan.json, in this folder); "
     "- writes it to standard output, alone, with no preview. Never the spec itself.",
 )
@@ -318,7 +209,7 @@ def plan(
     spec = _load_spec(spec_path, overrides)
     for note in unused_settings(spec):
         click.echo(f"note: {note}", err=True)
-    result = _fail_cleanly(lambda: make_plan(spec))
+    result = _fail_cleanly(lambda: make_plan(spec), spec_path)
     for note in unused_in_plan(result):
         click.echo(f"note: {note}", err=True)
     capacity = capacity_report(result)
@@ -356,7 +247,7 @@ def _output_path(spec_path: str, output: str | None) -> Path | None:
 
 
 @main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["show"]))
-@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.argument("plan_path", metavar="PLAN", type=FilePath())
 @_format_option
 @_shards_option
 @_ranks_option
@@ -378,11 +269,11 @@ def _load_sound_plan(plan_path: str) -> Plan:
 
 
 @main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["validate"]))
-@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.argument("plan_path", metavar="PLAN", type=FilePath())
 @click.option(
     "--spec",
     "spec_path",
-    type=click.Path(dir_okay=False),
+    type=FilePath(),
     help="Also check the plan was made from this spec (with the same overrides).",
 )
 @spec_options
@@ -395,7 +286,7 @@ def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
     spec = None if spec_path is None else _load_spec(spec_path, overrides)
     problems = plan_problems(saved)
     if spec is not None:
-        problems += spec_problems(saved, spec)
+        problems += _fail_cleanly(lambda: spec_problems(saved, spec), spec_path)
     name = shown(plan_path)
     if problems:
         for problem in problems[:MAX_PROBLEMS_SHOWN]:
@@ -408,7 +299,7 @@ def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
 
 
 @main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["compare"]))
-@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.argument("spec_path", metavar="SPEC", type=FilePath())
 @click.option(
     "--world-size",
     "world_sizes",
@@ -421,7 +312,7 @@ def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
     show_default=True,
     help="all, or strategies separated by commas.",
 )
-@_apply_options([*THRESHOLD_OPTIONS, *COST_OPTIONS])
+@apply_options([*THRESHOLD_OPTIONS, *COST_OPTIONS])
 @click.option(
     "--format",
     "fmt",
@@ -455,8 +346,8 @@ def compare(
 
 
 @main.command(epilog=exit_codes_help(COMMAND_EXIT_CODES["diff"]))
-@click.argument("old_path", metavar="OLD", type=click.Path(dir_okay=False))
-@click.argument("new_path", metavar="NEW", type=click.Path(dir_okay=False))
+@click.argument("old_path", metavar="OLD", type=FilePath())
+@click.argument("new_path", metavar="NEW", type=FilePath())
 @click.option(
     "--exit-code",
     is_flag=True,

@@ -16,6 +16,15 @@ class PlanFileError(PlannerError):
     """A plan file cannot be read, does not match the schema, or is inconsistent."""
 
 
+class TooManyShards(SpecError):
+    """The spec asks for more pieces than a plan may hold: what, and what to change, kept
+    apart so capacity advice can name it as the reason a world size does not fit."""
+
+    def __init__(self, diagnosis: str, advice: str):
+        super().__init__(f"{diagnosis}; {advice}")
+        self.diagnosis, self.advice = diagnosis, advice
+
+
 class OutputPathError(PlannerError):
     """A path given to write a plan or a report to cannot be written there."""
 

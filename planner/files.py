@@ -8,8 +8,9 @@ name the file and stop:
 - **size**: at most ``limit`` bytes are read, whatever the file claims to be (a device
   or a pipe has no size to check in advance); a NUL byte or bytes that are not UTF-8
   stop the reading at the first chunk that holds them;
-- **YAML** (specs): one document; at most ``MAX_DEPTH`` levels of nesting; at most
-  ``MAX_YAML_VALUES`` values once aliases are expanded (aliases share objects, but
+- **YAML** (specs): one document; at most ``MAX_DEPTH`` levels of nesting; lists of at
+  most ``MAX_LIST_ITEMS`` entries; at most ``MAX_YAML_VALUES`` values once aliases are
+  expanded (aliases share objects, but
   everything downstream, from validation to the plan written, repeats them); no key
   twice in one mapping; numbers as YAML 1.2's core schema writes them, with the forms
   YAML 1.1 reads differently (``010``, ``0x10``, ``1_000``, ``1:30``, ``yes``/``no``)
@@ -45,6 +46,8 @@ MAX_SPEC_BYTES = 32 * 2**20
 MAX_PLAN_BYTES = 1 * 2**30
 MAX_YAML_VALUES = 2_000_000  # scalars, lists and mappings, aliases counted as often as used
 MAX_DEPTH = 64  # a spec is 4 levels deep (a table's initializer config), a plan 6
+MAX_LIST_ITEMS = 200_000  # entries of one YAML list (a spec's tables or inputs) or a plan's
+MAX_SHARDS = 500_000  # table-parallel pieces a plan may hold (each a shard in its file)
 _CHUNK = 2**20
 
 
@@ -192,9 +195,11 @@ class _StrictLoader(Composer, _Parser, SafeConstructor, _CoreResolver):
         _CoreResolver.__init__(self)
         self._depth = 0
         self._sizes: dict[int, int] = {}  # id(node) -> values under it, aliases expanded
+        self._aliased = False  # whether an alias was met (the size limit's likely cause)
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         event = self.peek_event()
+        self._aliased = self._aliased or isinstance(event, yaml.AliasEvent)
         if isinstance(event, yaml.AliasEvent) and event.anchor in self.anchors:
             target = self.anchors[event.anchor]
             if id(target) not in self._sizes:
@@ -216,11 +221,20 @@ class _StrictLoader(Composer, _Parser, SafeConstructor, _CoreResolver):
             size = 1 + sum(self._sizes[id(child)] for child in _children(node))
             self._sizes[id(node)] = size
         if size > MAX_YAML_VALUES:
+            aliased = " once aliases are expanded; use fewer aliases of large parts"
             raise YamlRefused(
                 None,
                 None,
-                f"more than {MAX_YAML_VALUES:,} values once aliases are expanded; "
-                "write the values out, or use fewer aliases of large parts",
+                f"more than {MAX_YAML_VALUES:,} values"
+                + (aliased if self._aliased else ", the most a spec may hold"),
+                event.start_mark,
+            )
+        if isinstance(node, SequenceNode) and len(node.value) > MAX_LIST_ITEMS:
+            raise YamlRefused(
+                None,
+                None,
+                f"a list of {len(node.value):,} entries; a spec holds at most "
+                f"{MAX_LIST_ITEMS:,} tables and {MAX_LIST_ITEMS:,} inputs",
                 event.start_mark,
             )
         return node

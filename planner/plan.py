@@ -28,7 +28,9 @@ from planner import jsonlines
 from planner.errors import PlanFileError, brief, shown
 from planner.field_errors import describe_validation_error
 from planner.files import (
+    MAX_LIST_ITEMS,
     MAX_PLAN_BYTES,
+    MAX_SHARDS,
     MAX_SPEC_BYTES,
     JsonRefused,
     gc_paused,
@@ -62,6 +64,7 @@ from planner.plan_parts import Traffic as Traffic  # re-exported
 from planner.plan_ranks import RankEntry, WrittenRanks, linked_row_splits, rank_entry
 from planner.seal import seal_holds
 from planner.spec import (
+    MAX_WORLD_SIZE,
     InputSpec,
     Spec,
     Strategy,
@@ -354,6 +357,27 @@ def _not_json(text: str, exc: json.JSONDecodeError, name: str) -> str:
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
 
 
+_LIST_LIMITS = {
+    "tables": MAX_LIST_ITEMS,
+    "inputs": MAX_LIST_ITEMS,
+    "row_splits": MAX_LIST_ITEMS,
+    "shards": MAX_SHARDS,
+    "ranks": MAX_WORLD_SIZE,
+}
+
+
+def _check_list_lengths(raw: dict, source: str) -> None:
+    """Lists longer than any plan holds are refused before the schema: checking millions
+    of entries, each wrong, would take gigabytes to say so."""
+    for key, limit in _LIST_LIMITS.items():
+        found = raw.get(key)
+        if isinstance(found, list) and len(found) > limit:
+            raise PlanFileError(
+                f"{source}: {key}: {len(found):,} entries, more than the {limit:,} a plan "
+                f"holds; re-plan the spec (planner plan SPEC)"
+            )
+
+
 def parse_plan(raw: object, source: str = "<plan>", sealed: bool = False) -> Plan:
     """Schema-check parsed JSON; what is not a plan at all is said so before any field.
 
@@ -374,6 +398,7 @@ def parse_plan(raw: object, source: str = "<plan>", sealed: bool = False) -> Pla
             else f"a JSON {_JSON_TYPES.get(type(raw), type(raw).__name__)}"
         )
         raise PlanFileError(f"{source}: not a plan file ({found}); make one with planner plan")
+    _check_list_lengths(raw, source)
     version = raw["format_version"]
     if isinstance(version, str) and version.strip() == str(FORMAT_VERSION):
         raise PlanFileError(

@@ -48,7 +48,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("planner.saving",),  # plans written checked and sealed
     ("planner.reports", "planner.checkpoint"),  # read plans (compare and capacity re-plan)
     ("planner.validation",),
-    ("planner.cli", "planner.exit_codes"),
+    ("planner.cli", "planner.cli_options", "planner.exit_codes"),
     ("planner",),  # the public names, planner/__init__.py
 ]
 

@@ -25,9 +25,19 @@ def _input_error(exc: PlannerError) -> click.UsageError:
     return click.UsageError(str(exc))
 
 
+def _named(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A path given as an empty string would read as the current folder: refused."""
+    if value == "":
+        raise click.BadParameter("an empty path; name it", param=param)
+    return value
+
+
 def _output_path(output: str) -> Path:
     """``-o``, refused before any work when its folder is missing, as ``planner plan -o``
-    refuses it: a mistyped folder is more likely than one meant to be made."""
+    refuses it: a mistyped folder is more likely than one meant to be made. ``-`` is
+    not standard output here (a checkpoint or an array is no stream to pipe): refused."""
+    if output == "-":
+        raise click.UsageError("-o -: these commands write files, not standard output; name one")
     target = Path(output)
     if not target.parent.is_dir():
         raise click.UsageError(
@@ -43,7 +53,7 @@ def checkpoint() -> None:
 
 
 @checkpoint.command()
-@click.argument("path", metavar="CKPT", type=click.Path(file_okay=False))
+@click.argument("path", metavar="CKPT", type=click.Path(file_okay=False), callback=_named)
 def verify(path: str) -> None:
     """Check CKPT: complete, every file as recorded, every element of every table once.
 
@@ -66,7 +76,7 @@ def verify(path: str) -> None:
 
 
 @checkpoint.command()
-@click.argument("path", metavar="CKPT", type=click.Path(file_okay=False))
+@click.argument("path", metavar="CKPT", type=click.Path(file_okay=False), callback=_named)
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
     help="Output format.",
@@ -81,13 +91,13 @@ def inspect(path: str, fmt: str) -> None:
 
 
 @checkpoint.command(name="reshard")
-@click.argument("path", metavar="CKPT", type=click.Path(file_okay=False))
+@click.argument("path", metavar="CKPT", type=click.Path(file_okay=False), callback=_named)
 @click.option(
-    "--plan", "plan_path", required=True, type=click.Path(dir_okay=False),
+    "--plan", "plan_path", required=True, type=click.Path(dir_okay=False), callback=_named,
     help="The plan to cut the checkpoint for (same tables, any world size or strategy).",
 )
 @click.option(
-    "-o", "--output", required=True, type=click.Path(),
+    "-o", "--output", required=True, type=click.Path(), callback=_named,
     help="The new checkpoint directory: not yet there, in a folder that is, outside CKPT.",
 )
 def reshard_command(path: str, plan_path: str, output: str) -> None:
@@ -105,14 +115,14 @@ def reshard_command(path: str, plan_path: str, output: str) -> None:
 
 
 @checkpoint.command(name="export")
-@click.argument("path", metavar="CKPT", type=click.Path(file_okay=False))
+@click.argument("path", metavar="CKPT", type=click.Path(file_okay=False), callback=_named)
 @click.option("--table", required=True, help="The table to export.")
 @click.option(
     "--slot", default="weights", show_default=True,
     help="weights, or an optimizer slot (e.g. m, v, accumulator).",
 )
 @click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False),
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), callback=_named,
     help="The .npy file to write ([rows, width]; bfloat16 tables as float32), outside CKPT.",
 )
 def export_command(path: str, table: str, slot: str, output: str) -> None:

@@ -6,6 +6,8 @@ that deals column slices to ranks (``planner.placement.assignment``).
 
 from __future__ import annotations
 
+from planner.errors import TooManyShards
+from planner.files import MAX_SHARDS
 from planner.placement.assignment import ASSIGNMENTS, Assign
 from planner.placement.grouping import (
     TableGroups,
@@ -77,13 +79,18 @@ def _table_parallel_layouts(
     assign: Assign,
     world: int,
 ) -> list[RankLayout]:
-    slice_widths = {
-        t: split_evenly(
-            tables[t].width,
-            column_slice_count(tables[t].elements, tables[t].width, threshold, world),
-        )
+    counts = {
+        t: column_slice_count(tables[t].elements, tables[t].width, threshold, world)
         for t in table_ids
     }
+    if sum(counts.values()) > MAX_SHARDS:
+        raise TooManyShards(
+            f"column_slice_threshold {threshold:,} cuts {len(table_ids):,} tables into "
+            f"{sum(counts.values()):,} column slices on {world:,} ranks, more than the "
+            f"{MAX_SHARDS:,} a plan may hold",
+            "raise column_slice_threshold",
+        )
+    slice_widths = {t: split_evenly(tables[t].width, counts[t]) for t in table_ids}
     owners = [t for t in table_ids for _ in slice_widths[t]]
     sizes = [tables[t].rows * width for t in table_ids for width in slice_widths[t]]
     assignment = assign(sizes, owners, world) if owners else [[] for _ in range(world)]

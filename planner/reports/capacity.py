@@ -22,6 +22,7 @@ from planner.costs.memory import (
     spread_bytes,
     usable_memory,
 )
+from planner.errors import TooManyShards
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
@@ -224,7 +225,10 @@ def fixes_that_fit(
 
     def overflows_with(update: dict) -> list[RankOverflow]:
         candidate = Spec.model_validate({**spec.model_dump(), **update})
-        return over_capacity(make_plan(candidate))
+        try:
+            return over_capacity(make_plan(candidate))
+        except TooManyShards as exc:  # no plan at all: as good as one that does not fit
+            return [RankOverflow(0, 0, 0, exc.diagnosis, exc.advice)]
 
     found = [option for option, update in candidates.items() if not overflows_with(update)]
     largest = largest_world_to_try(plan.world_size)

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 from planner.costs.memory import ranks_over_limit
-from planner.errors import brief
+from planner.errors import SpecError, TooManyShards, brief
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
@@ -99,12 +99,16 @@ def compare(
     rows = []
     for world in world_sizes:
         for strategy in strategies:
+            where = f"{source} (world size {world}, strategy {strategy})"
             variant = spec_from_dict(
                 {**base, "world_size": world, "strategy": strategy},
-                source=f"{source} (world size {world}, strategy {strategy})",
+                source=where,
                 options=options,
             )
-            rows.append(row_of(make_plan(variant), strategy))
+            try:
+                rows.append(row_of(make_plan(variant), strategy))
+            except TooManyShards as exc:
+                raise SpecError(f"{where}: {exc}") from exc
     return rows
 
 
