@@ -67,6 +67,13 @@ def _fail_cleanly(work: Callable[[], Any], spec_path: str | None = None) -> Any:
         raise InputError(f"{where}{exc}") from exc
 
 
+def _blamed(spec_path: str, overrides: dict[str, Any]) -> str:
+    """Where a spec's threshold that planning refuses came from: its option, or the file
+    (the one setting planning itself can refuse: too many column slices)."""
+    given = overrides.get("column_slice_threshold") is not None
+    return "--column-slice-threshold" if given else spec_path
+
+
 class CapacityExceeded(click.ClickException):
     """The plan does not fit the device memory: one line per rank over, exit code 3."""
 
@@ -209,7 +216,7 @@ def plan(
     spec = _load_spec(spec_path, overrides)
     for note in unused_settings(spec):
         click.echo(f"note: {note}", err=True)
-    result = _fail_cleanly(lambda: make_plan(spec), spec_path)
+    result = _fail_cleanly(lambda: make_plan(spec), _blamed(spec_path, overrides))
     for note in unused_in_plan(result):
         click.echo(f"note: {note}", err=True)
     capacity = capacity_report(result)
@@ -286,7 +293,9 @@ def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
     spec = None if spec_path is None else _load_spec(spec_path, overrides)
     problems = plan_problems(saved)
     if spec is not None:
-        problems += _fail_cleanly(lambda: spec_problems(saved, spec), spec_path)
+        problems += _fail_cleanly(
+            lambda: spec_problems(saved, spec), _blamed(spec_path, overrides)
+        )
     name = shown(plan_path)
     if problems:
         for problem in problems[:MAX_PROBLEMS_SHOWN]:

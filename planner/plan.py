@@ -426,7 +426,8 @@ def parse_plan(raw: object, source: str = "<plan>", sealed: bool = False) -> Pla
         lazy = sealed and isinstance(raw.get("ranks"), list)
         written = PlanFile.model_validate({**raw, "ranks": []} if lazy else raw)
     except ValidationError as exc:
-        raise PlanFileError(f"{source}: {describe_validation_error(exc)}") from exc
+        model = Plan if version == 2 else PlanFile
+        raise PlanFileError(f"{source}: {describe_validation_error(exc, model=model)}") from exc
     values = dict(written.__dict__)
     del values["seal"]
     values["ranks"] = WrittenRanks(

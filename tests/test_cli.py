@@ -845,6 +845,19 @@ def test_a_misspelt_optional_key_gets_the_key_it_resembles(work: Path, line, sai
     assert result.stderr == f"Error: typo.yaml: {said}\n"
 
 
+def test_a_misspelt_key_in_a_plan_gets_the_key_it_resembles(work: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "dlrm_tiny.plan.json"
+    plan = json.loads(example.read_text())
+    plan.pop("seal")
+    plan["parameters"]["gpus_per_hots"] = plan["parameters"].pop("gpus_per_host")
+    (work / "typo.json").write_text(json.dumps(plan))
+    result = invoke("validate", "typo.json")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "Error: typo.json: parameters.gpus_per_hots: unknown key; did you mean gpus_per_host?\n"
+    )
+
+
 def test_an_unknown_key_is_shown_before_the_problems_it_causes(work: Path) -> None:
     (work / "typo.yaml").write_text("world_size: 2\ntables:\n  - {name: a, rows: 10, widht: 4}\n")
     result = invoke("plan", "typo.yaml")

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 from shared import SMALL
 
-from planner import files, make_plan, spec_from_dict
+from planner import files, make_plan, planning, spec_from_dict
 from planner.cli import main
 from planner.errors import SpecError
 from planner.files import MAX_LIST_ITEMS, MAX_SHARDS
@@ -45,8 +45,11 @@ def test_a_spec_that_asks_for_millions_of_slices_is_refused_before_planning(tmp_
     assert err == (
         f"Error: {spec}: column_slice_threshold 0 cuts 400 tables into 6,553,600 column "
         f"slices on 16,384 ranks, more than the {MAX_SHARDS:,} a plan may hold; raise "
-        "column_slice_threshold\n"
+        "column_slice_threshold to 16 or more\n"  # 1,024 slices of 16 elements per table
     )
+    # given as an option, the option is blamed, not the file
+    code, _, err = run("plan", spec, "-o", tmp_path / "p.json", "--column-slice-threshold", "8")
+    assert code == 2 and err.startswith("Error: --column-slice-threshold: column_slice_thresh")
     assert not (tmp_path / "p.json").exists()
     code, _, err = run("compare", spec, "--world-size", "16384", "--strategy", "basic")
     assert code == 2 and err.startswith(
@@ -63,7 +66,7 @@ def test_capacity_advice_counts_a_size_with_too_many_slices_as_not_fitting(tmp_p
     assert err.rstrip().endswith(
         "even 4,096 ranks do not fit (at 4,096, column_slice_threshold 0 cuts 400 tables "
         "into 1,638,400 column slices on 4,096 ranks, more than the 500,000 a plan may "
-        "hold); raise column_slice_threshold"
+        "hold); raise column_slice_threshold to 16 or more"
     )
 
 
@@ -77,8 +80,19 @@ def test_as_many_slices_as_a_plan_may_hold_still_plan(monkeypatch) -> None:
     monkeypatch.setattr(upstream, "MAX_SHARDS", 32)
     assert len(make_plan(spec).shards) == 32
     monkeypatch.setattr(upstream, "MAX_SHARDS", 31)
-    with pytest.raises(SpecError, match="cuts 4 tables into 32 column slices on 8 ranks"):
+    # 16 elements a table: threshold 3 still cuts each into 8 (3 x 4 < 16), 4 into 4
+    with pytest.raises(SpecError, match="cuts 4 tables into 32 column slices on 8 ranks") as e:
         make_plan(spec)
+    assert str(e.value).endswith("raise column_slice_threshold to 4 or more")
+    assert len(make_plan(spec.model_copy(update={"column_slice_threshold": 4})).shards) == 16
+
+
+def test_a_spec_built_in_python_gets_the_list_limit_too(monkeypatch) -> None:
+    # the YAML reader bounds lists; make_plan bounds a spec made from a dict the same way,
+    # so no plan is written that load_plan would refuse
+    monkeypatch.setattr(planning, "MAX_LIST_ITEMS", 3)
+    with pytest.raises(SpecError, match=r"^tables: 4 entries, more than the 3 a plan holds$"):
+        make_plan(spec_from_dict(SMALL))
 
 
 def test_a_yaml_list_longer_than_a_spec_holds_is_refused(tmp_path) -> None:

@@ -535,9 +535,9 @@ def test_whole_hosts_past_the_largest_size_tried_say_so(tmp_path) -> None:
     tables = "".join(f"  - {{name: t{k}, rows: 16, width: 64}}\n" for k in range(4093))
     spec.write_text(f"world_size: 512\ndevice_memory: 4KiB\ntables:\n{tables}")
     for per_host, ending in (
-        (6, "even 4,096 ranks do not fit (balanced perfectly the tables need 4,098, 4,093 "
-            "rounded up to whole hosts of 6); use devices with more memory or raise "
-            "--world-size to at least 4098"),
+        (6, "even 4,096 ranks do not fit (balanced perfectly the tables need 4,093 ranks, "
+            "4,098 in whole hosts of 6); use devices with more memory or raise --world-size "
+            "to at least 4098"),
         (8, "it fits with --world-size 4096"),
     ):
         result = invoke("plan", spec, "-o", tmp_path / "p.json", "--strategy", "basic",
@@ -557,8 +557,8 @@ def test_advice_never_names_more_ranks_than_a_spec_may_ask_for(tmp_path, monkeyp
     assert isinstance(result.exception, SystemExit)
     first = result.stderr.splitlines()[0]
     assert first.endswith(
-        "even 16,384 ranks do not fit (balanced perfectly the tables need 25,600); use devices "
-        "with more memory (16,384 ranks are the most this planner plans)"
+        "even 16,384 ranks do not fit (balanced perfectly the tables need 25,600 ranks); use "
+        "devices with more memory (16,384 ranks are the most this planner plans)"
     ), first
     assert max(world for world, _ in replans) <= 16384
     assert not (tmp_path / "p.json").exists()
@@ -582,7 +582,7 @@ def test_a_spec_that_needs_thousands_of_ranks_is_not_replanned_at_them(monkeypat
     assert line.startswith("ranks 0-1 need ")
     assert line.endswith(
         "even perfectly balanced the tables need 12.21 MiB per rank; even 4,096 ranks do "
-        "not fit (balanced perfectly the tables need 25,600); use devices with more memory "
+        "not fit (balanced perfectly the tables need 25,600 ranks); use devices with more memory "
         "(16,384 ranks are the most this planner plans)"
     )
 

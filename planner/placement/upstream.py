@@ -84,11 +84,12 @@ def _table_parallel_layouts(
         for t in table_ids
     }
     if sum(counts.values()) > MAX_SHARDS:
+        enough = _threshold_for_shards([tables[t] for t in table_ids], threshold or 0, world)
         raise TooManyShards(
             f"column_slice_threshold {threshold:,} cuts {len(table_ids):,} tables into "
             f"{sum(counts.values()):,} column slices on {world:,} ranks, more than the "
             f"{MAX_SHARDS:,} a plan may hold",
-            "raise column_slice_threshold",
+            f"raise column_slice_threshold to {enough:,} or more",
         )
     slice_widths = {t: split_evenly(tables[t].width, counts[t]) for t in table_ids}
     owners = [t for t in table_ids for _ in slice_widths[t]]
@@ -99,3 +100,17 @@ def _table_parallel_layouts(
         rank_layout(pieces, tables, readers)
         for pieces in merge_slices(assignment, slice_widths)
     ]
+
+
+def _threshold_for_shards(tables: list[TableSpec], low: int, world: int) -> int:
+    """The smallest column slice threshold above ``low`` that cuts ``tables`` into at
+    most ``MAX_SHARDS`` slices (slices only get fewer as it rises), by bisection."""
+    high = max(t.elements for t in tables)  # every table whole: one slice each
+
+    def slices(threshold: int) -> int:
+        return sum(column_slice_count(t.elements, t.width, threshold, world) for t in tables)
+
+    while low + 1 < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if slices(middle) <= MAX_SHARDS else (middle, high)
+    return high

@@ -67,9 +67,11 @@ def whole_hosts(size: int, per_host: int) -> int:
     return size if size <= per_host else -(-size // per_host) * per_host
 
 
-def _rounded_to_hosts(ranks: int, whole: int, per_host: int) -> str:
-    """Says so where ``ranks`` became ``whole`` by rounding up to whole hosts."""
-    return f", {ranks:,} rounded up to whole hosts of {per_host}" if whole != ranks else ""
+def _ranks_needed(ranks: int, whole: int, per_host: int) -> str:
+    """``5,582 ranks``, or where rounding up to whole hosts changed it,
+    ``5,582 ranks, 5,584 in whole hosts of 8``."""
+    hosts = f", {whole:,} in whole hosts of {per_host}" if whole != ranks else ""
+    return f"{ranks:,} ranks{hosts}"
 
 
 def _overflow(
@@ -170,8 +172,7 @@ def _too_few_ranks(
         f"raise --world-size to at least {needed}"
         if needed <= largest
         else f"even {largest:,} ranks do not fit (balanced perfectly the tables need "
-        f"{needed:,}{_rounded_to_hosts(ranks, needed, per_host)}); use devices with more "
-        f"memory{more_ranks}"
+        f"{_ranks_needed(ranks, needed, per_host)}); use devices with more memory{more_ranks}"
     )
     if replicas and (spread + replicas) / plan.world_size <= limit:
         advice += (
@@ -218,7 +219,11 @@ def _piece_too_large(
         if wanted >= cap:
             break
         wanted *= 2
-    diagnosis += f" and does not fit even cut into {cap} column slices"
+    diagnosis += (
+        f" and does not fit even cut into {cap} column slices"
+        if cap > 1
+        else " and cannot be column-sliced (one column, or one rank)"
+    )
     per_rank = -(-table.rows // world) * table.width * table.itemsize * factor
     if plan.parameters.dp_input and world > 1 and per_rank <= room:
         return RankOverflow(
