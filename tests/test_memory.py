@@ -373,7 +373,7 @@ def test_ranks_over_for_the_same_reason_share_one_line(work: Path) -> None:
         "ranks 0-1 need 2.19 KiB to 3.20 KiB, up to 1.25 KiB over the 1.95 KiB limit "
         "(1.95 KiB less 0% reserve; a bare number is bytes: did you mean 2000MiB?); "
         "even perfectly balanced the tables need 2.70 KiB per "
-        "rank; it fits with --world-size"
+        "rank; it fits with any one of: --world-size 5; --strategy auto --world-size 3"
     )
     overflows = over_capacity(plan_of(device_memory=2000))
     assert [o.advice for o in overflows] == ["raise --world-size to at least 3"] * 2
@@ -515,11 +515,16 @@ def test_world_size_advice_names_whole_hosts(tmp_path) -> None:
     # 12 tables of 1 MiB on 4 ranks of 1.5 MiB, basic: one table per rank, so 12 ranks.
     # Any count: 8 to 11 are tried and fail, then 16 fits, and bisection finds 13, then
     # 12. Hosts of 4: 8, then 12 (3 hosts). Hosts of 5: 10 fails, 15 fits, none between.
+    # auto balances 12 MiB over the 8 ranks of the lower bound (1.5 MiB each), in whole
+    # hosts: 8 with hosts of 1 or 4, 10 with hosts of 5.
     spec = tmp_path / "s.yaml"
     tables = "".join(f"  - {{name: t{k}, rows: 4096, width: 64}}\n" for k in range(12))
     spec.write_text(f"world_size: 4\ndevice_memory: 1.5MiB\ntables:\n{tables}")
-    for per_host, advised in ((1, "--world-size 12"), (4, "--world-size 12"),
-                              (5, "--world-size 15")):
+    for per_host, advised in (
+        (1, "any one of: --world-size 12; --strategy auto --world-size 8"),
+        (4, "any one of: --world-size 12; --strategy auto --world-size 8"),
+        (5, "any one of: --world-size 15; --strategy auto --world-size 10"),
+    ):
         done = CliRunner().invoke(
             main, ["plan", str(spec), "--gpus-per-host", str(per_host), "--strategy", "basic",
                    "-o", str(tmp_path / "p.json")]

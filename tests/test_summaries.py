@@ -179,7 +179,9 @@ def test_ranks_that_hold_no_piece_are_named(work: Path) -> None:
 def test_identical_advice_for_64_ranks_is_one_line(work: Path) -> None:
     # 128 tables of 1000 x 8 float32 (32,000 B) dealt two to each of 64 ranks: 64,000 B
     # against 60,000 B on every rank, and perfectly balanced still 64,000 B. Re-planned,
-    # 69-72 ranks leave some rank with two tables; 128 ranks hold one each and fit.
+    # 69-72 ranks leave some rank with two tables; 128 ranks hold one each and fit. auto
+    # balances 4,096,000 B over 72 ranks (the bound, 69, in whole hosts of 8): 56,864 to
+    # 56,896 B each, which fit.
     rows = "\n".join(f"  - {{name: t{i}, rows: 1000, width: 8}}" for i in range(128))
     (work / "s.yaml").write_text(f"world_size: 64\nstrategy: basic\ntables:\n{rows}\n")
     result = invoke("plan", "s.yaml", "-o", "p.json", "--device-memory", "60000")
@@ -187,7 +189,8 @@ def test_identical_advice_for_64_ranks_is_one_line(work: Path) -> None:
     assert result.stderr.splitlines() == [
         "ranks 0-63 need 62.50 KiB each, 3.91 KiB over the 58.59 KiB limit (58.59 KiB less "
         "0% reserve; a bare number is bytes: did you mean 60000MiB?); even perfectly "
-        "balanced the tables need 62.50 KiB per rank; it fits with --world-size 128"
+        "balanced the tables need 62.50 KiB per rank; it fits with any one of: --world-size "
+        "128; --strategy auto --world-size 72"
     ]
 
 
@@ -211,7 +214,8 @@ def test_more_groups_than_fit_on_a_screen_end_in_a_count() -> None:
 
 def test_json_carries_the_capacity_check_when_the_plan_does_not_fit(work: Path) -> None:
     # 2000 B: rank 0 (3280 B) is 1280 B over, rank 1 (2240 B) 240 B; the same reason
-    # for both. 3 and 4 ranks still overflow with basic; 5 fit.
+    # for both. 3 and 4 ranks still overflow with basic; 5 fit. auto row-slices a and
+    # spreads 5,520 B over the 3 ranks of the lower bound: 1,808 to 1,856 B, which fit.
     result = invoke(
         "plan", "small.yaml", "-o", "p.json", "--device-memory", "2000", "--format", "json"
     )
@@ -228,12 +232,13 @@ def test_json_carries_the_capacity_check_when_the_plan_does_not_fit(work: Path) 
             {"rank": 0, "bytes": 3280, "over": 1280},
             {"rank": 1, "bytes": 2240, "over": 240},
         ],
-        "fixes": ["--world-size 5"],
+        "fixes": ["--world-size 5", "--strategy auto --world-size 3"],
         "advice": [
             {
                 "ranks": [0, 1],
                 "diagnosis": "even perfectly balanced the tables need 2.70 KiB per rank",
-                "advice": "it fits with --world-size 5",
+                "advice": "it fits with any one of: --world-size 5; --strategy auto "
+                "--world-size 3",
             }
         ],
     }

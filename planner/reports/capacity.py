@@ -33,7 +33,7 @@ from planner.reports.overflow import (
     over_capacity,
     whole_hosts,
 )
-from planner.spec import Spec
+from planner.spec import MAX_WORLD_SIZE, Spec
 from planner.units import human_bytes, missing_unit_hint
 
 BISECTIONS = 4  # plans made to find a smaller world size that fits than the first found
@@ -238,32 +238,34 @@ def fixes_that_fit(
     per_host = plan.parameters.gpus_per_host
     sizes = _world_sizes_to_try(lowest, largest, per_host)
 
-    def world_that_fits(base: dict) -> tuple[int | None, tuple[int, RankOverflow] | None]:
-        """The smallest size found that fits with ``base``; else the largest size tried
-        and its first overflow."""
+    def world_that_fits(
+        base: dict, below: int = MAX_WORLD_SIZE + 1
+    ) -> tuple[int | None, tuple[int, RankOverflow] | None]:
+        """The smallest size under ``below`` found that fits with ``base``; else the
+        largest size tried and its first overflow."""
         unfit = None
-        for size in sizes:
+        for size in (size for size in sizes if size < below):
             over = overflows_with({**base, "world_size": size})
             if not over:
-                below = unfit[0] if unfit else lowest - 1  # below the bound nothing fits
+                under = unfit[0] if unfit else lowest - 1  # below the bound nothing fits
                 return _smaller_that_fits(
-                    below, size, per_host, lambda update: overflows_with({**base, **update})
+                    under, size, per_host, lambda update: overflows_with({**base, **update})
                 ), None
             unfit = (size, over[0])
         return None, unfit
 
     size, unfit = world_that_fits({})
-    if size is not None:
-        return [*found, f"--world-size {size}"], None
+    fixes = found if size is None else [*found, f"--world-size {size}"]
     if not found and "auto" not in (spec.strategy, plan.strategy):
-        # two changes, when one is not enough. Planned with the memory objective, which
-        # is fast at thousands of ranks (colossal at 2,800: 3.7 s, against 67 to 160 s
-        # for time); where its balanced plan fits, auto under time fits too (it falls
-        # back to those very candidates when nothing faster fits)
-        size, _ = world_that_fits({"strategy": "auto", "objective": "memory"})
-        if size is not None:
-            return [f"--strategy auto --world-size {size}"], None
-    return found, unfit
+        # auto with more ranks: where nothing else fits, or in fewer ranks than the
+        # strategy as it is (colossal at 80 GiB: 280 against 2,048). Planned with the
+        # memory objective, fast at thousands of ranks (colossal at 2,800: 3.7 s, against
+        # 67 to 160 s for time); where its balanced plan fits, auto under time fits too
+        # (it falls back to those very candidates when nothing faster fits)
+        fewer, _ = world_that_fits({"strategy": "auto", "objective": "memory"}, size or largest + 1)
+        if fewer is not None:
+            return [*fixes, f"--strategy auto --world-size {fewer}"], None
+    return fixes, None if size is not None else unfit
 
 
 def _smaller_that_fits(
