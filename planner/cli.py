@@ -337,8 +337,9 @@ def compare(
 
     Rows show the largest and mean rank bytes, imbalance, shards, and with
     --global-batch-size the traffic per rank and step time, with --device-memory
-    whether the plan fits (a report: plans that do not fit are rows, not an error).
-    Nothing is written.
+    whether the plan fits (a report: plans that do not fit are rows, not an error;
+    so is a size that would cut the tables into too many pieces to plan). Nothing is
+    written.
     """
     try:
         sizes = parse_world_sizes(world_sizes) if world_sizes else None

@@ -9,7 +9,7 @@ from typing import Any, get_args
 import click
 
 from planner.placement.registry import STRATEGY_NAMES
-from planner.spec import DType, Objective, Offload, RowReduction
+from planner.spec_fields import DType, Objective, Offload, RowReduction
 from planner.units import OPTIMIZERS
 
 

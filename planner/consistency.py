@@ -26,7 +26,7 @@ from planner.field_errors import describe_validation_error
 from planner.memory_checks import limit_problems, offload_problems
 from planner.placement.layout import fusion_key, weight_key
 from planner.plan import Plan, Shard, parse_plan, read_plan_file
-from planner.spec import summing_hosts
+from planner.spec_fields import summing_hosts
 from planner.units import optimizer_slots
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from planner.costs.memory import memory_limit, ranks_over_host_limit, ranks_over_limit
 from planner.plan import LocalWeight, Plan, RankPlan
-from planner.spec import DTYPE_BYTES
+from planner.spec_fields import DTYPE_BYTES
 from planner.units import human_bytes
 
 

@@ -8,8 +8,6 @@ same bytes and a plan diff in review reads top to bottom.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -27,18 +25,8 @@ from pydantic import (
 from planner import jsonlines
 from planner.errors import PlanFileError, brief, shown
 from planner.field_errors import describe_validation_error
-from planner.files import (
-    MAX_LIST_ITEMS,
-    MAX_PLAN_BYTES,
-    MAX_SHARDS,
-    MAX_SPEC_BYTES,
-    JsonRefused,
-    gc_paused,
-    json_syntax_problem,
-    parse_json,
-    parse_yaml,
-    read_text,
-)
+from planner.files import MAX_LIST_ITEMS, MAX_PLAN_BYTES, MAX_SHARDS, MAX_SPEC_BYTES, read_text
+from planner.parsing import JsonRefused, gc_paused, json_syntax_problem, parse_json, parse_yaml
 from planner.plan_parameters import Parameters as Parameters  # re-exported
 from planner.plan_parts import Device as Device  # re-exported
 from planner.plan_parts import (
@@ -63,15 +51,8 @@ from planner.plan_parts import RowSlice as RowSlice  # re-exported
 from planner.plan_parts import Traffic as Traffic  # re-exported
 from planner.plan_ranks import RankEntry, WrittenRanks, linked_row_splits, rank_entry
 from planner.seal import seal_holds
-from planner.spec import (
-    MAX_WORLD_SIZE,
-    InputSpec,
-    Spec,
-    Strategy,
-    TableSpec,
-    WorldSize,
-    summing_hosts,
-)
+from planner.spec import InputSpec, Spec, TableSpec
+from planner.spec_fields import MAX_WORLD_SIZE, Strategy, WorldSize, summing_hosts
 
 FORMAT_VERSION = 3
 READ_VERSIONS = (2, 3)  # format 2 wrote every rank's weights and inputs in full
@@ -281,30 +262,6 @@ def plan_json_schema() -> dict:
     """The schema of plan files (what is written; derived parts are left out)."""
     schema = PlanFile.model_json_schema(mode="serialization")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
-
-
-def write_atomically(text: str, path: Path) -> None:
-    """A temp file in ``path``'s folder renamed over it, removed if anything fails; or
-    straight into ``path`` when it is a device or FIFO (/dev/stdout: nothing to rename)."""
-    if path.exists() and not path.is_file():
-        path.write_text(text, encoding="utf-8")
-        return
-    # the temporary name stays short: any name the folder takes leaves room for it
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it private; plans are shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_plan(path: str | Path) -> Plan:

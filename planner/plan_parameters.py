@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from planner.plan_parts import Int64, _Frozen, left_out_at
-from planner.spec import (
+from planner.spec_fields import (
     INT32_MAX,
     INT64_MAX,
     Bandwidth,

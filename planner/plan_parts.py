@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.spec import INT64_MAX, Combiner, DType, Initializer
+from planner.spec_fields import INT64_MAX, Combiner, DType, Initializer
 
 # Every integer a plan holds fits 64 bits: larger ones (a file edited by hand) would turn
 # numpy's arithmetic in the checks and estimates into Python objects and fail there.

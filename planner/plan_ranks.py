@@ -31,7 +31,8 @@ from planner.plan_parts import (
     left_out_at,
     record,
 )
-from planner.spec import INT64_MAX, InputSpec, TableSpec
+from planner.spec import InputSpec, TableSpec
+from planner.spec_fields import INT64_MAX
 
 
 class WeightEntry(_Frozen):

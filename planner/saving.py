@@ -12,8 +12,8 @@ from pathlib import Path
 
 from planner.consistency import plan_problems
 from planner.errors import PlanFileError, shown
-from planner.files import MAX_PLAN_BYTES, utf8_size
-from planner.plan import Plan, write_atomically
+from planner.files import MAX_PLAN_BYTES, too_large_to_write, write_atomically
+from planner.plan import Plan
 from planner.seal import sealed
 
 
@@ -25,12 +25,10 @@ def plan_text(plan: Plan, target: str = "<plan>") -> str:
     ``MAX_PLAN_BYTES``, so a larger plan is not written for nobody to read back.
     """
     text = plan.to_json()
-    size = utf8_size(text)
-    if size > MAX_PLAN_BYTES:
+    if problem := too_large_to_write(text, MAX_PLAN_BYTES, "plan"):
         raise PlanFileError(
-            f"{target}: the plan would be {size / 2**20:,.1f} MiB, more than the "
-            f"{MAX_PLAN_BYTES // 2**20:,} MiB a plan may be; plan with fewer ranks, or fewer "
-            "row-sliced tables (each lists a shard on every rank)"
+            f"{target}: {problem}; plan with fewer ranks, or fewer row-sliced tables (each "
+            "lists a shard on every rank)"
         )
     return text if plan_problems(plan) else sealed(text)
 

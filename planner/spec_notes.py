@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from planner.plan import Plan
-from planner.spec import Spec, summing_hosts
+from planner.spec import Spec
+from planner.spec_fields import summing_hosts
 
 # Used only by the step estimate (and by auto, which estimates even without a batch);
 # gpus_per_host is not among them: host sums and capacity advice read it too

@@ -16,7 +16,8 @@ from planner.errors import brief
 from planner.field_errors import option_name
 from planner.plan import Plan
 from planner.planning import make_plan
-from planner.spec import OPTION_FIELDS, SIZE_FIELDS, Spec
+from planner.spec import OPTION_FIELDS, Spec
+from planner.spec_fields import SIZE_FIELDS
 from planner.units import exact_size
 
 __all__ = ["plan_problems", "spec_problems"]

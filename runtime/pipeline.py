@@ -25,7 +25,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from planner.plan import Plan
-from planner.spec import summing_hosts
+from planner.spec_fields import summing_hosts
 from runtime import checks, exchange, row_buckets
 from runtime.agreement import InputAgreement, Inspection, placeholders
 from runtime.construction import LayerVariables, on_planned_device

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from planner import make_plan, spec_from_dict
 from planner.plan import Plan
-from planner.spec import STRATEGIES
+from planner.spec_fields import STRATEGIES
 from runtime.embedding import DEFAULT_INITIALIZER
 
 

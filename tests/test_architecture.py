@@ -19,7 +19,7 @@ from planner import spec_from_dict
 from planner.cli import main
 from planner.placement.registry import PLACEMENTS, STRATEGY_NAMES
 from planner.reports.compare import parse_strategies
-from planner.spec import STRATEGIES
+from planner.spec_fields import STRATEGIES
 
 PACKAGE = Path(__file__).resolve().parent.parent / "planner"
 
@@ -30,9 +30,11 @@ LAYERS: list[tuple[str, ...]] = [
         "planner.errors",
         "planner.units",
         "planner.files",
+        "planner.parsing",
         "planner.initializers",
         "planner.jsonlines",
         "planner.field_errors",
+        "planner.spec_fields",
         "planner.spec",
         "planner.spec_notes",
         "planner.plan_parts",

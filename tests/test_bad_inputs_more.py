@@ -32,7 +32,7 @@ from test_bad_inputs import (
 from planner import PlanFileError, load_plan, make_plan, spec_from_dict
 from planner.cli import main
 from planner.errors import SpecError, brief
-from planner.files import JsonRefused, parse_json
+from planner.parsing import JsonRefused, parse_json
 from planner.seal import sealed
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -279,6 +279,7 @@ def test_a_manifest_over_the_cap_is_not_written(tmp_path, monkeypatch) -> None:
     """What no reader would take is refused at the end of the write, and nothing stays."""
     monkeypatch.setattr("planner.checkpoint.writing.MAX_MANIFEST_BYTES", 1000)
     plan = plan_of(MIXED, 2)
-    with pytest.raises(CheckpointError, match=r"manifest\.json: would be .* a manifest may be"):
+    refusal = r"manifest\.json: the manifest would be .* MiB, more than the .* a manifest may be"
+    with pytest.raises(CheckpointError, match=refusal):
         write(tmp_path / "ckpt", plan, global_arrays(plan))
     assert list(tmp_path.iterdir()) == []

@@ -26,7 +26,7 @@ from planner.checkpoint.directory import (
     staging_path,
     step_path,
 )
-from planner.checkpoint.manifest import MANIFEST, read_manifest, write_json_atomically
+from planner.checkpoint.manifest import MANIFEST, read_manifest
 from planner.checkpoint.npyfile import (
     BlockCrc,
     PieceWriter,
@@ -36,6 +36,7 @@ from planner.checkpoint.npyfile import (
     read_rows,
     write_piece,
 )
+from planner.files import write_atomically
 
 
 @settings(deadline=None, max_examples=60)
@@ -210,7 +211,7 @@ def test_only_a_durable_publish_waits_for_the_disk(tmp_path, plan, monkeypatch, 
     manifest = read_manifest(target)
     fsynced = []
     monkeypatch.setattr(os, "fsync", fsynced.append)
-    write_json_atomically(staging / MANIFEST, manifest.to_json(), sync)
+    write_atomically(manifest.to_json(), staging / MANIFEST, sync)
     publish(staging, target, sync=sync)
     assert bool(fsynced) is sync
     assert (target / "plan.json").read_text() == "{}"

@@ -369,7 +369,7 @@ def test_failed_write_leaves_no_partial_or_temp_file(
     def refuse(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("planner.plan.os.replace", refuse)
+    monkeypatch.setattr("planner.files.os.replace", refuse)
     result = invoke("plan", "small.yaml", "-o", "plan.json")
     assert result.exit_code != 0
     assert files_in(work) == ["plan.json", "small.yaml"]
@@ -380,7 +380,7 @@ def test_failed_write_is_reported_in_one_line(work: Path, monkeypatch: pytest.Mo
     def refuse(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("planner.plan.os.replace", refuse)
+    monkeypatch.setattr("planner.files.os.replace", refuse)
     result = invoke("plan", "small.yaml", "-o", "plan.json")
     assert result.exit_code == 2
     assert isinstance(result.exception, SystemExit)
@@ -981,7 +981,7 @@ def test_save_plan_failure_cleans_up(work: Path, monkeypatch: pytest.MonkeyPatch
     def refuse(src: str, dst: str) -> None:
         raise OSError(13, "Permission denied")
 
-    monkeypatch.setattr("planner.plan.os.replace", refuse)
+    monkeypatch.setattr("planner.files.os.replace", refuse)
     with pytest.raises(PlanFileError, match=r"lib\.json: cannot write the plan"):
         save_plan(plan, work / "lib.json")
     assert files_in(work) == ["small.yaml"]

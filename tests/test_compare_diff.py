@@ -15,7 +15,8 @@ from planner.planning import make_plan
 from planner.reports.compare import compare, parse_strategies, parse_world_sizes
 from planner.reports.diff import diff_plans
 from planner.reports.diff import render as render_diff
-from planner.spec import STRATEGIES, spec_from_dict
+from planner.spec import spec_from_dict
+from planner.spec_fields import STRATEGIES
 
 # a 100 x 8 float32 (800 elements, 3200 B), b 50 x 8 (400, 1600 B),
 # c 10 x 4 float16 (40, 80 B), d 20 x 8 (160, 640 B); 5520 B in all.

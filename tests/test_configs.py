@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from planner import Plan, Spec, load_spec, make_plan, plan_problems
 from planner.cli import main
 from planner.placement.upstream import UPSTREAM_STRATEGIES
-from planner.spec import STRATEGIES
+from planner.spec_fields import STRATEGIES
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 CONFIG_NAMES = sorted(path.stem for path in CONFIGS.glob("*.yaml"))

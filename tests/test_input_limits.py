@@ -4,6 +4,7 @@ early, in one line, within a second or two: the limits on lists, shards and path
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 from shared import SMALL
 
-from planner import files, make_plan, planning, spec_from_dict
+from planner import make_plan, parsing, planning, spec_from_dict
 from planner.cli import main
 from planner.errors import SpecError
 from planner.files import MAX_LIST_ITEMS, MAX_SHARDS
@@ -51,10 +52,38 @@ def test_a_spec_that_asks_for_millions_of_slices_is_refused_before_planning(tmp_
     code, _, err = run("plan", spec, "-o", tmp_path / "p.json", "--column-slice-threshold", "8")
     assert code == 2 and err.startswith("Error: --column-slice-threshold: column_slice_thresh")
     assert not (tmp_path / "p.json").exists()
-    code, _, err = run("compare", spec, "--world-size", "16384", "--strategy", "basic")
-    assert code == 2 and err.startswith(
-        f"Error: {spec} (world size 16384, strategy basic): column_slice_threshold 0 cuts"
-    )
+
+
+
+def test_compare_shows_a_world_size_with_too_many_slices_as_a_row_without_a_plan(
+    tmp_path,
+) -> None:
+    # at 8 ranks each table is cut into 8 slices (3,200 in all); at 16,384 into 16,384
+    spec = wide_tables_spec(tmp_path / "wide.yaml", 8)
+    args = ["compare", spec, "--world-size", "8,16384", "--strategy", "basic,memory_balanced"]
+    code, out, err = run(*args, "--device-memory", "80GiB")
+    assert code == 0 and err == ""
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()[2:6]]
+    assert [row[:2] + row[-2:] for row in rows] == [
+        ["8", "basic", "3200", "yes"],
+        ["8", "memory_balanced", "3200", "yes"],
+        ["16384", "basic", "-", "no plan"],
+        ["16384", "memory_balanced", "-", "no plan"],
+    ]
+    reason = (
+        "column_slice_threshold 0 cuts 400 tables into 6,553,600 column slices on 16,384 "
+        f"ranks, more than the {MAX_SHARDS:,} a plan may hold; raise column_slice_threshold "
+        "to 16 or more"
+    )  # said once for both strategies
+    assert out.splitlines()[6:] == [
+        "", f"no plan at world size 16384 (basic, memory_balanced): {reason}"
+    ]
+    code, out, _ = run(*args[:4], "--strategy", "basic", "--format", "json")
+    assert code == 0
+    assert json.loads(out)[1] == {"world_size": 16384, "strategy": "basic", "no_plan": reason}
+    code, out, _ = run(*args[:4], "--strategy", "basic", "--format", "markdown")
+    assert out.splitlines()[-1] == f"- no plan at world size 16384 (basic): {reason}"
+    assert out.splitlines()[3] == "| 16384 | basic | - | - | - | - |"
 
 
 def test_capacity_advice_counts_a_size_with_too_many_slices_as_not_fitting(tmp_path) -> None:
@@ -107,7 +136,7 @@ def test_a_yaml_list_longer_than_a_spec_holds_is_refused(tmp_path) -> None:
 
 
 def test_too_many_values_without_aliases_says_so_without_blaming_aliases(tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "MAX_YAML_VALUES", 50)
+    monkeypatch.setattr(parsing, "MAX_YAML_VALUES", 50)
     spec = tmp_path / "many.yaml"
     spec.write_text(
         "world_size: 2\ntables:\n"

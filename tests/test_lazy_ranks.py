@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from planner import PlanFileError, consistency, load_plan, make_plan, save_plan, spec_from_dict
-from planner.files import gc_paused
+from planner.parsing import gc_paused
 from planner.plan import Plan, read_plan, read_plan_file
 from planner.plan_parts import served_by
 from planner.plan_ranks import RankEntry, WrittenRanks

@@ -25,7 +25,8 @@ from planner.planning import make_plan
 from planner.reports import capacity
 from planner.reports.capacity import _smaller_that_fits, _world_sizes_to_try, capacity_lines
 from planner.reports.overflow import largest_world_to_try, over_capacity
-from planner.spec import COST_FIELDS, DTYPE_BYTES, spec_from_dict
+from planner.spec import COST_FIELDS, spec_from_dict
+from planner.spec_fields import DTYPE_BYTES
 from planner.units import OPTIMIZERS, exact_size, missing_unit_hint, parse_size
 from planner.validation import plan_problems, spec_problems
 

@@ -21,7 +21,8 @@ from planner.costs.summary import summarize
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.saving import plan_text, save_plan
-from planner.spec import DTYPE_BYTES, Spec, spec_from_dict
+from planner.spec import Spec, spec_from_dict
+from planner.spec_fields import DTYPE_BYTES
 from planner.validation import plan_problems, spec_problems
 
 SETTINGS = settings(

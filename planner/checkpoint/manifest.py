@@ -10,7 +10,6 @@ needs. The pydantic models here are the manifest's schema.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -19,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from planner.checkpoint.errors import CheckpointError
 from planner.field_errors import describe_validation_error
-from planner.files import JsonRefused, json_syntax_problem, parse_json, read_text
-from planner.spec import DTYPE_BYTES, DType
+from planner.files import read_text
+from planner.parsing import JsonRefused, json_syntax_problem, parse_json
+from planner.spec_fields import DTYPE_BYTES, DType
 
 FORMAT = "embedding-checkpoint"
 FORMAT_VERSION = 1
@@ -171,15 +171,3 @@ def read_manifest(directory: Path) -> Manifest:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
         raise CheckpointError(f"{path}: {describe_validation_error(exc)}") from exc
-
-
-def write_json_atomically(path: Path, text: str, sync: bool = True) -> None:
-    """Write ``path`` through a temporary name, then rename it in place (after an
-    fsync with ``sync``), so no reader ever sees part of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        if sync:
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -24,10 +24,9 @@ from planner.checkpoint.manifest import (
     PieceEntry,
     TableEntry,
     piece_file,
-    write_json_atomically,
 )
 from planner.checkpoint.npyfile import READ_BYTES, BlockCrc, write_piece
-from planner.files import utf8_size
+from planner.files import too_large_to_write, write_atomically
 from planner.plan import Plan
 from planner.saving import save_plan
 
@@ -114,12 +113,10 @@ def write_manifest(
         files=files,
     )
     text = manifest.to_json()
-    size = utf8_size(text)
-    if size > MAX_MANIFEST_BYTES:
+    if problem := too_large_to_write(text, MAX_MANIFEST_BYTES, "manifest"):
         raise CheckpointError(
-            f"{root / MANIFEST}: would be {size / 2**20:,.1f} MiB, more than the "
-            f"{MAX_MANIFEST_BYTES // 2**20:,} MiB a manifest may be; use a plan with fewer "
-            "pieces (fewer ranks, or fewer row-sliced tables)"
+            f"{root / MANIFEST}: {problem}; use a plan with fewer pieces (fewer ranks, or "
+            "fewer row-sliced tables)"
         )
-    write_json_atomically(root / MANIFEST, text, sync)
+    write_atomically(text, root / MANIFEST, sync)
     return manifest

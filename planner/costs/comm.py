@@ -31,7 +31,7 @@ from typing import TypeVar
 import numpy as np
 
 from planner.plan import CommStats, Parameters, Plan, RankComm, Traffic
-from planner.spec import DTYPE_BYTES, summing_hosts
+from planner.spec_fields import DTYPE_BYTES, summing_hosts
 
 PHASES: tuple[str, ...] = (
     "id_alltoall",

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.plan import LocalWeight, Plan, RankPlan, RowSlice, RowSplit
-from planner.spec import DTYPE_BYTES, TableSpec
+from planner.spec import TableSpec
+from planner.spec_fields import DTYPE_BYTES
 from planner.units import optimizer_slots
 
 

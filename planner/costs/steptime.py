@@ -45,7 +45,8 @@ from planner.costs.comm import (
     ring_allreduce_bytes,
 )
 from planner.plan import Parameters, Plan, RankStep, StepStats
-from planner.spec import DTYPE_BYTES, InputSpec, Spec, TableSpec, summing_hosts
+from planner.spec import InputSpec, Spec, TableSpec
+from planner.spec_fields import DTYPE_BYTES, summing_hosts
 
 LOOKUP_SECONDS = 1e-10  # per id looked up, per piece: 10 G ids/s of kernel work
 BACKWARD_FACTOR = 2  # backward lookups (gradient scatter and update) over forward

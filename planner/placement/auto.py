@@ -64,7 +64,8 @@ from planner.placement.layout import Piece, inputs_by_table, rank_layout
 from planner.placement.result import Placement
 from planner.placement.slicing import ranges_from_sizes
 from planner.placement.upstream import UPSTREAM_STRATEGIES, upstream_placement
-from planner.spec import DTYPE_BYTES, Spec, summing_hosts
+from planner.spec import Spec
+from planner.spec_fields import DTYPE_BYTES, summing_hosts
 from planner.units import optimizer_slots
 
 REPLICA_BUDGET = 1e-3  # memory objective: automatic replicas, as a fraction of a rank's share

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from planner.placement.grouping import EffectiveThresholds, TableGroups
 from planner.placement.layout import RankLayout
-from planner.spec import RowReduction, Spec
+from planner.spec import Spec
+from planner.spec_fields import RowReduction
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from planner.reports.overflow import (
     over_capacity,
     whole_hosts,
 )
-from planner.spec import MAX_WORLD_SIZE, Spec
+from planner.spec import Spec
+from planner.spec_fields import MAX_WORLD_SIZE
 from planner.units import human_bytes, missing_unit_hint
 
 BISECTIONS = 4  # plans made to find a smaller world size that fits than the first found

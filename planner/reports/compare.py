@@ -7,12 +7,13 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 from planner.costs.memory import ranks_over_limit
-from planner.errors import SpecError, TooManyShards, brief
+from planner.errors import TooManyShards, brief
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
 from planner.reports.preview import table_lines
-from planner.spec import MAX_WORLD_SIZE, Spec, spec_from_dict
+from planner.spec import Spec, spec_from_dict
+from planner.spec_fields import MAX_WORLD_SIZE
 from planner.units import human_bytes
 
 
@@ -36,6 +37,17 @@ class Row:
     max_rank_device_bytes: int = 0  # with CPU offload, the largest rank's GPU part
     max_rank_host_bytes: int = 0  # and the largest rank's host part
     row_reduction: str = "direct"  # as the plan runs it (auto may choose host)
+
+
+@dataclass(frozen=True)
+class Unplanned:
+    """One (world size, strategy) that makes no plan at all: the spec would cut its
+    tables into more pieces there than a plan may hold. A row like one that does not
+    fit, so that one such size does not hide the others."""
+
+    world_size: int
+    strategy: str
+    no_plan: str  # why, and what to change
 
 
 # Each world size is a plan per strategy: a bound keeps one command within seconds.
@@ -88,12 +100,14 @@ def compare(
     strategies: list[str],
     source: str = "<spec>",
     options: Collection[str] = (),
-) -> list[Row]:
+) -> list[Row | Unplanned]:
     """A row per (world size, strategy), world sizes outermost, in the order given.
 
     Each combination is validated as a spec of its own (a global batch size must split
     over every world size); SpecError names the first that does not, and the option
     among ``options`` (the settings given as options) whose value is at fault, if any.
+    A combination that would cut the tables into too many pieces is an ``Unplanned``
+    row instead: the world size, not the spec, is what is wrong with it.
     """
     base = spec.model_dump()
     rows = []
@@ -108,7 +122,7 @@ def compare(
             try:
                 rows.append(row_of(make_plan(variant), strategy))
             except TooManyShards as exc:
-                raise SpecError(f"{where}: {exc}") from exc
+                rows.append(Unplanned(world, strategy, str(exc)))
     return rows
 
 
@@ -137,13 +151,18 @@ def row_of(plan: Plan, strategy: str) -> Row:
     )
 
 
-def render(rows: list[Row], fmt: str = "table") -> str:
-    """The rows as an aligned table, Markdown, or JSON (a list of objects)."""
+def render(rows: list[Row | Unplanned], fmt: str = "table") -> str:
+    """The rows as an aligned table, Markdown, or JSON (a list of objects).
+
+    A combination with no plan is a row of dashes, its reason said under the table; in
+    JSON an object of its world size, strategy and ``no_plan``.
+    """
     if fmt == "json":
         return json.dumps([asdict(row) for row in rows], indent=2)
-    with_comm = any(row.comm_seconds is not None for row in rows)
-    with_fit = any(row.fits is not None for row in rows)
-    with_host = any(row.max_rank_host_bytes for row in rows)
+    planned = [row for row in rows if isinstance(row, Row)]
+    with_comm = any(row.comm_seconds is not None for row in planned)
+    with_fit = any(row.fits is not None for row in planned)
+    with_host = any(row.max_rank_host_bytes for row in planned)
     head = ["world", "strategy", "max/rank", "mean/rank", "imbalance", "shards"]
     if with_host:
         head += ["GPU/rank", "host/rank"]
@@ -153,6 +172,10 @@ def render(rows: list[Row], fmt: str = "table") -> str:
         head += ["fits"]
     body = []
     for row in rows:
+        if isinstance(row, Unplanned):
+            dashes = ["-"] * (len(head) - 2)
+            body.append([str(row.world_size), row.strategy, *dashes[:-1], _NO_PLAN[with_fit]])
+            continue
         cells = [
             str(row.world_size),
             _strategy_cell(row),
@@ -172,7 +195,19 @@ def render(rows: list[Row], fmt: str = "table") -> str:
         if with_fit:
             cells += ["yes" if row.fits else f"no ({row.ranks_over} over)"]
         body.append(cells)
-    return "\n".join(table_lines(head, body, fmt))
+    strategies_by_reason: dict[tuple[int, str], list[str]] = {}
+    for row in rows:
+        if isinstance(row, Unplanned):
+            strategies_by_reason.setdefault((row.world_size, row.no_plan), []).append(row.strategy)
+    bullet = "- " if fmt == "markdown" else ""  # else Markdown runs the lines together
+    reasons = [
+        f"{bullet}no plan at world size {world} ({', '.join(strategies)}): {reason}"
+        for (world, reason), strategies in strategies_by_reason.items()
+    ]
+    return "\n".join([*table_lines(head, body, fmt), *(["", *reasons] if reasons else [])])
+
+
+_NO_PLAN = {True: "no plan", False: "-"}  # in the fits column, when there is one
 
 
 def _strategy_cell(row: Row) -> str:

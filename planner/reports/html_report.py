@@ -17,7 +17,8 @@ from typing import Any
 
 from planner.costs.memory import footprint, memory_limit, replica_bytes, state_factor
 from planner.errors import PlannerError
-from planner.plan import Plan, write_atomically
+from planner.files import write_atomically
+from planner.plan import Plan
 from planner.reports.bar_chart import (
     BarChart,
     Rule,

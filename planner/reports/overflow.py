@@ -20,7 +20,7 @@ from planner.costs.memory import (
     state_factor,
 )
 from planner.plan import Plan
-from planner.spec import MAX_WORLD_SIZE
+from planner.spec_fields import MAX_WORLD_SIZE
 from planner.units import human_bytes
 
 

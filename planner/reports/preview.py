@@ -17,7 +17,7 @@ from planner.errors import brief
 from planner.plan import Plan
 from planner.reports.capacity import CapacityReport, capacity_report
 from planner.reports.folding import fold_names, rank_ranges
-from planner.spec import MAX_WORLD_SIZE
+from planner.spec_fields import MAX_WORLD_SIZE
 from planner.units import human_bytes
 
 DEFAULT_SHARD_LIMIT = 200

@@ -24,7 +24,7 @@ from scenarios import _seed, check, inp, table
 
 from planner.costs.comm import CommConfig, estimate_comm
 from planner.plan import Plan, parse_plan
-from planner.spec import summing_hosts
+from planner.spec_fields import summing_hosts
 from runtime import exchange
 from runtime.checks import RECORD_FIELDS
 
