@@ -21,7 +21,7 @@ from planner.costs.comm import CommConfig, estimate_comm
 from planner.costs.memory import host_bytes, rank_footprints
 from planner.costs.steptime import plan_step
 from planner.costs.summary import summarize
-from planner.errors import PlanFileError, brief, shown
+from planner.errors import PlanFileError, and_more, brief, shown
 from planner.field_errors import describe_validation_error
 from planner.memory_checks import limit_problems, offload_problems
 from planner.placement.layout import fusion_key, weight_key
@@ -54,9 +54,9 @@ def plan_from_dict(raw: object, source: str = "<plan>") -> Plan:
 def _checked(plan: Plan, source: str, checks: Callable[[Plan], list[str]]) -> Plan:
     problems = checks(plan)
     if problems:
-        more = f" (and {len(problems) - 1:,} more)" if len(problems) > 1 else ""
         raise PlanFileError(
-            f"{source}: {problems[0]}{more}; run planner validate for every problem"
+            f"{source}: {problems[0]}{and_more(len(problems))}; run planner validate for "
+            "every problem"
         )
     return plan
 
@@ -200,7 +200,7 @@ def _check_groups(plan: Plan) -> list[str]:
     grouped = plan.groups.data_parallel + plan.groups.table_parallel + plan.groups.row_sliced
     if sorted(grouped) != sorted(tables):
         problems.append("groups: every table must be in exactly one group")
-    group_of = {name: g for g, names in plan.groups for name in names}
+    group_of = plan.groups.group_of()
     table_of = _table_of_inputs(plan)
     for group, names in plan.input_groups:
         problems += [

@@ -29,6 +29,17 @@ class OutputPathError(PlannerError):
     """A path given to write a plan or a report to cannot be written there."""
 
 
+def and_more(total: int, noun: str = "", then: str = "") -> str:
+    """What follows the first of ``total`` problems when one line shows only it:
+    `` (and 2 more problems; run planner validate)``, or nothing when it is the only one.
+    One wording everywhere a loader stops at its first problem."""
+    more = total - 1
+    if more <= 0:
+        return ""
+    word = f" {noun}{'s' if more > 1 else ''}" if noun else ""
+    return f" (and {more:,} more{word}{'; ' + then if then else ''})"
+
+
 def shown(text: str) -> str:
     """``text`` as it is when every character prints, else its escaped ``repr``.
 

@@ -14,7 +14,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from planner.errors import brief, shown
+from planner.errors import and_more, brief, shown
 
 
 def describe_validation_error(
@@ -47,8 +47,7 @@ def describe_validation_error(
         value = first["input"]
         hint = _hint(first["type"], value, from_yaml)
         text = f"{field}: {message}{hint} (got {brief(value)})"
-    more = len(errors) - 1
-    return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+    return text + and_more(len(errors), "problem")
 
 
 def first_problem(errors: list[ErrorDetails]) -> ErrorDetails:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -50,12 +50,16 @@ from planner.plan_parts import RankStep as RankStep  # re-exported
 from planner.plan_parts import RowSlice as RowSlice  # re-exported
 from planner.plan_parts import Traffic as Traffic  # re-exported
 from planner.plan_ranks import RankEntry, WrittenRanks, linked_row_splits, rank_entry
-from planner.seal import seal_holds
+from planner.seal import seal_holds, text_digest
 from planner.spec import InputSpec, Spec, TableSpec
 from planner.spec_fields import MAX_WORLD_SIZE, Strategy, WorldSize, summing_hosts
 
 FORMAT_VERSION = 3
 READ_VERSIONS = (2, 3)  # format 2 wrote every rank's weights and inputs in full
+
+
+GroupName = Literal["data_parallel", "table_parallel", "row_sliced"]
+GROUP_NAMES: tuple[GroupName, ...] = get_args(GroupName)
 
 
 class Groups(_Frozen):
@@ -64,6 +68,10 @@ class Groups(_Frozen):
     data_parallel: list[str]
     table_parallel: list[str]
     row_sliced: list[str]
+
+    def group_of(self) -> dict[str, GroupName]:
+        """Each name's group: the lookup the checks, diff, reports and checkpoints need."""
+        return {name: group for group in GROUP_NAMES for name in getattr(self, group)}
 
 
 class CommStats(_Frozen):
@@ -199,6 +207,14 @@ class Plan(_Frozen):
 
     def to_json(self) -> str:
         return jsonlines.dumps(self.model_dump(mode="json")) + "\n"
+
+    @cached_property
+    def digest(self) -> str:
+        """The sha256 of the plan as ``to_json`` writes it, which is its seal: the same
+        plan has the same digest built, read from a dict, or read from a sealed file (whose
+        seal is taken as it is, no rank worked out). What the ranks of a training job
+        compare to know they run one plan."""
+        return text_digest(self.to_json())
 
     def spec(self) -> Spec:
         """The normalized spec this plan was made from."""
@@ -394,4 +410,7 @@ def parse_plan(raw: object, source: str = "<plan>", sealed: bool = False) -> Pla
         linked_row_splits(written.tables, written.row_splits, written.groups.row_sliced),
         source,
     )
-    return record(Plan, **values)
+    plan = record(Plan, **values)
+    if sealed and written.seal is not None:
+        plan.__dict__["digest"] = written.seal  # the cached_property, known without work
+    return plan

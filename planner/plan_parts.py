@@ -104,6 +104,23 @@ class RowSlice(_Frozen):
     rows: Range
 
 
+def even_split_counts(
+    rows: int, first: int, stop: int, remainder_start: int, world_size: int
+) -> np.ndarray:
+    """Rows per rank of ``rows`` spread over ranks [first, stop) as ``RowSplit`` says:
+    ``rows // count`` each, one more for ``rows % count`` of them from position
+    ``remainder_start`` on, wrapping; none elsewhere. Ranks outside the world (a plan
+    edited by hand, for its checks to refuse) are left out, not an IndexError."""
+    count = max(stop - first, 1)
+    even, extra = divmod(rows, count)
+    held = np.zeros(world_size, np.int64)
+    group = held[max(first, 0) : max(min(stop, world_size), 0)]
+    group += even
+    longer = (remainder_start + np.arange(extra)) % count
+    group[longer[longer < len(group)]] += 1
+    return held
+
+
 class RowSplit(_Frozen):
     """A row-sliced table's rows spread over consecutive ranks as evenly as they go.
 
@@ -124,14 +141,7 @@ class RowSplit(_Frozen):
 
     def bounds(self, rows: int, world_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Every rank's first and last-plus-one row, in rank order (empty outside)."""
-        first, stop = self.ranks
-        count = max(stop - first, 1)
-        even, extra = divmod(rows, count)
-        held = np.zeros(world_size, np.int64)
-        group = held[max(first, 0) : max(min(stop, world_size), 0)]
-        group += even
-        longer = (self.remainder_start + np.arange(extra)) % count
-        group[longer[longer < len(group)]] += 1
+        held = even_split_counts(rows, *self.ranks, self.remainder_start, world_size)
         ends = np.cumsum(held)
         return ends - held, ends
 

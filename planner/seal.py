@@ -20,7 +20,7 @@ _SEALED = re.compile(r'\A(\{\n  "format_version": \d+,\n)(  "seal": "sha256:([0-
 def sealed(text: str) -> str:
     """``text``, a plan as ``Plan.to_json`` writes it, with its seal after format_version."""
     start = text.index("\n", text.index("\n") + 1) + 1
-    return f'{text[:start]}  "seal": "{_digest(text)}",\n{text[start:]}'
+    return f'{text[:start]}  "seal": "{text_digest(text)}",\n{text[start:]}'
 
 
 def seal_holds(text: str) -> bool:
@@ -28,8 +28,9 @@ def seal_holds(text: str) -> bool:
     found = _SEALED.match(text)
     if found is None:
         return False
-    return _digest(found.group(1) + text[found.end() :]) == f"sha256:{found.group(3)}"
+    return text_digest(found.group(1) + text[found.end() :]) == f"sha256:{found.group(3)}"
 
 
-def _digest(text: str) -> str:
+def text_digest(text: str) -> str:
+    """``sha256:`` and the hex sha256 of ``text``: a seal, and ``Plan.digest``."""
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

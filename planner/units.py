@@ -122,6 +122,12 @@ def missing_unit_hint(count: int) -> str:
     return f"a bare number is bytes: did you mean {meant}?"
 
 
+def milliseconds(seconds: float) -> str:
+    """A time estimate as every report shows one: 1.234 ms (steps are milliseconds, and
+    a microsecond is the finest difference the estimate can tell)."""
+    return f"{seconds * 1000:.3f} ms"
+
+
 def human_bytes(count: float) -> str:
     """Binary units, two decimals: 1.50 GiB."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

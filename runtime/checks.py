@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from planner.plan import Plan
+from planner.reports.folding import rank_ranges
 from runtime.lookup import IdProblem
 
 # Status codes of a rank's input record.
@@ -40,6 +41,38 @@ class Record(NamedTuple):
 
 
 RECORD_FIELDS = len(Record._fields)
+
+
+PlanIdentity = tuple[str, str, int, int]  # digest, strategy, tables, world size
+
+
+def plan_identity(plan: Plan) -> PlanIdentity:
+    """What the ranks compare when the layer is made (``check_same_plan``)."""
+    return plan.digest, plan.strategy, len(plan.tables), plan.world_size
+
+
+def check_same_plan(identities: list[PlanIdentity]) -> None:
+    """Every rank must run the same plan; ``identities`` holds every rank's, by rank.
+
+    Ranks that built their layers from different plans (a stale copy of the plan file on
+    one host) exchange pieces the others do not expect: wrong embeddings with no error,
+    or TensorFlow's error about a split's shape. Every rank gets all identities, so each
+    raises this same error, before any rank makes a collective the others would not.
+    """
+    if len(set(identities)) <= 1:
+        return
+    ranks_of: dict[PlanIdentity, list[int]] = {}
+    for rank, identity in enumerate(identities):
+        ranks_of.setdefault(identity, []).append(rank)
+    groups = [
+        f"{rank_ranges(ranks)}: "
+        f"{digest.removeprefix('sha256:')[:12]} ({strategy}, {tables:,} tables, {world:,} ranks)"
+        for (digest, strategy, tables, world), ranks in ranks_of.items()
+    ]
+    raise ValueError(
+        f"the ranks were given different plans ({'; '.join(groups)}, by the sha256 of each "
+        "plan); give every rank the same plan file (a copy on one host may be stale)"
+    )
 
 
 def check_world(plan: Plan, world_size: int) -> None:

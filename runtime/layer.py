@@ -89,6 +89,9 @@ class DistributedEmbedding(tf.keras.layers.Layer):
             _refuse_placement([k for k, v in placement.items() if v != _PLACEMENT_DEFAULTS[k]])
             if isinstance(plan, dict):
                 plan = plan_from_dict(plan)
+        if self.world_size > 1:  # before any check that would fail on some ranks only
+            identities = hvd.allgather_object(checks.plan_identity(plan), name="de_plan_check")
+            checks.check_same_plan(identities)
         checks.check_world(plan, self.world_size)
         if embeddings:
             checks.check_embeddings(plan, embeddings)

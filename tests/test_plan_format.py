@@ -8,6 +8,7 @@ of the file is unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from planner import (
     load_plan,
     load_spec,
     make_plan,
+    plan_from_dict,
     save_plan,
     spec_from_dict,
 )
@@ -139,3 +141,21 @@ def test_a_rank_works_out_its_rows_alone_as_the_whole_split_does(
         zip(starts.tolist(), ends.tolist(), strict=True)
     )
     assert int(np.sum(ends - starts)) == rows
+
+
+def test_one_plan_has_one_digest_built_saved_or_read(plan, tmp_path: Path) -> None:
+    """What the ranks of a training job compare: the sha256 of the plan as written, the
+    same whether a rank built the plan, read its sealed file (the seal, no rank worked
+    out) or got it as a dict; another plan of the same tables has another."""
+    path = tmp_path / "plan.json"
+    save_plan(plan, path)
+    text = path.read_text()
+    seal = json.loads(text)["seal"]
+    unsealed = "".join(line for line in text.splitlines(keepends=True) if '"seal"' not in line)
+    assert plan.digest == seal == "sha256:" + hashlib.sha256(unsealed.encode()).hexdigest()
+    loaded = load_plan(path)
+    assert loaded.digest == seal and loaded.ranks._built == [None] * 4  # from the seal
+    assert loaded == plan  # the digest known is no part of the plan's value
+    assert plan_from_dict(json.loads(text)).digest == seal
+    other = make_plan(spec_from_dict({**SPEC, "strategy": "memory_optimized"}))
+    assert other.digest != plan.digest

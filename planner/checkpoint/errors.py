@@ -1,6 +1,6 @@
 """The one error a checkpoint operation raises on purpose."""
 
-from planner.errors import PlannerError
+from planner.errors import PlannerError, and_more
 
 
 class CheckpointError(PlannerError):
@@ -14,7 +14,5 @@ def raise_first(problems: list[str], where: object = None, others: str = VERIFY)
     """Raise the first of ``problems`` as one line (counting the others, and saying where
     to see them all), if any."""
     if problems:
-        more = len(problems) - 1
-        suffix = f" (and {more} more; {others})" if more else ""
         prefix = f"{where}: " if where is not None else ""
-        raise CheckpointError(prefix + problems[0] + suffix)
+        raise CheckpointError(prefix + problems[0] + and_more(len(problems), then=others))

@@ -20,6 +20,7 @@ from planner.checkpoint.errors import CheckpointError
 from planner.field_errors import describe_validation_error
 from planner.files import read_text
 from planner.parsing import JsonRefused, json_syntax_problem, parse_json
+from planner.plan import GroupName
 from planner.spec_fields import DTYPE_BYTES, DType
 
 FORMAT = "embedding-checkpoint"
@@ -82,7 +83,7 @@ class TableEntry(_Frozen):
     rows: int = Field(gt=0)
     width: int = Field(gt=0)
     dtype: DType
-    group: Literal["data_parallel", "table_parallel", "row_sliced"]
+    group: GroupName
 
     @property
     def itemsize(self) -> int:

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from planner.checkpoint.manifest import WEIGHTS
 from planner.checkpoint.store import Checkpoint
+from planner.reports.text_table import table_lines
 from planner.units import human_bytes
 
 
@@ -57,28 +58,16 @@ def render(summary: dict) -> str:
         f"size: {human_bytes(summary['total_bytes'])} in {summary['files']} files",
         "",
     ]
-    header = ("table", "group", "shape", "dtype", "pieces", "weights", "optimizer")
+    header = ["table", "group", "shape", "dtype", "pieces", "weights", "optimizer"]
     rows = [
-        (t["name"], t["group"], f"{t['rows']} x {t['width']}", t["dtype"], str(t["pieces"]),
-         human_bytes(t["weight_bytes"]), human_bytes(t["slot_bytes"]))
+        [t["name"], t["group"], f"{t['rows']} x {t['width']}", t["dtype"], str(t["pieces"]),
+         human_bytes(t["weight_bytes"]), human_bytes(t["slot_bytes"])]
         for t in summary["tables"]
     ]
-    lines += _table(header, rows)
+    lines += table_lines(header, rows)
     lines.append("")
-    lines += _table(
-        ("rank", "files", "bytes"),
-        [(str(r["rank"]), str(r["pieces"]), human_bytes(r["bytes"])) for r in summary["ranks"]],
+    lines += table_lines(
+        ["rank", "files", "bytes"],
+        [[str(r["rank"]), str(r["pieces"]), human_bytes(r["bytes"])] for r in summary["ranks"]],
     )
     return "\n".join(lines)
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(x) for x in column) for column in zip(header, *rows, strict=True)]
-    right = [False] + [True] * (len(header) - 1)
-
-    def line(cells):
-        return "  ".join(
-            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)
-        ).rstrip()
-
-    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]

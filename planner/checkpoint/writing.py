@@ -39,8 +39,7 @@ CHUNK_BYTES = 8 * 2**20
 
 
 def table_entries(plan: Plan) -> list[TableEntry]:
-    group = {name: g for g in ("data_parallel", "table_parallel", "row_sliced")
-             for name in getattr(plan.groups, g)}
+    group = plan.groups.group_of()
     return [
         TableEntry(name=t.name, rows=t.rows, width=t.width, dtype=t.dtype, group=group[t.name])
         for t in plan.tables

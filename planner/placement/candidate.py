@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.placement.result import Placement
+from planner.plan_parts import even_split_counts
 
 PieceList = list[tuple[int, int, int]]  # (table, rank, columns)
 # Rows per rank, remainder rows, position of the first rank with one more; then, for a
@@ -38,7 +39,4 @@ def split_counts(split: Split, world: int) -> np.ndarray:
     [first, stop) a group split names) whose remainder starts at ``split[2]``."""
     even, extra, start, *group = split
     first, stop = group or (0, world)
-    counts = np.zeros(world, np.int64)
-    counts[first:stop] = even
-    counts[first + (start + np.arange(extra)) % (stop - first)] += 1
-    return counts
+    return even_split_counts(even * (stop - first) + extra, first, stop, start, world)

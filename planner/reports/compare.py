@@ -11,10 +11,10 @@ from planner.errors import TooManyShards, brief
 from planner.placement.registry import STRATEGY_NAMES
 from planner.plan import Plan
 from planner.planning import make_plan
-from planner.reports.preview import table_lines
+from planner.reports.text_table import table_lines
 from planner.spec import Spec, spec_from_dict
 from planner.spec_fields import MAX_WORLD_SIZE
-from planner.units import human_bytes
+from planner.units import human_bytes, milliseconds
 
 
 @dataclass(frozen=True)
@@ -189,8 +189,8 @@ def render(rows: list[Row | Unplanned], fmt: str = "table") -> str:
         if with_comm:
             cells += [
                 human_bytes(row.comm_max_rank_bytes or 0),
-                f"{(row.comm_seconds or 0) * 1000:.3f} ms",
-                f"{(row.step_seconds or 0) * 1000:.3f} ms",
+                milliseconds(row.comm_seconds or 0),
+                milliseconds(row.step_seconds or 0),
             ]
         if with_fit:
             cells += ["yes" if row.fits else f"no ({row.ranks_over} over)"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from planner.plan import Plan, Shard
 from planner.spec import TableSpec
-from planner.units import human_bytes
+from planner.units import human_bytes, milliseconds
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def _field_changes(name: str, old: Any, new: Any) -> list[Change]:
 
 def _layouts(plan: Plan) -> dict[str, tuple]:
     """Per table: its group and its shards as (rank, rows, cols, device)."""
-    group_of = {name: group for group, names in plan.groups for name in names}
+    group_of = plan.groups.group_of()
     shards: dict[str, list[Shard]] = {}
     for shard in plan.shards:
         shards.setdefault(shard.table, []).append(shard)
@@ -353,4 +353,4 @@ def _size(count: int | None) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    return "none" if value is None else f"{value * 1000:.3f} ms"
+    return "none" if value is None else milliseconds(value)

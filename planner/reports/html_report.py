@@ -34,7 +34,7 @@ from planner.reports.bar_chart import (
 from planner.reports.capacity import CapacityReport
 from planner.reports.html_assets import PAGE_SCRIPT, PAGE_STYLE
 from planner.reports.preview import PHASE_LABELS, summary_lines
-from planner.units import human_bytes
+from planner.units import human_bytes, milliseconds
 
 GROUP_SERIES = (
     Series("dp", "data-parallel"),
@@ -138,7 +138,7 @@ def _comm_chart(plan: Plan) -> BarChart | None:
         series=[Series(PHASE_CSS[p], PHASE_LABELS[p]) for p in phases],
         values=[[getattr(c, p).seconds for p in phases] for c in comms],
         tips=[
-            f"rank {index}: {c.seconds * 1000:.3f} ms; sends {human_bytes(c.sent_bytes)}, "
+            f"rank {index}: {milliseconds(c.seconds)}; sends {human_bytes(c.sent_bytes)}, "
             f"receives {human_bytes(c.received_bytes)}"
             for index, c in enumerate(comms)
         ],
@@ -153,7 +153,7 @@ def _tables(plan: Plan) -> dict[str, list]:
     pieces: dict[str, list] = {t.name: [] for t in plan.tables}
     for s in plan.shards:
         pieces[s.table].append([s.rank, *s.rows, *s.cols, int(on_host(s))])
-    group_of = {name: GROUP_CODES[group] for group, names in plan.groups for name in names}
+    group_of = {name: GROUP_CODES[g] for name, g in plan.groups.group_of().items()}
     factor = state_factor(plan)
     return {
         t.name: [group_of.get(t.name, ""), t.rows, t.width, t.itemsize * factor, pieces[t.name]]

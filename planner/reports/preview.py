@@ -17,8 +17,9 @@ from planner.errors import brief
 from planner.plan import Plan
 from planner.reports.capacity import CapacityReport, capacity_report
 from planner.reports.folding import fold_names, rank_ranges
+from planner.reports.text_table import table_lines
 from planner.spec_fields import MAX_WORLD_SIZE
-from planner.units import human_bytes
+from planner.units import human_bytes, milliseconds
 
 DEFAULT_SHARD_LIMIT = 200
 FORMATS = ("table", "json", "markdown")
@@ -211,7 +212,7 @@ def _comm_lines(plan: Plan) -> list[str]:
         return []
     local = p.global_batch_size // plan.world_size
     phases = ", ".join(
-        f"{PHASE_LABELS.get(name, name)} {_ms(seconds)}"
+        f"{PHASE_LABELS.get(name, name)} {milliseconds(seconds)}"
         for name, seconds in comm.phase_seconds.items()
         if seconds
     )
@@ -220,7 +221,7 @@ def _comm_lines(plan: Plan) -> list[str]:
         f"{p.id_bytes}-byte ids, {p.compute_dtype} embeddings): largest rank sends "
         f"{human_bytes(comm.max_rank_sent_bytes)}, receives "
         f"{human_bytes(comm.max_rank_received_bytes)}; {human_bytes(comm.total_bytes)} in all",
-        f"estimated communication time {_ms(comm.step_seconds)} per step"
+        f"estimated communication time {milliseconds(comm.step_seconds)} per step"
         + (f" ({phases})" if phases else "")
         + f" at {p.alltoall_bandwidth:g} GB/s all-to-all, {p.allreduce_bandwidth:g} GB/s ring"
         + _within_hosts(plan)
@@ -255,12 +256,13 @@ def _step_lines(plan: Plan) -> list[str]:
     if step is None:
         return []
     stages = ", ".join(
-        f"{STAGE_LABELS.get(name, name)} {_ms(seconds)}"
+        f"{STAGE_LABELS.get(name, name)} {milliseconds(seconds)}"
         for name, seconds in step.stage_seconds.items()
         if seconds
     )
     return [
-        f"estimated step {_ms(step.step_seconds)} ({stages}); slowest rank {step.slowest_rank}; "
+        f"estimated step {milliseconds(step.step_seconds)} ({stages}); "
+        f"slowest rank {step.slowest_rank}; "
         f"{p.gpus_per_host} GPUs per host, {p.intra_host_bandwidth:g} GB/s within a host, "
         f"{p.memory_bandwidth:g} GB/s memory"
         + _reduction_note(plan)
@@ -276,10 +278,6 @@ def _reduction_note(plan: Plan) -> str:
     return "; row-sliced sums added up within hosts" + (
         chosen if plan.parameters.requested_row_reduction is None else ""
     )
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.3f} ms"
 
 
 def _footer(plan: Plan) -> str:
@@ -322,9 +320,9 @@ def _rank_table(plan: Plan, ranks: list[int]) -> tuple[list[str], list[list[str]
         if has_comm and rank.comm is not None:
             comm = rank.comm
             cells += [human_bytes(comm.sent_bytes), human_bytes(comm.received_bytes)]
-            cells += [_ms(comm.seconds)]
+            cells += [milliseconds(comm.seconds)]
         if has_step and rank.step is not None:
-            cells += [_ms(rank.step.seconds)]
+            cells += [milliseconds(rank.step.seconds)]
         body.append(cells)
     return head, body
 
@@ -350,37 +348,6 @@ def _shard_table(plan: Plan) -> tuple[list[str], list[list[str]]]:
             ]
         )
     return head, body
-
-
-def _align(head: list[str], body: list[list[str]]) -> list[str]:
-    widths = [max(len(cell) for cell in column) for column in zip(head, *body, strict=True)]
-    numeric = [all(_is_numeric(row[i]) for row in body) for i in range(len(head))]
-
-    def line(cells: list[str]) -> str:
-        padded = (
-            cell.rjust(w) if num else cell.ljust(w)
-            for cell, w, num in zip(cells, widths, numeric, strict=True)
-        )
-        return "  ".join(padded).rstrip()
-
-    return [line(head), line(["-" * w for w in widths]), *[line(row) for row in body]]
-
-
-def _markdown(head: list[str], body: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-        *["| " + " | ".join(row) + " |" for row in body],
-    ]
-
-
-def table_lines(head: list[str], body: list[list[str]], fmt: str = "table") -> list[str]:
-    """Rows as an aligned text table (numbers right-aligned) or as Markdown."""
-    return (_markdown if fmt == "markdown" else _align)(head, body)
-
-
-def _is_numeric(cell: str) -> bool:
-    return bool(cell) and (cell[0].isdigit() or cell[0] == "-")
 
 
 def _data_parallel_line(plan: Plan) -> list[str]:
@@ -431,16 +398,15 @@ def render(
         return json.dumps(_as_json(plan, shown, capacity), indent=2)
     show_shards = shard_limit is None or len(plan.shards) <= shard_limit
     markdown = fmt == "markdown"
-    tabulate = _markdown if markdown else _align
     # Markdown joins lines into paragraphs: the summary as a list, a table after a blank
     lines = [f"- {line}" if markdown else line for line in summary_lines(plan)] + [""]
     lines += _folded_ranks_line(plan.world_size, len(shown), choice)
     if markdown and shown and len(shown) < plan.world_size:
         lines.append("")
     if shown:
-        lines += tabulate(*_rank_table(plan, shown))
+        lines += table_lines(*_rank_table(plan, shown), fmt)
     if show_shards:
-        lines += ["", *tabulate(*_shard_table(plan))]
+        lines += ["", *table_lines(*_shard_table(plan), fmt)]
     else:
         lines += ["", f"{len(plan.shards)} shards (pass --shards to list them)"]
     return "\n".join(lines)

@@ -16,17 +16,15 @@ merge on one rank; a plan lists each input's received pieces instead).
 
 from __future__ import annotations
 
-from planner.plan import Plan
-
-GROUPS = ("data_parallel", "table_parallel", "row_sliced")
+from planner.plan import GROUP_NAMES, Plan
 
 
 def upstream_lists(plan: Plan) -> dict:
     """Upstream's lists for ``plan``, by attribute name; table-parallel ones per rank."""
     table_index = {t.name: i for i, t in enumerate(plan.tables)}
     input_index = {i.name: n for n, i in enumerate(plan.inputs)}
-    groups = [list(getattr(plan.groups, g)) for g in GROUPS]
-    input_groups = [list(getattr(plan.input_groups, g)) for g in GROUPS]
+    groups = [list(getattr(plan.groups, g)) for g in GROUP_NAMES]
+    input_groups = [list(getattr(plan.input_groups, g)) for g in GROUP_NAMES]
     in_groups = [[input_index[name] for name in group] for group in input_groups]
     flat = [i for group in in_groups for i in group]
     lists = {

@@ -79,3 +79,21 @@ def test_a_rank_builds_its_own_part_of_a_plan_file_and_no_other(
         [r.table_parallel_weights[x.weight].width for x in r.table_parallel_inputs]
         for r in plan.ranks
     ]
+
+
+def test_ranks_given_different_plans_each_raise_the_same_line() -> None:
+    """What every rank raises when the layer is made (the identities gathered from all
+    of them): which ranks hold which plan, and the fix."""
+    from runtime.checks import check_same_plan, plan_identity
+
+    basic = make_plan(spec_from_dict(SPEC))
+    other = make_plan(spec_from_dict({**SPEC, "strategy": "memory_optimized"}))
+    check_same_plan([plan_identity(basic)] * 3)  # one plan: nothing to say
+    with pytest.raises(ValueError) as raised:
+        check_same_plan([plan_identity(p) for p in (basic, basic, other, basic)])
+    assert str(raised.value) == (
+        f"the ranks were given different plans (ranks 0-1, 3: {basic.digest[7:19]} (basic, "
+        f"2 tables, 2 ranks); rank 2: {other.digest[7:19]} (memory_optimized, 2 tables, 2 "
+        "ranks), by the sha256 of each plan); give every rank the same plan file (a copy on "
+        "one host may be stale)"
+    )

@@ -282,6 +282,14 @@ def errors():
     expect_error("plan for another world size", lambda: DistributedEmbedding.from_plan(other),
                  f"{size + 1} ranks", f"{size} are running")
     plan = plan_for(TABLE_PARALLEL)
+    if size > 1:  # a stale plan file on one host: the same tables, another strategy
+        stale = plan_for({**TABLE_PARALLEL, "strategy": "memory_optimized"})
+        given = stale if rank == last else plan
+        others = "rank 0" if last == 1 else f"ranks 0-{last - 1}"
+        expect_error("ranks given different plans", lambda: DistributedEmbedding.from_plan(given),
+                     "the ranks were given different plans", f"{others}: {plan.digest[7:19]} "
+                     f"(basic, 4 tables, {size} ranks); rank {last}: {stale.digest[7:19]} "
+                     f"(memory_optimized,", "give every rank the same plan file")
     wrong = [runtime.Embedding(t.rows, t.width, combiner=t.combiner) for t in plan.tables]
     wrong[2] = runtime.Embedding(99, 8, combiner="mean")
     expect_error("layers not matching the plan",
@@ -393,12 +401,15 @@ def make_plan_for_world(world: int):
 
 
 def plan_file():
-    """from_plan with a path, as a training script does."""
+    """from_plan with a path, as a training script does, beside the plan object."""
     plan = plan_for(MIXED_GROUPS)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "plan.json"
         save_plan(plan, path)
-        layer = DistributedEmbedding.from_plan(str(path), name="de_plan_file")
+        # rank 0 from the file (its digest the seal), the others from the plan in memory
+        # (theirs worked out): one plan, so the layer is made without complaint
+        given = str(path) if hvd.rank() == 0 else plan
+        layer = DistributedEmbedding.from_plan(given, name="de_plan_file")
     check("plan_file", {}, layer=layer, plan=plan, layouts=MIXED_LAYOUTS)
 
 
