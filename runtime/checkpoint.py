@@ -35,7 +35,7 @@ from planner.checkpoint.directory import (
     resolve,
     staging_path,
 )
-from planner.checkpoint.errors import CheckpointError, raise_first
+from planner.checkpoint.errors import CheckpointError, raise_first, tables_listed_by
 from planner.checkpoint.manifest import (
     CHECKSUM_BLOCK_BYTES,
     STORAGE_DTYPES,
@@ -138,7 +138,8 @@ def restore_checkpoint(directory, layer, optimizer=None, *, dense=None, verify=T
     not created yet (a Keras 2.15 optimizer before its first step) are filled when it
     creates them. ``dense`` is read from the checkpoint as saved. With ``verify`` (the
     default) every file block read is checked against its checksum first. Returns the
-    optimizer's step count stored in the checkpoint (None without optimizer state).
+    step count stored in the checkpoint, restoring the optimizer or not (the input
+    pipeline continues from it either way); None when it was saved without one.
     """
     _require_eager("restore_checkpoint")
     if not layer.built:
@@ -150,7 +151,8 @@ def restore_checkpoint(directory, layer, optimizer=None, *, dense=None, verify=T
     def check() -> Checkpoint:
         checkpoint = open_for_reading(resolve(Path(directory)))
         manifest = checkpoint.manifest
-        raise_first(table_problems(manifest, plan, str(checkpoint.path)))
+        raise_first(table_problems(manifest, plan, str(checkpoint.path)),
+                    others=tables_listed_by(checkpoint.path))
         names = _slot_names(manifest, optimizer, variables, checkpoint.path)
         requests = [
             (plan.tables[p.table].name, name, p.rows, p.cols)
@@ -161,17 +163,16 @@ def restore_checkpoint(directory, layer, optimizer=None, *, dense=None, verify=T
         ]
         raise_first(read_problems(checkpoint, requests, checksums=verify))
         if dense is not None:
-            raise_first(_dense_problems(checkpoint, dense))
+            raise_first(_dense_problems(checkpoint, dense), others="")  # each says why
         return checkpoint
 
     checkpoint, problem = _attempt(check)
     _raise(_first_problem(hvd.allgather_object(problem, name="de_checkpoint_check")))
     manifest = checkpoint.manifest
     write_pieces(variables, pieces, _Views(checkpoint, plan, WEIGHTS), _chunk())
-    step = None
+    step = None if manifest.optimizer is None else manifest.optimizer.iterations
     if optimizer is not None:
         _restore_slots(checkpoint, plan, optimizer, variables, pieces)
-        step = manifest.optimizer.iterations
         optimizer.iterations.assign(step)
     if dense is not None:
         dense.read(str(checkpoint.path / DENSE_PREFIX))
@@ -341,7 +342,7 @@ def _slot_names(manifest: Manifest, optimizer, variables, path: Path) -> list[st
     if name != saved.name:
         raise CheckpointError(
             f"{path}: holds {saved.name} state but the optimizer is {name}; restore with "
-            f"a {saved.name} optimizer, or with optimizer=None for the weights alone"
+            f"{saved.name} as the optimizer, or with optimizer=None for the weights alone"
         )
     for var in variables:
         have = slots.slots_of(optimizer, var)

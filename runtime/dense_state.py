@@ -68,10 +68,10 @@ class DenseState:
             stored = _escape(key) + "/.ATTRIBUTES/VARIABLE_VALUE"
             if stored not in saved:
                 problems.append(f"{prefix}: no {key} ({var.name}) in the saved dense state")
-            elif list(saved.pop(stored)) != var.shape.as_list():
+            elif (shape := list(saved.pop(stored))) != var.shape.as_list():
                 problems.append(
-                    f"{prefix}: {key} ({var.name}) is saved with another shape than "
-                    f"{var.shape.as_list()}; the dense model differs from the saved one"
+                    f"{prefix}: {key} ({var.name}) is saved as {shape} but is "
+                    f"{var.shape.as_list()} here; the dense model differs from the saved one"
                 )
         extra = [k.split("/.ATTRIBUTES")[0] for k in saved if "/.ATTRIBUTES/" in k]
         if extra:

@@ -185,7 +185,7 @@ def test_reshard_refuses_other_tables_and_existing_output(saved, tmp_path):
     # the other problem (the checkpoint's 'half' not in the plan) is the plan's, not the
     # checkpoint's: the line points at the checkpoint's tables, not at verify
     assert str(err.value).endswith(
-        f"(and 1 more; planner checkpoint inspect {path} lists the checkpoint's tables)"
+        f"(and 1 more; planner checkpoint inspect {path} lists its tables)"
     )
     (tmp_path / "taken").mkdir()
     with pytest.raises(CheckpointError, match="already exists"):

@@ -1,6 +1,9 @@
 """The one error a checkpoint operation raises on purpose."""
 
-from planner.errors import PlannerError, and_more
+import shlex
+from pathlib import Path
+
+from planner.errors import PlannerError, and_more, shown
 
 
 class CheckpointError(PlannerError):
@@ -8,6 +11,12 @@ class CheckpointError(PlannerError):
 
 
 VERIFY = "run planner checkpoint verify"
+
+
+def tables_listed_by(checkpoint: str | Path) -> str:
+    """Where to see what a checkpoint holds, when it is not what a plan asks for (verify
+    checks a checkpoint against itself, so it would find nothing wrong)."""
+    return f"planner checkpoint inspect {shlex.quote(shown(str(checkpoint)))} lists its tables"
 
 
 def raise_first(problems: list[str], where: object = None, others: str = VERIFY) -> None:

@@ -9,7 +9,6 @@ all, and the input is never touched.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from planner.checkpoint.blocks import plan_blocks
 from planner.checkpoint.directory import new_token, publish, staging_path
-from planner.checkpoint.errors import CheckpointError, raise_first
+from planner.checkpoint.errors import CheckpointError, raise_first, tables_listed_by
 from planner.checkpoint.manifest import (
     CHECKSUM_BLOCK_BYTES,
     PLAN,
@@ -37,7 +36,6 @@ from planner.checkpoint.writing import (
     save_plan_file,
     write_manifest,
 )
-from planner.errors import shown
 from planner.plan import Plan
 
 
@@ -138,9 +136,7 @@ def reshard(
     refuse_overlap(Path(source), Path(target), "the new checkpoint")
     checkpoint = open_for_reading(source)
     manifest = checkpoint.manifest
-    command = f"planner checkpoint inspect {shlex.quote(shown(str(source)))}"
-    others = f"{command} lists the checkpoint's tables"
-    raise_first(table_problems(manifest, plan, plan_source), others=others)
+    raise_first(table_problems(manifest, plan, plan_source), others=tables_listed_by(source))
     requests = [(b.table, s, b.rows, b.cols) for b in plan_blocks(plan) for s in manifest.slots]
     raise_first(read_problems(checkpoint, requests))
     return write_checkpoint(

@@ -177,12 +177,12 @@ def stage(workdir: Path, n: int) -> None:
 FIT_STEPS = 6  # the first job saves at 2, 4 and 6 (keeping 4 and 6); the second resumes at 4
 
 
-def fit_model(plan):
+def fit_model(plan, outputs: int = 1):
     class Model(tf.keras.Model):
         def __init__(self):
             super().__init__()
             self.embedding = DistributedEmbedding.from_plan(plan, name="ck_fit")
-            self.head = tf.keras.layers.Dense(1, kernel_initializer="glorot_uniform")
+            self.head = tf.keras.layers.Dense(outputs, kernel_initializer="glorot_uniform")
 
         def call(self, inputs):
             return self.head(tf.concat(self.embedding(inputs), axis=1))
@@ -237,8 +237,18 @@ def fit_resume(workdir: Path) -> None:
     optimizer = runtime.DistributedOptimizer(tf.keras.optimizers.Adam(LR))
     model.compile(optimizer=optimizer, loss="mse")
     dense = runtime.DenseState(model, optimizer)
-    step = runtime.restore_checkpoint(workdir / "fit" / "step-000000004", model.embedding,
-                                      optimizer, dense=dense)
+    saved = workdir / "fit" / "step-000000004"
+    wider = fit_model(plan, outputs=2)  # another dense model: its head's kernel is [n, 2]
+    widths = {t.name: t.width for t in plan.tables}
+    width = sum(widths[i.table] for i in plan.inputs)  # the outputs the head reads
+    expect_error("a dense model unlike the saved one",
+                 lambda: runtime.restore_checkpoint(saved, wider.embedding,
+                                                    dense=runtime.DenseState(wider)),
+                 f"is saved as [{width}, 1] but is [{width}, 2] here")
+    # the weights alone: the saved step still says where the input pipeline resumes
+    if runtime.restore_checkpoint(saved, model.embedding) != 4:
+        raise AssertionError("a restore without the optimizer does not return the step")
+    step = runtime.restore_checkpoint(saved, model.embedding, optimizer, dense=dense)
     if step != 4 or int(optimizer.iterations.numpy()) != 4:
         raise AssertionError(f"restored step {step}, optimizer at {optimizer.iterations.numpy()}")
     x, y, local = fit_data(plan, range(4, FIT_STEPS))
@@ -367,7 +377,8 @@ def errors(workdir: Path) -> None:
     expect_error("other optimizer",
                  lambda: runtime.restore_checkpoint(good, target,
                                                     tf.keras.optimizers.legacy.Adagrad()),
-                 "holds Adam state but the optimizer is Adagrad")
+                 "holds Adam state but the optimizer is Adagrad; restore with Adam as the "
+                 "optimizer")
     weights_only = runtime.save_checkpoint(workdir / "weights_only", layer)
     expect_error("no optimizer state saved",
                  lambda: runtime.restore_checkpoint(weights_only, target, target_optimizer),
