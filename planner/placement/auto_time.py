@@ -308,6 +308,20 @@ class FastPlacements:
         loads = list(base)
         for t, rank, width in placement:
             loads[rank] += width * self.column_bytes[t]
+        return self._searchable(loads, placement, row_sliced, splits, replicas, threshold, limit)
+
+    def _searchable(
+        self,
+        loads: list[int],
+        placement: PieceList,
+        row_sliced: list[int],
+        splits: dict[int, Split],
+        replicas: list[int],
+        threshold: int | None,
+        limit: float,
+    ) -> Candidate:
+        """The candidate of ``placement``, which the stage search can shorten later (only
+        the fastest few are worth its time)."""
         candidate = self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
         return replace(
             candidate,
@@ -339,13 +353,7 @@ class FastPlacements:
             limit,
         )
         placement, loads = search.shorten(placement, loads, kicks)
-        candidate = self.candidate(loads, placement, row_sliced, splits, replicas, threshold)
-        return replace(
-            candidate,
-            shorten=lambda kicks: self._shortened(
-                loads, placement, row_sliced, splits, replicas, threshold, limit, kicks
-            ),
-        )
+        return self._searchable(loads, placement, row_sliced, splits, replicas, threshold, limit)
 
     def _split_over_hosts(
         self,

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from planner.plan import Plan, Shard
+from planner.reports.folding import rank_ranges
 from planner.spec import TableSpec
 from planner.units import human_bytes, milliseconds
 
@@ -185,8 +186,7 @@ def _describe(layout: tuple) -> str:
     if group == "data_parallel":
         return "data-parallel"
     if group == "row_sliced":
-        ranks = [rank for rank, _, _, _ in shards]
-        span = f"ranks {ranks[0]}-{ranks[-1]}" if len(ranks) > 1 else f"rank {ranks[0]}"
+        span = rank_ranges(rank for rank, _, _, _ in shards)  # gaps where ranks hold no rows
         return f"row-sliced over {span} ({_rows_each(shards)} rows each)"
     if len(shards) == 1:
         return f"rank {shards[0][0]}{_on(shards[0][3])}"
