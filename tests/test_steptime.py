@@ -216,3 +216,19 @@ def recounted(plan: Plan) -> Plan:
     steps = plan_step(plan)
     ranks = [rank.model_copy(update={"step": s}) for rank, s in zip(ranks, steps, strict=True)]
     return plan.model_copy(update={"ranks": ranks, "stats": summarize(ranks, plan.tables)})
+
+
+def test_a_host_larger_than_the_world_is_the_world() -> None:
+    """gpus_per_host may be any 64-bit count; past the world size every rank is on one
+    host, so the plan and its estimate are those of a host of exactly the world (the
+    stage search's arrays are per host: 2**63 - 1 of them raised from numpy)."""
+    settings = {
+        "world_size": 2, "strategy": "auto", "device_memory": "80GiB",
+        "global_batch_size": 4096,
+        "tables": [{"name": n, "rows": 100_000, "width": 16, "combiner": "sum"} for n in "abc"],
+    }
+    huge = make_plan(spec_from_dict({**settings, "gpus_per_host": 2**63 - 1}))
+    exact = make_plan(spec_from_dict({**settings, "gpus_per_host": 2}))
+    assert huge.shards == exact.shards
+    assert huge.stats.step == exact.stats.step
+    assert huge.parameters.gpus_per_host == 2**63 - 1  # as the spec says

@@ -89,7 +89,8 @@ class StepConfig:
             id_bytes=settings.id_bytes,
             output_bytes=DTYPE_BYTES[settings.compute_dtype],
             dp_input=settings.dp_input,
-            gpus_per_host=settings.gpus_per_host,
+            # a host larger than the world is the world: the search's arrays are per host
+            gpus_per_host=min(settings.gpus_per_host, world_size),
             intra_bandwidth=settings.intra_host_bandwidth * GIGABYTE,
             alltoall_bandwidth=settings.alltoall_bandwidth * GIGABYTE,
             ring_bandwidth=settings.allreduce_bandwidth * GIGABYTE,
