@@ -492,6 +492,27 @@ def test_world_sizes_tried_beyond_one_host_are_whole_hosts() -> None:
     assert _world_sizes_to_try(10, 4096, 1) == _world_sizes_to_try(10, 4096)
 
 
+def test_world_sizes_tried_split_the_global_batch_evenly() -> None:
+    # a spec whose global batch does not split over the world size is refused, so
+    # advice naming such a size would be refused when followed: 65,536 = 2**16
+    assert _world_sizes_to_try(5, 4096, 8, 65536) == [8, 16, 32]
+    assert _world_sizes_to_try(3, 4096, 1, 4096) == [4, 8, 16]
+    assert _world_sizes_to_try(5, 4096, 1, 4099) == []  # 4,099 is prime
+    assert _world_sizes_to_try(3, 100, 1, 6) == [3, 6]  # 6's divisors from 3: the last is 6
+
+
+def test_bisection_keeps_to_sizes_the_global_batch_splits_over() -> None:
+    tried = []
+
+    def overflows_with(update: dict) -> list[str]:
+        tried.append(update["world_size"])
+        return [] if update["world_size"] >= 40 else ["over"]
+
+    # between 32 (does not fit) and 64 (fits), 3,840 splits evenly over 40 and 48 only
+    assert _smaller_that_fits(32, 64, 8, overflows_with, 3840) == 40
+    assert tried == [40]
+
+
 def test_bisection_finds_the_smallest_size_that_fits_in_few_plans() -> None:
     def fitting_from(smallest: int):
         tried = []
@@ -532,6 +553,23 @@ def test_world_size_advice_names_whole_hosts(tmp_path) -> None:
         )
         assert done.exit_code == 3, done.output
         assert done.output.rstrip().endswith(f"it fits with {advised}"), done.output
+
+
+def test_world_size_advice_is_a_size_the_global_batch_splits_over(tmp_path) -> None:
+    # 3 tables of 256 MB on ranks of 300 MB: one table a rank, 3 ranks; but 4,096
+    # samples do not split over 3, so the advice names 4, and 4 plans
+    spec = tmp_path / "s.yaml"
+    tables = "".join(f"  - {{name: t{k}, rows: 1000000, width: 64}}\n" for k in range(3))
+    spec.write_text(
+        f"world_size: 2\ndevice_memory: 300MB\nglobal_batch_size: 4096\ntables:\n{tables}"
+    )
+    done = CliRunner().invoke(main, ["plan", str(spec), "-o", str(tmp_path / "p.json")])
+    assert done.exit_code == 3
+    assert done.output.rstrip().endswith("it fits with --world-size 4"), done.output
+    followed = CliRunner().invoke(
+        main, ["plan", str(spec), "--world-size", "4", "-o", str(tmp_path / "p.json")]
+    )
+    assert followed.exit_code == 0, followed.output
 
 
 def test_whole_hosts_past_the_largest_size_tried_say_so(tmp_path) -> None:

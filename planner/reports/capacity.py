@@ -12,6 +12,7 @@ This module knows nothing of click; the CLI turns its results into messages.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -236,8 +237,8 @@ def fixes_that_fit(
     lowest = max(plan.world_size + 1, _world_lower_bound(plan))
     if lowest > largest:  # even perfectly balanced, the largest size would not fit
         return found, None
-    per_host = plan.parameters.gpus_per_host
-    sizes = _world_sizes_to_try(lowest, largest, per_host)
+    per_host, batch = plan.parameters.gpus_per_host, plan.parameters.global_batch_size
+    sizes = _world_sizes_to_try(lowest, largest, per_host, batch)
 
     def world_that_fits(
         base: dict, below: int = MAX_WORLD_SIZE + 1
@@ -250,7 +251,7 @@ def fixes_that_fit(
             if not over:
                 under = unfit[0] if unfit else lowest - 1  # below the bound nothing fits
                 return _smaller_that_fits(
-                    under, size, per_host, lambda update: overflows_with({**base, **update})
+                    under, size, per_host, lambda update: overflows_with({**base, **update}), batch
                 ), None
             unfit = (size, over[0])
         return None, unfit
@@ -270,40 +271,59 @@ def fixes_that_fit(
 
 
 def _smaller_that_fits(
-    unfit: int, fits: int, per_host: int, overflows_with: Callable[[dict], list]
+    unfit: int,
+    fits: int,
+    per_host: int,
+    overflows_with: Callable[[dict], list],
+    batch: int | None = None,
 ) -> int:
     """Between a size that does not fit and a larger one that does (powers of two apart
-    beyond the first few), a smaller one that fits, by bisection over whole hosts in at
-    most ``BISECTIONS`` more plans: 104 ranks rather than 128 saves a quarter of them.
-    Not always the smallest: fitting need not get easier with every rank added (basic
-    deals tables round-robin), and four halvings leave a sixteenth of the gap."""
+    beyond the first few), a smaller one that fits, by bisection over the sizes a job can
+    run at (``_runs_at``) in at most ``BISECTIONS`` more plans: 104 ranks rather than 128
+    saves a quarter of them. Not always the smallest: fitting need not get easier with
+    every rank added (basic deals tables round-robin), and four halvings leave a
+    sixteenth of the gap."""
+    between = [size for size in range(unfit + 1, fits) if _runs_at(size, per_host, batch)]
+    low, high = -1, len(between)  # between[high] fits (fits itself past the end)
     for _ in range(BISECTIONS):
-        middle = whole_hosts((unfit + fits) // 2, per_host)
-        if not unfit < middle < fits:
+        if high - low <= 1:
             break
-        if overflows_with({"world_size": middle}):
-            unfit = middle
+        middle = (low + high) // 2
+        if overflows_with({"world_size": between[middle]}):
+            low = middle
         else:
-            fits = middle
-    return fits
+            high = middle
+    return between[high] if high < len(between) else fits
 
 
-def _world_sizes_to_try(lowest: int, highest: int, per_host: int = 1) -> list[int]:
+def _world_sizes_to_try(
+    lowest: int, highest: int, per_host: int = 1, batch: int | None = None
+) -> list[int]:
     """A few sizes from the lower bound up, then powers of two up to eight times it,
-    none above ``highest``; the last is ``highest`` when eight times ``lowest`` passes it.
-    Beyond one host of ``per_host`` ranks, whole hosts only (each size rounded up, the
-    highest down): jobs are launched host by host, and ``row_reduction: host`` needs
-    whole hosts."""
-    top = highest if highest <= per_host else highest - highest % per_host
-    sizes = set(range(lowest, lowest + 4))
+    none above ``highest``; the last is the largest size under ``highest`` when eight
+    times ``lowest`` passes it. Each is a size a job can run at (``_runs_at``), rounded
+    up to the next such size (the largest one rounded down)."""
+    runs = [size for size in range(lowest, highest + 1) if _runs_at(size, per_host, batch)]
+    if not runs:
+        return []
+    wanted = set(range(lowest, lowest + 4))
     power = 1
     while power <= 8 * lowest:
         if power > lowest + 3:
-            sizes.add(power)
+            wanted.add(power)
         power *= 2
-    if 8 * lowest > top >= lowest:
-        sizes.add(top)
-    return sorted(size for size in {whole_hosts(size, per_host) for size in sizes} if size <= top)
+    found = {runs[i] for i in (bisect_left(runs, size) for size in wanted) if i < len(runs)}
+    if 8 * lowest > runs[-1]:
+        found.add(runs[-1])
+    return sorted(found)
+
+
+def _runs_at(size: int, per_host: int, batch: int | None) -> bool:
+    """Whether a job of ``size`` ranks can run the plan: whole hosts of ``per_host`` once
+    past one (jobs are launched host by host, and ``row_reduction: host`` needs them),
+    and a global batch that splits evenly over the ranks (else the spec is refused)."""
+    whole = size <= per_host or size % per_host == 0
+    return whole and (batch is None or batch % size == 0)
 
 
 def _world_lower_bound(plan: Plan) -> int:
