@@ -15,7 +15,7 @@ from shared import ROWS_AND_REPLICAS, SMALL, invoke
 
 from planner import make_plan, plan_problems, spec_from_dict
 from planner.plan import parse_plan
-from planner.reports.capacity import capacity_lines
+from planner.reports.capacity import capacity_lines, capacity_report
 from planner.reports.html_report import plan_page
 
 
@@ -138,6 +138,22 @@ def test_when_even_offloading_everything_does_not_fit_the_advice_says_so() -> No
         "even with every table-parallel piece in host memory and the row slices perfectly "
         "balanced, each rank needs 440 B; it fits with --world-size 3"
     ]
+
+
+def test_advice_names_no_change_that_overflows_host_memory_instead() -> None:
+    # t: 1,000 x 64 float32 = 256,000 B, row-sliced over 2 ranks of 100,000 B: 128,000 B
+    # each, which row slices cannot offload. --strategy auto would cut it into column
+    # pieces and offload them: 128,000 B of host memory a rank, over host_memory, so it
+    # is not named. 3 ranks hold 85,334 B of rows at most, which fits.
+    spec = {
+        "world_size": 2, "strategy": "basic", "row_slice_threshold": 1,
+        "device_memory": 100_000, "offload": "auto", "host_memory": 100_000,
+        "tables": [{"name": "t", "rows": 1000, "width": 64}],
+    }
+    auto = make_plan(spec_from_dict({**spec, "strategy": "auto"}))
+    assert [r.host_bytes for r in auto.ranks] == [128_000, 128_000]
+    assert capacity_report(make_plan(spec_from_dict(spec))).fixes == ["--world-size 3"]
+    assert capacity_report(make_plan(spec_from_dict({**spec, "world_size": 3}))).fits
 
 
 def test_offload_auto_needs_device_memory(work: Path) -> None:

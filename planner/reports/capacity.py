@@ -228,9 +228,10 @@ def fixes_that_fit(
     def overflows_with(update: dict) -> list[RankOverflow]:
         candidate = Spec.model_validate({**spec.model_dump(), **update})
         try:
-            return over_capacity(make_plan(candidate))
+            made = make_plan(candidate)
         except TooManyShards as exc:  # no plan at all: as good as one that does not fit
             return [RankOverflow(0, 0, 0, exc.diagnosis, exc.advice)]
+        return over_capacity(made) or _over_host_memory(made)
 
     found = [option for option, update in candidates.items() if not overflows_with(update)]
     largest = largest_world_to_try(plan.world_size)
@@ -268,6 +269,23 @@ def fixes_that_fit(
         if fewer is not None:
             return [*fixes, f"--strategy auto --world-size {fewer}"], None
     return fixes, None if size is not None else unfit
+
+
+def _over_host_memory(plan: Plan) -> list[RankOverflow]:
+    """The ranks whose offloaded pieces overflow ``host_memory``: a plan that fits its GPUs
+    but not its hosts does not fit either (offload moved the overflow, not removed it)."""
+    limit = plan.parameters.host_memory or 0
+    return [
+        RankOverflow(
+            rank.rank,
+            rank.host_bytes,
+            limit,
+            f"rank {rank.rank}'s offloaded pieces take {human_bytes(rank.host_bytes)}, over "
+            f"the {human_bytes(limit)} host_memory limit",
+            "raise --host-memory",
+        )
+        for rank in ranks_over_host_limit(plan)
+    ]
 
 
 def _smaller_that_fits(
