@@ -23,7 +23,7 @@ from planner.errors import PlanFileError, SpecError
 from planner.plan import parse_plan
 from planner.planning import make_plan
 from planner.reports import capacity
-from planner.reports.capacity import _smaller_that_fits, _world_sizes_to_try, capacity_lines
+from planner.reports.capacity import _smaller_that_fits, _world_sizes_to_try, capacity_report
 from planner.reports.overflow import largest_world_to_try, over_capacity
 from planner.spec import COST_FIELDS, spec_from_dict
 from planner.spec_fields import DTYPE_BYTES
@@ -621,7 +621,7 @@ def test_a_spec_that_needs_thousands_of_ranks_is_not_replanned_at_them(monkeypat
     )
     plan = make_plan(spec)
     calls = counting_make_plan(monkeypatch)
-    (line,) = capacity_lines(plan)  # both ranks, one reason: one line
+    (line,) = capacity_report(plan).lines()  # both ranks, one reason: one line
     assert calls == [(2, "memory_balanced"), (2, "memory_optimized"), (2, "auto")]
     assert line.startswith("ranks 0-1 need ")
     assert line.endswith(
@@ -648,7 +648,7 @@ def test_when_no_world_size_tried_fits_the_largest_one_advises(monkeypatch) -> N
     }
     plan = make_plan(spec_from_dict(spec))
     calls = counting_make_plan(monkeypatch)
-    (line,) = capacity_lines(plan)
+    (line,) = capacity_report(plan).lines()
     assert calls == [
         (2, "memory_balanced"), (2, "memory_optimized"), (2, "auto"),
         (3, "basic"), (4, "basic"), (5, "basic"), (6, "basic"), (8, "basic"), (16, "basic"),
@@ -661,7 +661,7 @@ def test_when_no_world_size_tried_fits_the_largest_one_advises(monkeypatch) -> N
     )
     # with dp_input (the default) auto row-slices a: 3 slices of at most 2,668 B fit 3 ranks
     calls.clear()
-    (line,) = capacity_lines(make_plan(spec_from_dict({**spec, "dp_input": True})))
+    (line,) = capacity_report(make_plan(spec_from_dict({**spec, "dp_input": True}))).lines()
     assert line.endswith("it fits with --strategy auto --world-size 3")
     assert calls[-1] == (3, "auto")
 
@@ -671,7 +671,7 @@ def test_the_search_stops_at_the_first_world_size_that_fits(monkeypatch) -> None
     # so 3 and 4 are tried before it and nothing after
     plan = plan_of(device_memory=3000)
     calls = counting_make_plan(monkeypatch)
-    (line,) = capacity_lines(plan)
+    (line,) = capacity_report(plan).lines()
     assert [size for size, _ in calls if size != 2] == [3, 4, 5]
     assert "--world-size 5" in line
 

@@ -15,7 +15,7 @@ from shared import ROWS_AND_REPLICAS, SMALL, invoke
 
 from planner import make_plan, plan_problems, spec_from_dict
 from planner.plan import parse_plan
-from planner.reports.capacity import capacity_lines, capacity_report
+from planner.reports.capacity import capacity_report
 from planner.reports.html_report import plan_page
 
 
@@ -123,7 +123,7 @@ def test_a_gpu_embedding_size_too_large_for_the_device_names_one_that_fits(work:
     fixed = make_plan(
         spec_from_dict({**SMALL, "device_memory": 3000, "gpu_embedding_size": 750})
     )
-    assert capacity_lines(fixed) == []
+    assert capacity_report(fixed).lines() == []
 
 
 def test_when_even_offloading_everything_does_not_fit_the_advice_says_so() -> None:
@@ -131,7 +131,7 @@ def test_when_even_offloading_everything_does_not_fit_the_advice_says_so() -> No
     # slices); 3 ranks split the row-sliced table to 34 rows (272 B) at most: 312 B fits
     plan = make_plan(spec_from_dict(ROWS_AND_REPLICAS | {"device_memory": 400, "offload": "auto"}))
     assert [r.host_bytes for r in plan.ranks] == [400, 200]  # everything that can move did
-    lines = capacity_lines(plan)
+    lines = capacity_report(plan).lines()
     assert lines == [
         "ranks 0-1 need 440 B each, 40 B over the 400 B GPU limit (400 B less 0% reserve; "
         "a bare number is bytes: did you mean 400GiB?); "

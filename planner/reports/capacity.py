@@ -191,12 +191,6 @@ def capacity_report(plan: Plan, verify: bool = True) -> CapacityReport:
     )
 
 
-def capacity_lines(plan: Plan, verify: bool = True) -> list[str]:
-    """What ``planner plan`` prints when a plan does not fit: the advice, once per group
-    of ranks it applies to (see capacity_report); empty when the plan fits."""
-    return capacity_report(plan, verify).lines()
-
-
 def _advice(overflow: RankOverflow, unfit: tuple[int, RankOverflow] | None) -> str:
     """The plan's own advice, unless it is to add ranks and even the most tried did not fit:
     then what the plan at that many ranks advises."""
