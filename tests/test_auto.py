@@ -5,6 +5,7 @@ Bytes in the hand-worked examples are rows x width x 4 (float32).
 
 from __future__ import annotations
 
+from collections import Counter
 from itertools import pairwise
 from pathlib import Path
 
@@ -324,6 +325,12 @@ def test_auto_is_sound_deterministic_and_never_worse_than_upstream(spec: Spec) -
     assert make_plan(spec).to_json() == plan.to_json()
     assert plan.parameters.requested_strategy == "auto"
     assert plan.strategy in ("auto", *UPSTREAM)
+    if plan.strategy == "auto":  # all pieces of a table but one a multiple of column_multiple
+        odd = Counter(
+            s.table for s in plan.table_parallel_shards
+            if (s.cols[1] - s.cols[0]) % spec.column_multiple
+        )
+        assert all(count == 1 for count in odd.values())
 
 
 @settings(deadline=None, max_examples=50, suppress_health_check=[HealthCheck.too_slow])
@@ -470,14 +477,25 @@ def test_a_hot_small_table_is_replicated_and_a_hot_big_one_kept_whole() -> None:
 
 def test_column_pieces_are_multiples_of_4_columns() -> None:
     # the memory objective on a model that needs cuts: every piece of a cut table but
-    # its last is a multiple of 4 columns wide, and so is every cut position
+    # one is a multiple of 4 columns wide (here every one: the widths are multiples)
     spec = load_spec(CONFIGS / "synthetic_tiny.yaml", {"world_size": 32})
     plan = auto_plan(spec)
     cuts = [s.cols for s in plan.shards if s.cols != (0, plan.table(s.table).width)]
     assert cuts
-    assert all(start % 4 == 0 for start, _ in cuts)
+    assert all((end - start) % 4 == 0 for start, end in cuts)
     narrow = auto_plan(spec.model_copy(update={"column_multiple": 1}))
-    assert any(s.cols[0] % 4 for s in narrow.shards)
+    assert any((s.cols[1] - s.cols[0]) % 4 for s in narrow.shards)
+
+
+def test_one_piece_of_a_cut_table_takes_the_columns_left_wherever_it_is_placed() -> None:
+    # 5 columns cut into pieces of 4 and 1; the 1-column piece lands on rank 0, and a
+    # table's columns follow its pieces' ranks, so it holds 0:1 and rank 3 holds 1:5
+    spec = spec_of([table("small", 1, 5), table("big", 1, 43)], 4, dp_input=False, objective="time")
+    plan = auto_plan(spec)
+    assert sorted((s.rank, s.cols) for s in plan.shards if s.table == "small") == [
+        (0, (0, 1)),
+        (3, (1, 5)),
+    ]
 
 
 @pytest.mark.parametrize("world_size", [8, 32, 128, 1024])

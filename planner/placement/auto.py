@@ -27,7 +27,8 @@ tiers, then a wrap-around pour of columns); ``placement.auto_time`` the fast one
 saves, tables whole on the least busy rank with room, column cuts only where they
 shorten the busiest rank; then ``placement.stage_search`` moves and swaps pieces of
 the fastest to shorten each stage's slowest rank). Both cut tables only into pieces a multiple of
-``column_multiple`` columns wide (the last piece of a table takes what is left).
+``column_multiple`` columns wide but one, which takes what is left (its columns come
+where its rank puts them: a table's columns follow its pieces' ranks).
 
 **Row reduction.** Where the spec leaves ``row_reduction`` open, over several whole
 hosts, ``auto`` weighs both reductions under either objective: the candidates with
