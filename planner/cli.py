@@ -292,7 +292,7 @@ def validate(plan_path: str, spec_path: str | None, **overrides: Any) -> None:
         raise InputError("the --world-size/--strategy/threshold options need --spec")
     spec = None if spec_path is None else _load_spec(spec_path, overrides)
     problems = plan_problems(saved)
-    if spec is not None:
+    if spec_path is not None and spec is not None:
         problems += _fail_cleanly(
             lambda: spec_problems(saved, spec), _blamed(spec_path, overrides)
         )

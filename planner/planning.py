@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from planner.costs.memory import ranks_over_host_limit, ranks_over_limit
 from planner.describe import describe
 from planner.errors import SpecError
 from planner.files import MAX_LIST_ITEMS
+from planner.placement.offload import with_offload
 from planner.placement.registry import place
+from planner.placement.upstream import UPSTREAM_STRATEGIES, upstream_placement
 from planner.plan import Plan
 from planner.spec import Spec
 
@@ -21,4 +24,32 @@ def make_plan(spec: Spec) -> Plan:
             raise SpecError(
                 f"{key}: {len(found):,} entries, more than the {MAX_LIST_ITEMS:,} a plan holds"
             )
-    return describe(spec, place(spec))
+    plan = describe(spec, place(spec))
+    if spec.strategy == "auto" and spec.offload != "none" and spec.world_size > 1:
+        return _checked_against_upstream(spec, plan)
+    return plan
+
+
+def _checked_against_upstream(spec: Spec, plan: Plan) -> Plan:
+    """``auto``'s plan, unless with offload an upstream strategy's is better.
+
+    ``auto`` weighs its candidates before pieces move to host memory, and offload moves
+    table-parallel pieces only: a candidate that row-slices a table can fit nowhere when
+    the same table whole, offloaded, fits; and what moves changes the step. So with
+    offload every upstream plan is made too, offloaded, and ``auto`` keeps its promise:
+    it fits where one of them fits, and under ``time`` its step is at most the fastest
+    fitting one's (under ``memory`` its largest rank at most theirs)."""
+    by_time = spec.resolved_objective() == "time"
+
+    def rank(made: Plan) -> tuple[bool, float]:
+        fits = not ranks_over_limit(made) and not ranks_over_host_limit(made)
+        step = made.stats.step
+        cost = step.step_seconds if by_time and step is not None else made.stats.max_rank_bytes
+        return not fits, cost
+
+    placements = (
+        upstream_placement(spec.model_copy(update={"strategy": name}))
+        for name in UPSTREAM_STRATEGIES
+    )
+    upstream = [describe(spec, with_offload(spec, placement)) for placement in placements]
+    return min([plan, *upstream], key=rank)  # the first of equals: auto's own

@@ -1,7 +1,9 @@
 """The table spec: what a user writes in ``tables.yaml``.
 
 The pydantic models here are the schema: they validate the file, fill defaults and
-give the normalized form whose fingerprint a plan records.
+give the normalized form whose fingerprint a plan records. The types and bounds of the
+fields are ``spec_fields.py``'s; the names code outside the package imports from here
+are re-exported, so their paths stay.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ from planner.spec_fields import (
     Strategy,
     WorldSize,
 )
+from planner.spec_fields import MAX_NAME_LENGTH as MAX_NAME_LENGTH  # re-exported
+from planner.spec_fields import MAX_WORLD_SIZE as MAX_WORLD_SIZE  # re-exported
+from planner.spec_fields import STRATEGIES as STRATEGIES  # re-exported
+from planner.spec_fields import summing_hosts as summing_hosts  # re-exported
 from planner.units import OPTIMIZER_SLOTS, Optimizer, parse_size
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.costs.memory import ranks_over_limit
+from planner.costs.memory import ranks_over_host_limit, ranks_over_limit
 from planner.describe import describe
 from planner.placement import auto_time
 from planner.placement.auto import (
@@ -35,9 +35,11 @@ UPSTREAM = ("basic", "memory_balanced", "memory_optimized")
 
 
 def sound(plan: Plan) -> list[str]:
-    """plan_problems, less a rank over the device memory: the property specs draw devices
-    that the tables may not fit, and such a plan is sound (the CLI refuses to write it)."""
-    return [p for p in plan_problems(plan) if "usable device memory" not in p]
+    """plan_problems, less a rank over the device or host memory: the property specs draw
+    memories that the tables may not fit, and such a plan is sound (the CLI refuses to
+    write it)."""
+    over = ("usable device memory", "over host_memory")
+    return [p for p in plan_problems(plan) if not any(o in p for o in over)]
 
 
 def auto_plan(spec: Spec) -> Plan:
@@ -303,7 +305,15 @@ def specs(draw) -> Spec:
     if draw(st.booleans()):  # a device that the tables may or may not fit
         total = sum(t["rows"] * t["width"] * 4 for t in tables)
         raw["device_memory"] = max(1, total * draw(st.integers(1, 30)) // (10 * world))
+        if draw(st.booleans()):  # what does not fit may go to host memory, which may be small
+            raw["offload"] = "auto"
+            if draw(st.booleans()):
+                raw["host_memory"] = max(1, total * draw(st.integers(1, 10)) // (10 * world))
     return spec_from_dict(raw)
+
+
+def fits(plan: Plan) -> bool:
+    return not ranks_over_limit(plan) and not ranks_over_host_limit(plan)
 
 
 def upstream_plans(spec: Spec) -> list[Plan]:
@@ -315,13 +325,15 @@ def upstream_plans(spec: Spec) -> list[Plan]:
 def test_auto_is_sound_deterministic_and_never_worse_than_upstream(spec: Spec) -> None:
     plan = auto_plan(spec)
     upstream = upstream_plans(spec)
+    fitting = [p for p in upstream if fits(p)]
+    if fitting:  # fitting comes first, with or without offload
+        assert fits(plan)
     if spec.resolved_objective() == "memory":
-        assert plan.stats.max_rank_bytes <= min(p.stats.max_rank_bytes for p in upstream)
-    else:
-        fitting = [p for p in upstream if not ranks_over_limit(p)]
-        if fitting:
-            assert not ranks_over_limit(plan)
-            assert plan.stats.step.step_seconds <= min(p.stats.step.step_seconds for p in fitting)
+        # without offload auto's balance never loses; with it, among the plans that fit
+        rivals = fitting or upstream if spec.offload != "none" else upstream
+        assert plan.stats.max_rank_bytes <= min(p.stats.max_rank_bytes for p in rivals)
+    elif fitting:
+        assert plan.stats.step.step_seconds <= min(p.stats.step.step_seconds for p in fitting)
     assert make_plan(spec).to_json() == plan.to_json()
     assert plan.parameters.requested_strategy == "auto"
     assert plan.strategy in ("auto", *UPSTREAM)

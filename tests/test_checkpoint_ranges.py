@@ -6,15 +6,15 @@ from checkpoint_data import MIXED, plan_of
 from shared import SMALL
 
 from planner import make_plan, spec_from_dict
-from planner.checkpoint.blocks import Block, OverlapIndex, overlap, plan_blocks
+from planner.checkpoint.blocks import Block, OverlapIndex, plan_blocks
 
 
-def test_overlap_of_half_open_intervals():
-    assert overlap((0, 10), (5, 15)) == (5, 10)
-    assert overlap((5, 15), (0, 10)) == (5, 10)
-    assert overlap((0, 10), (10, 20)) is None  # touching is not overlapping
-    assert overlap((3, 4), (0, 100)) == (3, 4)
-    assert overlap((0, 0), (0, 10)) is None
+def test_ranges_are_half_open():
+    index = OverlapIndex([(0, 10)], [(0, 4)])
+    assert index.query((10, 20), (0, 4)) == []  # touching is not overlapping
+    assert index.query((0, 0), (0, 4)) == []  # an empty range overlaps nothing
+    assert index.query((3, 4), (0, 100)) == [(0, (3, 4), (0, 4))]
+    assert index.query((5, 15), (3, 9)) == [(0, (5, 10), (3, 4))]
 
 
 def test_query_returns_the_shared_rectangle_of_each_piece():

@@ -265,6 +265,8 @@ def test_auto_offloads_the_fewest_bytes_on_every_rank(
     largest = max(r.bytes for r in placed.ranks)
     memory = max(1, int(largest * share))
     plan = make_plan(spec_from_dict({**raw, "device_memory": memory, "offload": "auto"}))
+    if plan.strategy != placed.strategy:  # auto took an upstream plan, better once offloaded
+        placed = make_plan(spec_from_dict({**raw, "strategy": plan.strategy}))
     slots = 1 + plan.parameters.optimizer_slots
     itemsize = {t.name: t.itemsize for t in plan.tables}
     for before, after in zip(placed.ranks, plan.ranks, strict=True):
@@ -373,3 +375,23 @@ def test_bad_offload_settings_are_one_line(changes: dict, message: str) -> None:
         spec_from_dict({**SMALL, **changes}, source="s.yaml")
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+def test_auto_with_offload_fits_where_an_upstream_strategy_does() -> None:
+    # one 1e9 x 4 table (16 GB) on 2 ranks of 4 GiB. auto weighs its candidates before
+    # offload: none fits a GPU, and row slices (8 GB a rank) are the smallest, but row
+    # slices cannot go to host memory. Upstream's strategies cut it into two column
+    # halves (more ranks than tables), which offload moves whole: 8 GB of host memory a
+    # rank, none on the GPUs. They fit, so auto must, here with one of their plans.
+    spec = spec_from_dict({
+        "world_size": 2, "strategy": "auto", "device_memory": "4GiB", "offload": "auto",
+        "host_memory": "16GiB", "tables": [{"name": "big", "rows": 10**9, "width": 4}],
+    })
+    plan = make_plan(spec)
+    assert plan.parameters.requested_strategy == "auto"
+    assert plan.strategy in ("basic", "memory_balanced", "memory_optimized")
+    assert [(s.rank, s.cols, s.device) for s in plan.shards] == [
+        (0, (0, 2), "host"),
+        (1, (2, 4), "host"),
+    ]
+    assert [r.device_bytes for r in plan.ranks] == [0, 0]

@@ -37,12 +37,6 @@ class Block:
         return rows * cols
 
 
-def overlap(a: Range, b: Range) -> Range | None:
-    """The common part of two half-open intervals, or None when they share nothing."""
-    start, stop = max(a[0], b[0]), min(a[1], b[1])
-    return (start, stop) if start < stop else None
-
-
 def plan_blocks(plan: Plan) -> list[Block]:
     """Every non-empty piece the plan places, each once, with the rank that saves it.
 

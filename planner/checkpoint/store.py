@@ -9,7 +9,9 @@ read at a time, whatever plan the pieces were written under.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -186,7 +188,9 @@ def read_problems(
     return [problem for problem in problems.values() if problem]
 
 
-def row_chunks(array, rows: Range, cols: Range, chunk_bytes: int, dtype: np.dtype):
+def row_chunks(
+    array: Any, rows: Range, cols: Range, chunk_bytes: int, dtype: np.dtype
+) -> Iterator[np.ndarray]:
     """Rows [r0, r1), columns [c0, c1) of ``array`` (numpy, memory-mapped, or a table
     view) in consecutive ``dtype`` arrays of at most ``chunk_bytes`` (one row at least)."""
     width = cols[1] - cols[0]

@@ -134,6 +134,8 @@ def row_read(cols: int, itemsize: int) -> int:
 
 
 def table_loads(tables: Sequence[TableSpec], inputs: Sequence[InputSpec]) -> list[TableLoad]:
+    """Per table, the ids and outputs its readers bring each sample: what every piece of
+    it looks up and sends, whichever rank holds it."""
     index = {t.name: i for i, t in enumerate(tables)}
     ids, outputs = [0] * len(tables), [0] * len(tables)
     for inp in inputs:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from planner.costs.comm import summarize_comm
 from planner.costs.steptime import summarize_step
 from planner.plan import RankPlan, Stats
 from planner.spec import TableSpec
 
 
-def summarize(ranks: list[RankPlan], tables: list[TableSpec]) -> Stats:
+def summarize(ranks: Sequence[RankPlan], tables: Sequence[TableSpec]) -> Stats:
     """Totals and balance over ranks; the traffic summary when ranks carry estimates."""
     per_rank = [rank.bytes for rank in ranks]
     mean = sum(per_rank) / len(per_rank)

@@ -81,7 +81,9 @@ class WrapAround:
             size += self.bytes[t]
         return order
 
-    def _wrap(self, row_sliced: list[int], order: list[int], dealt: list[int] = ()) -> tuple:
+    def _wrap(
+        self, row_sliced: list[int], order: list[int], dealt: Sequence[int] = ()
+    ) -> tuple:
         """Row-slice those tables, deal the ``dealt`` ones whole to the ranks with the least
         traffic, pour the others around the ranks at the smallest cap: ``candidate``'s
         arguments."""

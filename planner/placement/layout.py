@@ -67,8 +67,8 @@ def merge_slices(
                 pieces[table] = Piece(table=table, width=width)
         per_rank.append(list(pieces.values()))
     start = dict.fromkeys(slice_widths, 0)
-    for pieces in per_rank:
-        for piece in pieces:
+    for held in per_rank:
+        for piece in held:
             piece.cols = (start[piece.table], start[piece.table] + piece.width)
             start[piece.table] += piece.width
     return per_rank

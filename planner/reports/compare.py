@@ -127,6 +127,8 @@ def compare(
 
 
 def row_of(plan: Plan, strategy: str) -> Row:
+    """The comparison's row of ``plan``, made for ``strategy`` as asked (``used`` says what
+    ran: with one rank, basic)."""
     comm = plan.stats.comm
     over = ranks_over_limit(plan)
     return Row(

@@ -78,6 +78,8 @@ class RankRow:
 
 
 def rank_rows(plan: Plan) -> list[RankRow]:
+    """Each rank's row of the preview's rank table (shards, weights, bytes, share of the
+    largest), also the JSON preview's per-rank entries."""
     shards_on = [0] * plan.world_size
     for shard in plan.shards:
         shards_on[shard.rank] += 1
