@@ -38,14 +38,14 @@ def _checked_against_upstream(spec: Spec, plan: Plan) -> Plan:
     the same table whole, offloaded, fits; and what moves changes the step. So with
     offload every upstream plan is made too, offloaded, and ``auto`` keeps its promise:
     it fits where one of them fits, and under ``time`` its step is at most the fastest
-    fitting one's (under ``memory`` its largest rank at most theirs)."""
+    fitting one's (under ``memory``, or when none fits, its largest rank at most theirs)."""
     by_time = spec.resolved_objective() == "time"
 
     def rank(made: Plan) -> tuple[bool, float]:
         fits = not ranks_over_limit(made) and not ranks_over_host_limit(made)
         step = made.stats.step
-        cost = step.step_seconds if by_time and step is not None else made.stats.max_rank_bytes
-        return not fits, cost
+        timed = by_time and fits and step is not None
+        return not fits, step.step_seconds if timed else made.stats.max_rank_bytes
 
     placements = (
         upstream_placement(spec.model_copy(update={"strategy": name}))

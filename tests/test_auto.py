@@ -334,6 +334,8 @@ def test_auto_is_sound_deterministic_and_never_worse_than_upstream(spec: Spec) -
         assert plan.stats.max_rank_bytes <= min(p.stats.max_rank_bytes for p in rivals)
     elif fitting:
         assert plan.stats.step.step_seconds <= min(p.stats.step.step_seconds for p in fitting)
+    elif not fits(plan):  # nothing fits: the memory objective's plan
+        assert plan.stats.max_rank_bytes <= min(p.stats.max_rank_bytes for p in upstream)
     assert make_plan(spec).to_json() == plan.to_json()
     assert plan.parameters.requested_strategy == "auto"
     assert plan.strategy in ("auto", *UPSTREAM)

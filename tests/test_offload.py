@@ -395,3 +395,21 @@ def test_auto_with_offload_fits_where_an_upstream_strategy_does() -> None:
         (1, (2, 4), "host"),
     ]
     assert [r.device_bytes for r in plan.ranks] == [0, 0]
+
+
+def test_auto_with_offload_where_nothing_fits_keeps_the_smallest_largest_rank() -> None:
+    # nothing fits GPU and host memory in any plan of these tables; auto then gives the
+    # memory objective's plan (its step is no longer the point), with offload as without
+    tables = [("t41", 85109, 337), ("t45", 8, 354), ("t47", 4, 64)]
+    spec = spec_from_dict({
+        "world_size": 2, "strategy": "auto", "device_memory": 18_552_645, "offload": "auto",
+        "host_memory": 18_552_645, "global_batch_size": 2,
+        "tables": [{"name": n, "rows": rows, "width": width} for n, rows, width in tables],
+    })
+    upstream = [
+        make_plan(spec.model_copy(update={"strategy": name}))
+        for name in ("basic", "memory_balanced", "memory_optimized")
+    ]
+    assert all(plan_problems(p) for p in upstream)  # none fits
+    plan = make_plan(spec)
+    assert plan.stats.max_rank_bytes <= min(p.stats.max_rank_bytes for p in upstream)
