@@ -25,7 +25,7 @@ from planner.planning import make_plan
 from planner.reports import capacity
 from planner.reports.capacity import _smaller_that_fits, _world_sizes_to_try, capacity_report
 from planner.reports.overflow import largest_world_to_try, over_capacity
-from planner.spec import COST_FIELDS, spec_from_dict
+from planner.spec import COST_FIELDS, load_spec, spec_from_dict
 from planner.spec_fields import DTYPE_BYTES
 from planner.units import OPTIMIZERS, exact_size, missing_unit_hint, parse_size
 from planner.validation import plan_problems, spec_problems
@@ -570,6 +570,33 @@ def test_world_size_advice_is_a_size_the_global_batch_splits_over(tmp_path) -> N
         main, ["plan", str(spec), "--world-size", "4", "-o", str(tmp_path / "p.json")]
     )
     assert followed.exit_code == 0, followed.output
+
+
+def test_no_world_size_splitting_the_global_batch_is_said_so(tmp_path) -> None:
+    # 12 tables of 256,000 B on ranks of 300,000 B need 11 ranks, 12 in whole hosts of
+    # 6; no multiple of 6 divides a global batch of 15, so no size can be advised
+    spec = tmp_path / "s.yaml"
+    tables = "".join(f"  - {{name: t{k}, rows: 1000, width: 64}}\n" for k in range(12))
+    spec.write_text(
+        "world_size: 3\ndevice_memory: 300000\nglobal_batch_size: 15\ngpus_per_host: 6\n"
+        f"tables:\n{tables}"
+    )
+    done = CliRunner().invoke(main, ["plan", str(spec), "-o", str(tmp_path / "p.json")])
+    assert done.exit_code == 3
+    assert done.output.rstrip().endswith(
+        "no world size from 12 to 4,096 in whole hosts of 6 splits global_batch_size 15 "
+        "evenly; change global_batch_size"
+    ), done.output
+
+
+def test_advice_is_checked_with_the_global_batch_that_decides_auto_s_replicas() -> None:
+    # planned without its global batch (as the advice once checked it), auto's own plan
+    # fits once offloaded; with the batch of 15 auto keeps memory_optimized's, whose row
+    # slices cannot go to host memory. So --strategy auto is no fix here.
+    spec = load_spec(Path(__file__).parent / "data" / "auto_needs_its_batch.yaml")
+    report = capacity_report(make_plan(spec))
+    assert not report.fits and "--strategy auto" not in report.fixes
+    assert capacity_report(make_plan(spec.model_copy(update={"strategy": "auto"}))).fits is False
 
 
 def test_whole_hosts_past_the_largest_size_tried_say_so(tmp_path) -> None:

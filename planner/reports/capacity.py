@@ -191,24 +191,30 @@ def capacity_report(plan: Plan, verify: bool = True) -> CapacityReport:
     )
 
 
-def _advice(overflow: RankOverflow, unfit: tuple[int, RankOverflow] | None) -> str:
+def _advice(overflow: RankOverflow, unfit: tuple[int, RankOverflow] | str | None) -> str:
     """The plan's own advice, unless it is to add ranks and even the most tried did not fit:
-    then what the plan at that many ranks advises."""
+    then what the plan at that many ranks advises; or no size could be tried (``unfit``
+    says why)."""
     if unfit is None or "--world-size" not in overflow.advice:
         return overflow.advice
+    if isinstance(unfit, str):
+        return unfit
     size, there = unfit
     return f"even {size:,} ranks do not fit (at {size:,}, {there.diagnosis}); {there.advice}"
 
 
 def fixes_that_fit(
     plan: Plan, overflows: list[RankOverflow]
-) -> tuple[list[str], tuple[int, RankOverflow] | None]:
+) -> tuple[list[str], tuple[int, RankOverflow] | str | None]:
     """CLI options, each of which alone makes the plan fit; checked by planning again.
 
     Also, when larger world sizes were tried and none fits: the largest tried and the
-    first overflow of the plan made with it (None otherwise).
+    first overflow of the plan made with it; when none could be tried (none splits the
+    global batch), why; None otherwise.
     """
-    spec = plan.spec().model_copy(update={"global_batch_size": None})  # memory only
+    # the batch stays: auto's placement depends on it (which replicas pay), and a world
+    # size must split it (sizes are tried among those that do)
+    spec = plan.spec()
     candidates: dict[str, dict] = {}
     for o in overflows:
         if o.option is not None:
@@ -234,6 +240,12 @@ def fixes_that_fit(
         return found, None
     per_host, batch = plan.parameters.gpus_per_host, plan.parameters.global_batch_size
     sizes = _world_sizes_to_try(lowest, largest, per_host, batch)
+    if not sizes and batch is not None and _world_sizes_to_try(lowest, largest, per_host):
+        hosts = f" in whole hosts of {per_host}" if per_host > 1 else ""
+        return found, (
+            f"no world size from {lowest:,} to {largest:,}{hosts} splits global_batch_size "
+            f"{batch:,} evenly; change global_batch_size"
+        )
 
     def world_that_fits(
         base: dict, below: int = MAX_WORLD_SIZE + 1
